@@ -1,4 +1,9 @@
-"""Choose between the torch reference and the Triton kernels for each call."""
+"""Choose between the torch reference and the Triton kernels for each call.
+
+"auto" takes Triton for CUDA tensors (when Triton imports) and the reference otherwise; FASTSTEAL_KERNELS
+overrides "auto". A forced "triton" never falls back: it runs (GPU, or the interpreter on CPU when
+TRITON_INTERPRET=1) or raises. Triton modules are imported only on the Triton path.
+"""
 from __future__ import annotations
 
 import os
@@ -6,6 +11,7 @@ import os
 import torch
 
 from . import reference
+from ._triton_env import check_can_run, triton_available
 
 IMPLS = ("auto", "torch", "triton")
 
@@ -15,37 +21,47 @@ def resolve_impl(impl: str, *tensors: torch.Tensor) -> str:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     env = os.environ.get("FASTSTEAL_KERNELS", "").strip().lower()
-    if impl == "auto" and env:
+    if impl == "auto" and env and env != "auto":
         if env not in ("torch", "triton"):
-            raise ValueError(f"FASTSTEAL_KERNELS must be 'torch' or 'triton', got {env!r}")
+            raise ValueError(f"FASTSTEAL_KERNELS must be 'torch', 'triton' or 'auto', got {env!r}")
         impl = env
     if impl == "auto":
-        return "torch"  # Triton kernels are wired in by faststeal.kernels.triton_* when available.
+        on_cuda = bool(tensors) and all(t.is_cuda for t in tensors if isinstance(t, torch.Tensor))
+        return "triton" if on_cuda and triton_available() else "torch"
     if impl == "triton":
-        raise RuntimeError("impl='triton' requested but the Triton kernels are not built into this version; "
-                           "use impl='torch' or unset FASTSTEAL_KERNELS")
+        check_can_run(tensors)
     return impl
 
 
 def eqlr_conv2d(x, weight, bias=None, *, impl: str = "auto", **kwargs):
     """Equalized-LR conv with fused up/down, bias, activation and pixel norm. See reference.eqlr_conv2d."""
-    resolve_impl(impl, x, weight)
+    if resolve_impl(impl, x, weight) == "triton":
+        from . import triton_conv
+        kwargs.setdefault("gain", reference.DEFAULT_GAIN)
+        return triton_conv.eqlr_conv2d(x, weight, bias, **kwargs)
     return reference.eqlr_conv2d(x, weight, bias, **kwargs)
 
 
 def eqlr_linear(x, weight, bias=None, *, impl: str = "auto", **kwargs):
     """Equalized-LR dense layer with fused bias/activation/pixel norm. See reference.eqlr_linear."""
-    resolve_impl(impl, x, weight)
+    if resolve_impl(impl, x, weight) == "triton":
+        from . import triton_conv
+        kwargs.setdefault("gain", reference.DEFAULT_GAIN)
+        return triton_conv.eqlr_linear(x, weight, bias, **kwargs)
     return reference.eqlr_linear(x, weight, bias, **kwargs)
 
 
 def spectral_norm(weight, u, *, impl: str = "auto", **kwargs):
     """Power-iteration spectral norm; returns (weight / sigma, sigma, u_new). See reference.spectral_norm."""
-    resolve_impl(impl, weight)
+    if resolve_impl(impl, weight, u) == "triton":
+        from . import triton_sn
+        return triton_sn.spectral_norm(weight, u, **kwargs)
     return reference.spectral_norm(weight, u, **kwargs)
 
 
 def spectral_norm_multi(weights, us, *, impl: str = "auto", **kwargs):
-    """Spectral norm of many layers in one call (one launch on Triton)."""
-    resolve_impl(impl, *weights)
+    """Spectral norm of many layers in one call (one launch on Triton). Returns three lists."""
+    if resolve_impl(impl, *weights, *us) == "triton":
+        from . import triton_sn
+        return triton_sn.spectral_norm_multi(weights, us, **kwargs)
     return reference.spectral_norm_multi(weights, us, **kwargs)

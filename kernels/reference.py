@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 PIXELNORM_EPS = 1e-8
+DEFAULT_GAIN = math.sqrt(2)
 
 
 def default_padding(kernel_size: int) -> int:
@@ -47,7 +48,7 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str, alpha:
 
 
 def eqlr_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
-                gain: float = math.sqrt(2), stride: int = 1, padding: int | None = None, up: int = 1,
+                gain: float = DEFAULT_GAIN, stride: int = 1, padding: int | None = None, up: int = 1,
                 down: int = 1, activation: str = "lrelu", alpha: float = 0.2, act_gain: float = 1.0,
                 pixelnorm: bool = False) -> torch.Tensor:
     """Equalized-LR convolution: [nearest up] -> conv(W * he_scale) -> [2x2 average down] -> bias_act."""
@@ -64,7 +65,7 @@ def eqlr_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 def eqlr_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
-                gain: float = math.sqrt(2), activation: str = "lrelu", alpha: float = 0.2,
+                gain: float = DEFAULT_GAIN, activation: str = "lrelu", alpha: float = 0.2,
                 act_gain: float = 1.0, pixelnorm: bool = False) -> torch.Tensor:
     """Equalized-LR dense layer: x @ (W * he_scale)^T -> bias_act."""
     x = F.linear(x, weight * he_scale(weight, gain))
@@ -80,7 +81,9 @@ def spectral_norm(weight: torch.Tensor, u: torch.Tensor, *, n_iter: int = 1, eps
     """Spectral normalisation by power iteration (Miyato et al. 2018).
 
     The weight is viewed as a matrix W of shape (out, in*kh*kw). With update_u, n_iter rounds of
-    v = normalize(W^T u), u = normalize(W v) refine the left singular vector; otherwise u is used as is.
+    v = normalize(W^T u), u = normalize(W v) refine the singular vectors (the order, and the v used for
+    sigma, match Miyato's code and torch.nn.utils.parametrizations.spectral_norm); with update_u=False or
+    n_iter=0, u is used as given and v = normalize(W^T u).
     sigma = u^T W v with u and v held constant, so the gradient flows only through W (as in the paper).
     Returns (weight / sigma, sigma, u_new); the caller stores u_new.
     """
@@ -89,10 +92,11 @@ def spectral_norm(weight: torch.Tensor, u: torch.Tensor, *, n_iter: int = 1, eps
         u_new = u.detach().to(w_mat.dtype)
         w_det = w_mat.detach()
         rounds = n_iter if update_u else 0
-        for _ in range(rounds):
-            v = _normalize(w_det.t() @ u_new, eps)
-            u_new = _normalize(w_det @ v, eps)
         v = _normalize(w_det.t() @ u_new, eps)
+        for i in range(rounds):
+            if i:
+                v = _normalize(w_det.t() @ u_new, eps)
+            u_new = _normalize(w_det @ v, eps)
     sigma = torch.dot(u_new, w_mat @ v)
     return weight / sigma, sigma, u_new
 

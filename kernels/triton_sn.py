@@ -1,0 +1,149 @@
+"""Spectral-norm power iteration for many layers in one Triton launch.
+
+One program per layer: program l reads its weight through a table of addresses (so weights are never
+copied into one buffer), runs n_iter rounds of v = normalize(W^T u), u = normalize(W v) with W viewed as
+(out, in*kh*kw), and writes u_new, v and sigma = u^T W v. The SNGAN discriminator thus pays one launch per
+forward for all its layers instead of ~4 small kernels per layer per round.
+
+The gradient follows Miyato et al.: u and v are constants, so d sigma / d W = u v^T; the division
+weight / sigma is left to torch autograd.
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+import torch
+
+BLOCK_R = 32
+BLOCK_C = 128
+
+
+@triton.jit
+def _sn_power_multi(w_tab, rows_ptr, cols_ptr, u_off_ptr, v_off_ptr, u_ptr, v_ptr, sigma_ptr,
+                    n_iter, eps, UPDATE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    pid = tl.program_id(0)
+    w = tl.load(w_tab + pid).to(tl.pointer_type(tl.float32))
+    R = tl.load(rows_ptr + pid)
+    C = tl.load(cols_ptr + pid)
+    u = u_ptr + tl.load(u_off_ptr + pid)  # holds u on entry, u_new on exit
+    v = v_ptr + tl.load(v_off_ptr + pid)  # scratch; holds the normalised v on exit
+    ar = tl.arange(0, BLOCK_R)
+    ac = tl.arange(0, BLOCK_C)
+    sigma = 0.0
+    rounds = n_iter if UPDATE else 1
+    for _ in range(rounds):
+        # v = W^T u (unnormalised), and its squared norm
+        v_sq = 0.0
+        for c0 in range(0, C, BLOCK_C):
+            oc = c0 + ac
+            cm = oc < C
+            acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+            for r0 in range(0, R, BLOCK_R):
+                orr = r0 + ar
+                rm = orr < R
+                uu = tl.load(u + orr, mask=rm, other=0.0)
+                wt = tl.load(w + orr.to(tl.int64)[:, None] * C + oc[None, :], mask=rm[:, None] & cm[None, :],
+                             other=0.0)
+                acc += tl.sum(wt * uu[:, None], axis=0)
+            tl.store(v + oc, acc, mask=cm)
+            v_sq += tl.sum(acc * acc, axis=0)
+        tl.debug_barrier()
+        inv_v = 1.0 / tl.maximum(tl.sqrt(v_sq), eps)
+        # W v with v normalised; sigma = u . W v (no update) or u_new = W v / |W v| (update)
+        wv_sq = 0.0
+        dot = 0.0
+        for r0 in range(0, R, BLOCK_R):
+            orr = r0 + ar
+            rm = orr < R
+            acc = tl.zeros((BLOCK_R,), dtype=tl.float32)
+            for c0 in range(0, C, BLOCK_C):
+                oc = c0 + ac
+                cm = oc < C
+                vv = tl.load(v + oc, mask=cm, other=0.0)
+                wt = tl.load(w + orr.to(tl.int64)[:, None] * C + oc[None, :], mask=rm[:, None] & cm[None, :],
+                             other=0.0)
+                acc += tl.sum(wt * vv[None, :], axis=1)
+            acc = acc * inv_v
+            wv_sq += tl.sum(acc * acc, axis=0)
+            if UPDATE:
+                tl.store(u + orr, acc, mask=rm)
+            else:
+                dot += tl.sum(tl.load(u + orr, mask=rm, other=0.0) * acc, axis=0)
+        tl.debug_barrier()
+        if UPDATE:
+            wv_norm = tl.maximum(tl.sqrt(wv_sq), eps)
+            for r0 in range(0, R, BLOCK_R):
+                orr = r0 + ar
+                rm = orr < R
+                tl.store(u + orr, tl.load(u + orr, mask=rm, other=0.0) / wv_norm, mask=rm)
+            sigma = wv_sq / wv_norm
+        else:
+            sigma = dot
+        tl.debug_barrier()
+        for c0 in range(0, C, BLOCK_C):  # keep v normalised (the last round's is what backward uses)
+            oc = c0 + ac
+            cm = oc < C
+            tl.store(v + oc, tl.load(v + oc, mask=cm, other=0.0) * inv_v, mask=cm)
+        tl.debug_barrier()
+    tl.store(sigma_ptr + pid, sigma)
+
+
+class _Sigma(torch.autograd.Function):
+    """sigma = u^T W v computed by the kernel; backward treats u and v as constants (Miyato et al.)."""
+
+    @staticmethod
+    def forward(ctx, weight, sigma, u, v):
+        ctx.save_for_backward(u, v)
+        ctx.shape = weight.shape
+        return sigma.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        u, v = ctx.saved_tensors
+        return (g * torch.outer(u, v)).reshape(ctx.shape).to(g.dtype), None, None, None
+
+
+def spectral_norm_multi(weights, us, *, n_iter=1, eps=1e-12, update_u=True):
+    """Triton version of reference.spectral_norm_multi: one launch for every layer."""
+    if len(weights) != len(us):
+        raise ValueError(f"got {len(weights)} weights but {len(us)} u vectors")
+    if not weights:
+        return [], [], []
+    if n_iter < 1:
+        update_u = False  # zero rounds: u stays as given, exactly like the reference
+    device = weights[0].device
+    mats = [w.detach().reshape(w.shape[0], -1).to(torch.float32).contiguous() for w in weights]
+    for m, u in zip(mats, us):
+        if u.shape != (m.shape[0],):
+            raise ValueError(f"u has shape {tuple(u.shape)}, expected ({m.shape[0]},)")
+    rows = [m.shape[0] for m in mats]
+    cols = [m.shape[1] for m in mats]
+    u_off = [0]
+    v_off = [0]
+    for r, c in zip(rows, cols):
+        u_off.append(u_off[-1] + r)
+        v_off.append(v_off[-1] + c)
+    u_buf = torch.cat([u.detach().to(torch.float32).reshape(-1) for u in us])
+    v_buf = torch.empty(v_off[-1], device=device, dtype=torch.float32)
+    sig = torch.empty(len(mats), device=device, dtype=torch.float32)
+    i64 = dict(device=device, dtype=torch.int64)
+    w_tab = torch.tensor([m.data_ptr() for m in mats], **i64)
+    _sn_power_multi[(len(mats),)](
+        w_tab, torch.tensor(rows, **i64), torch.tensor(cols, **i64), torch.tensor(u_off[:-1], **i64),
+        torch.tensor(v_off[:-1], **i64), u_buf, v_buf, sig, int(n_iter), float(eps),
+        UPDATE=bool(update_u), BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+    outs, sigmas, u_news = [], [], []
+    for i, w in enumerate(weights):
+        u_new = u_buf[u_off[i]:u_off[i + 1]].to(us[i].dtype)
+        v = v_buf[v_off[i]:v_off[i + 1]]
+        sigma = _Sigma.apply(w, sig[i].to(w.dtype), u_new.to(w.dtype), v.to(w.dtype))
+        outs.append(w / sigma)
+        sigmas.append(sigma)
+        u_news.append(u_new)
+    return outs, sigmas, u_news
+
+
+def spectral_norm(weight, u, *, n_iter=1, eps=1e-12, update_u=True):
+    """Triton version of reference.spectral_norm (a one-layer spectral_norm_multi)."""
+    outs, sigmas, u_news = spectral_norm_multi([weight], [u], n_iter=n_iter, eps=eps, update_u=update_u)
+    return outs[0], sigmas[0], u_news[0]
