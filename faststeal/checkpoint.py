@@ -1,2 +1,147 @@
-def load_generator(p): raise NotImplementedError
-def load_discriminator(p): raise NotImplementedError
+"""The faststeal checkpoint: one .pt file of plain tensors and Python values, safe to load.
+
+Layout (all keys plain): format, format_version, faststeal_version, config (arch, resolution, channels,
+latent_dim, width, training options), data_fingerprint, progress, G, G_ema, D (state dicts), and for
+resumable files optim_G, optim_D, loader, rng. Everything loads with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+FORMAT = "faststeal-checkpoint"
+FORMAT_VERSION = 1
+BUILTIN_PREFIX = "builtin:"
+REQUIRED = ("config", "G_ema", "D")
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable faststeal checkpoint; the message is one line naming the file."""
+
+
+def builtin_names() -> list[str]:
+    folder = resources.files("faststeal") / "builtin"
+    return sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".pt"))
+
+
+def resolve_path(path) -> Path:
+    """Map ``builtin:NAME`` to the checkpoint shipped in the package; other paths pass through."""
+    path = str(path)
+    if path.startswith(BUILTIN_PREFIX):
+        name = path[len(BUILTIN_PREFIX):]
+        candidate = Path(str(resources.files("faststeal") / "builtin" / f"{name}.pt"))
+        if not candidate.exists():
+            raise CheckpointError(f"{path}: unknown built-in target; available: {', '.join(builtin_names())}")
+        return candidate
+    return Path(path)
+
+
+def atomic_torch_save(obj, path) -> Path:
+    """torch.save to a temp file in the same folder, then rename: a kill never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_checkpoint(state: dict, path) -> Path:
+    state = dict(state)
+    from faststeal import __version__
+
+    state.update(format=FORMAT, format_version=FORMAT_VERSION, faststeal_version=__version__)
+    return atomic_torch_save(state, path)
+
+
+def load_checkpoint(path) -> dict:
+    """Load and validate a checkpoint (weights_only); any problem becomes a one-line CheckpointError."""
+    path = resolve_path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with code, random bytes: all one message
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
+        raise CheckpointError(f"{path}: not a readable faststeal checkpoint ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a faststeal checkpoint (no '{FORMAT}' marker); "
+                              f"train one with `faststeal train-target`")
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer faststeal (format {state['format_version']}); "
+                              f"upgrade faststeal")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return state
+
+
+class ImageGenerator(nn.Module):
+    """A trained generator as users see it: z (N, latent_dim) -> images in [-1, 1], (N, C, R, R)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.latent_dim = net.latent_dim
+        self.resolution = net.resolution
+        self.channels = net.channels
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+        return self.net(z.to(next(self.net.parameters()).dtype)).clamp(-1.0, 1.0)
+
+
+def _float_state(sd: dict) -> dict:
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+
+
+def build_from_config(config: dict):
+    from faststeal.models import build_discriminator, build_generator
+
+    g = build_generator(config["arch"], config["resolution"], config["channels"], config["latent_dim"],
+                        config["width"])
+    d = build_discriminator(config["arch"], config["resolution"], config["channels"], config["width"])
+    return g, d
+
+
+def load_generator(path, device="cpu") -> ImageGenerator:
+    """The EMA generator of a checkpoint at full resolution, in eval mode."""
+    state = load_checkpoint(path)
+    g, _ = build_from_config(state["config"])
+    try:
+        g.load_state_dict(_float_state(state["G_ema"]))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: generator weights do not match its config ({str(exc)[:120]})") from None
+    return ImageGenerator(g).to(device).eval().requires_grad_(False)
+
+
+def load_discriminator(path, device="cpu") -> nn.Module:
+    """The discriminator of a checkpoint at full resolution, in eval mode (scores: higher = more real)."""
+    state = load_checkpoint(path)
+    _, d = build_from_config(state["config"])
+    try:
+        d.load_state_dict(_float_state(state["D"]))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: discriminator weights do not match its config ({str(exc)[:120]})") from None
+    return d.to(device).eval().requires_grad_(False)
+
+
+def slim_checkpoint(state: dict, dtype=torch.float16) -> dict:
+    """Drop optimiser/resume state and store weights in fp16: the small file shipped as a built-in target."""
+    keep = {k: state[k] for k in ("config", "data_fingerprint", "progress") if k in state}
+    for key in ("G", "G_ema", "D"):
+        if key in state:
+            keep[key] = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state[key].items()}
+    keep.pop("G", None)  # the EMA generator is what users sample; the raw G is only needed to resume
+    return keep

@@ -1,0 +1,121 @@
+"""Command line: `faststeal COMMAND --help`. Thin: parse options, call the library, print results."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .checkpoint import CheckpointError
+from .data import DataError
+
+
+class FriendlyGroup(click.Group):
+    """Turn the library's input errors into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx):
+        from .train import TrainingDiverged
+
+        try:
+            return super().invoke(ctx)
+        except (DataError, CheckpointError, TrainingDiverged) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=FriendlyGroup)
+@click.version_option(package_name="faststeal")
+def main():
+    """faststeal: steal a GAN through its outputs, measure fidelity and accuracy, test defenses."""
+
+
+@main.command("train-target")
+@click.option("--arch", type=click.Choice(["pggan", "sngan"]), default="pggan", show_default=True)
+@click.option("--data", default="fashion-mnist", show_default=True,
+              help="fashion-mnist[:train|test], an image folder, or a uint8 .npy/.npz file")
+@click.option("--classes", default=None, help="keep only these labels, e.g. 0,1,2")
+@click.option("--resolution", type=click.Choice(["32", "64"]), default="32", show_default=True)
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="1 or 3; default: what the data has")
+@click.option("--latent-dim", type=int, default=128, show_default=True)
+@click.option("--width", type=int, default=64, show_default=True, help="feature maps (PGGAN: up to 16x16)")
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--kimg", type=float, default=100.0, show_default=True, help="thousands of real images shown to D")
+@click.option("--lr", type=float, default=None, help="default: PGGAN 1e-3, SNGAN 2e-4")
+@click.option("--n-dis", type=int, default=None, help="critic steps per G step; default PGGAN 1, SNGAN 5")
+@click.option("--phase-kimg", type=float, default=None, help="PGGAN kimg per fade/stable phase")
+@click.option("--ema-kimg", type=float, default=5.0, show_default=True)
+@click.option("--snapshot-kimg", type=float, default=10.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="checkpoint file (.pt)")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="sample grids go here; default runs/<out name>")
+@click.option("--resume", is_flag=True, help="continue from --out if it exists")
+def train_target(arch, data, classes, resolution, channels, latent_dim, width, batch, kimg, lr, n_dis,
+                 phase_kimg, ema_kimg, snapshot_kimg, seed, threads, out, run_dir, resume):
+    """Train a target GAN on real data and write a checkpoint."""
+    import torch
+
+    from .data import load_dataset
+    from .train import Trainer, TrainConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    resolution = int(resolution)
+    dataset = load_dataset(data, resolution=resolution, channels=int(channels) if channels else None,
+                           classes=classes)
+    config = TrainConfig(arch=arch, resolution=resolution, channels=dataset.channels, latent_dim=latent_dim,
+                         width=width, batch=batch, kimg=kimg, lr=lr, n_dis=n_dis, phase_kimg=phase_kimg,
+                         ema_kimg=ema_kimg, snapshot_kimg=snapshot_kimg, seed=seed,
+                         extra={"classes": classes})
+    out = Path(out)
+    run_dir = Path(run_dir) if run_dir else Path("runs") / out.stem
+    trainer = Trainer(config, dataset, checkpoint_path=out, run_dir=run_dir)
+    if resume and out.exists():
+        trainer.resume(out)
+        click.echo(f"resumed {out} at {trainer.kimg:.1f} kimg")
+    click.echo(f"training {arch} {resolution}x{resolution}x{dataset.channels} on {data} "
+               f"({len(dataset)} images) for {kimg} kimg")
+    result = trainer.run()
+    click.echo(f"done: {result['kimg']:.1f} kimg in {result['seconds']:.0f} s "
+               f"({result['images_per_s']:.1f} img/s); checkpoint {out}; grids in {run_dir}")
+
+
+@main.command()
+@click.option("--target", required=True, help="checkpoint path or builtin:NAME")
+@click.option("--n", type=int, default=64, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--nrow", type=int, default=None, help="images per row (default: square)")
+def sample(target, n, out, seed, nrow):
+    """Write a grid of generated images from a checkpoint."""
+    from . import load_generator
+    from .grid import save_grid
+    from .train import generate
+
+    if n < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--n")
+    generator = load_generator(target)
+    start = time.perf_counter()
+    images = generate(generator, n, seed=seed)
+    save_grid(images, out, nrow=nrow)
+    click.echo(f"wrote {out}: {n} samples of {target} ({generator.resolution}x{generator.resolution}, "
+               f"{time.perf_counter() - start:.2f} s)")
+
+
+@main.command("info")
+@click.argument("checkpoint")
+def info(checkpoint):
+    """Print a checkpoint's config and training progress as JSON."""
+    from .checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    click.echo(json.dumps({k: state.get(k) for k in ("faststeal_version", "config", "progress",
+                                                       "data_fingerprint")}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

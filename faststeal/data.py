@@ -1,0 +1,325 @@
+"""Real image data: Fashion-MNIST IDX files, image folders and uint8 arrays, fitted to a model's shape.
+
+Every loader returns an ``ImageSet``: uint8 images (N, C, H, W) in memory, optional labels, and a
+fingerprint of the source so checkpoints and FID caches can tell which data they came from.
+Bad input (missing path, empty folder, corrupt file, wrong shape) raises ``DataError`` with one line
+that names the file and says what to do.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class DataError(ValueError):
+    """A data source cannot be used; the message names the file and the fix."""
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor          # uint8, (N, C, H, W)
+    labels: torch.Tensor | None   # int64 (N,) or None
+    fingerprint: str              # hex digest of the source and the transform applied
+    source: str
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+
+def fashion_mnist_dir() -> Path:
+    """Where the IDX files live: $FASHION_MNIST_DIR, else Debian's dataset-fashion-mnist location."""
+    return Path(os.environ.get("FASHION_MNIST_DIR", FASHION_MNIST_DIR))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) as used by (Fashion-)MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; install it with `apt-get install dataset-fashion-mnist` "
+                        f"or set FASHION_MNIST_DIR to the folder holding the IDX files") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({exc}); the file is corrupt or truncated") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not a uint8 IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: holds {len(raw) - header} bytes of data, header promises {expected}; "
+                        f"the file is truncated")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def load_fashion_mnist(split: str = "train", root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST images (N, 28, 28) uint8 and labels (N,) for split 'train' (60K) or 'test' (10K)."""
+    if split not in ("train", "test"):
+        raise DataError(f"fashion-mnist split must be 'train' or 'test', got {split!r}")
+    root = Path(root) if root is not None else fashion_mnist_dir()
+    prefix = "train" if split == "train" else "t10k"
+
+    def find(stem: str) -> Path:
+        for name in (stem + ".gz", stem):
+            if (root / name).exists():
+                return root / name
+        return root / (stem + ".gz")
+
+    images = read_idx(find(f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(find(f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{root}: Fashion-MNIST files disagree (images {images.shape}, labels {labels.shape})")
+    return images, labels
+
+
+def _read_image_file(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGBA" if "A" in im.getbands() else "RGB").convert("RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc.__class__.__name__}); remove or replace the "
+                        f"file") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def load_image_folder(folder: Path, limit: int | None = None) -> np.ndarray:
+    """All PNG/JPEG/... images under a folder (recursively, sorted) as a list of HWC uint8 arrays."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    if limit is not None:
+        files = files[:limit]
+    return [_read_image_file(p) for p in files], files
+
+
+def load_array_file(path: Path) -> np.ndarray:
+    """A uint8 array (N, H, W), (N, H, W, C) or (N, C, H, W) from .npy or .npz (key 'images' or the only key)."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise DataError(f"{path}: .npz holds {keys}; name the image array 'images'")
+                arr = z[key]
+        else:
+            arr = np.load(path, allow_pickle=False)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read array ({exc}); the file is corrupt or not a numpy file") from None
+    if arr.dtype != np.uint8:
+        raise DataError(f"{path}: dtype is {arr.dtype}, expected uint8 images in [0, 255]")
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4:
+        if arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
+            arr = arr.transpose(0, 3, 1, 2)
+    else:
+        raise DataError(f"{path}: shape {arr.shape}; expected (N, H, W), (N, H, W, C) or (N, C, H, W)")
+    if arr.shape[1] not in (1, 3) or arr.shape[2] != arr.shape[3] or arr.shape[0] == 0:
+        raise DataError(f"{path}: shape {arr.shape}; expected N>0 square images with 1 or 3 channels")
+    return np.ascontiguousarray(arr)
+
+
+def fit_images(images: torch.Tensor, resolution: int | None, channels: int | None) -> torch.Tensor:
+    """Bring uint8 (N, C, H, W) images to (N, channels, resolution, resolution).
+
+    Square images a little smaller than the target (e.g. 28 -> 32) are zero-padded, keeping pixels intact;
+    anything else is centre-cropped to a square and resized with antialiased bilinear interpolation.
+    Grey -> RGB repeats the channel; RGB -> grey uses ITU-R 601 luma weights.
+    """
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise DataError(f"expected uint8 (N, C, H, W) images, got {images.dtype} {tuple(images.shape)}")
+    if channels is not None and channels != images.shape[1]:
+        if channels == 3 and images.shape[1] == 1:
+            images = images.repeat(1, 3, 1, 1)
+        elif channels == 1 and images.shape[1] == 3:
+            luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        else:
+            raise DataError(f"cannot convert {images.shape[1]} channels to {channels}; use 1 or 3")
+    if resolution is None:
+        return images
+    h, w = images.shape[-2:]
+    if h != w:
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        images = images[:, :, top:top + s, left:left + s]
+        h = w = s
+    if h == resolution:
+        return images.contiguous()
+    if h < resolution <= h * 1.25:
+        total = resolution - h
+        before = total // 2
+        return F.pad(images, (before, total - before, before, total - before)).contiguous()
+    out = []
+    for chunk in images.split(4096):
+        x = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear", antialias=True,
+                          align_corners=False)
+        out.append(x.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out).contiguous()
+
+
+def parse_classes(classes) -> list[int] | None:
+    """'0,2,5' or an iterable of ints -> sorted list; None stays None."""
+    if classes is None or classes == "":
+        return None
+    if isinstance(classes, str):
+        try:
+            classes = [int(c) for c in classes.split(",") if c.strip()]
+        except ValueError:
+            raise DataError(f"classes must be comma-separated integers, got {classes!r}") from None
+    return sorted(set(int(c) for c in classes))
+
+
+def _fingerprint(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(repr(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def load_dataset(spec: str, resolution: int | None = None, channels: int | None = None,
+                 classes=None, limit: int | None = None) -> ImageSet:
+    """Load a data source by name.
+
+    spec: ``fashion-mnist`` / ``fashion-mnist:train`` / ``fashion-mnist:test``, an image folder, or a
+    uint8 ``.npy``/``.npz`` file. Folders use the first-level subfolder name as class label, when sorted
+    subfolders exist. ``classes`` keeps only those labels; ``limit`` keeps the first N images.
+    """
+    spec = str(spec)
+    classes = parse_classes(classes)
+    labels = None
+    if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
+        split = spec.split(":", 1)[1] if ":" in spec else "train"
+        arr, lab = load_fashion_mnist(split)
+        images = torch.from_numpy(arr.copy()).unsqueeze(1)
+        labels = torch.from_numpy(lab.astype(np.int64))
+        ident = ("fashion-mnist", split, arr.shape, int(arr[:64].sum()), int(lab.sum()))
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise DataError(f"{spec}: no such file or folder; give fashion-mnist[:train|test], an image "
+                            f"folder or a uint8 .npy/.npz file")
+        if path.is_dir():
+            arrays, files = load_image_folder(path, limit=None if classes else limit)
+            images = _stack_folder(arrays, files, resolution, channels)
+            subdirs = sorted({f.relative_to(path).parts[0] for f in files if len(f.relative_to(path).parts) > 1})
+            if subdirs and all(len(f.relative_to(path).parts) > 1 for f in files):
+                index = {d: i for i, d in enumerate(subdirs)}
+                labels = torch.tensor([index[f.relative_to(path).parts[0]] for f in files])
+            ident = ("folder", str(path.resolve()), len(files), [f.stat().st_size for f in files[:256]])
+        elif path.suffix in (".npy", ".npz"):
+            arr = load_array_file(path)
+            images = torch.from_numpy(arr)
+            st = path.stat()
+            ident = ("array", str(path.resolve()), arr.shape, st.st_size, st.st_mtime_ns)
+        else:
+            raise DataError(f"{spec}: unsupported file type; use an image folder or a uint8 .npy/.npz file")
+    if classes is not None:
+        if labels is None:
+            raise DataError(f"{spec}: class subsets need labels (Fashion-MNIST or a folder of class subfolders)")
+        keep = torch.isin(labels, torch.tensor(classes))
+        if not keep.any():
+            raise DataError(f"{spec}: no images with classes {classes}")
+        images, labels = images[keep], labels[keep]
+    if limit is not None:
+        images = images[:limit]
+        labels = labels[:limit] if labels is not None else None
+    images = fit_images(images, resolution, channels)
+    fp = _fingerprint(ident, classes, limit, tuple(images.shape))
+    return ImageSet(images=images, labels=labels, fingerprint=fp, source=spec)
+
+
+def _stack_folder(arrays: list[np.ndarray], files: list[Path], resolution, channels) -> torch.Tensor:
+    """Stack folder images of possibly different sizes by fitting each one first."""
+    want_c = channels or max(a.shape[2] for a in arrays)
+    sizes = {a.shape[:2] for a in arrays}
+    target = resolution or (min(min(s) for s in sizes) if len(sizes) > 1 else None)
+    out = []
+    for a, f in zip(arrays, files):
+        t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).unsqueeze(0)
+        out.append(fit_images(t, target, want_c))
+    return torch.cat(out)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the range every generator works in."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255] with rounding; values outside the range are clipped."""
+    return images.detach().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+class InfiniteBatches:
+    """Endless shuffled minibatches of float images from an ImageSet, reproducible from a seed.
+
+    ``state()``/``load_state()`` let training resume at the exact next batch.
+    """
+
+    def __init__(self, data: ImageSet, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if len(data) < batch_size:
+            raise DataError(f"{data.source}: {len(data)} images but batch size {batch_size}; lower --batch")
+        self.images = data.images
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+        self.pos = 0
+        self.rank, self.world = rank, world
+        self._order = self._perm()
+
+    def _perm(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(len(self.images), generator=g)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        global_batch = self.batch_size * self.world
+        if self.pos + global_batch > len(self._order):
+            self.epoch += 1
+            self.pos = 0
+            self._order = self._perm()
+        idx = self._order[self.pos + self.rank * self.batch_size: self.pos + (self.rank + 1) * self.batch_size]
+        self.pos += global_batch
+        return to_float(self.images[idx])
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._order = self._perm()

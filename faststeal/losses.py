@@ -1,0 +1,36 @@
+"""GAN objectives: WGAN-GP with drift (PGGAN) and hinge (SNGAN).
+
+Each function returns a scalar loss to minimise plus nothing else; the training loop owns the optimisers.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, *, generator=None,
+                     **d_kwargs) -> torch.Tensor:
+    """Mean over the batch of (||grad_x D(x_hat)||_2 - 1)^2 at random interpolates x_hat (Gulrajani 2017)."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
+    x_hat = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
+    scores = discriminator(x_hat, **d_kwargs)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+
+
+def wgan_gp_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor, penalty: torch.Tensor, *,
+                   gp_lambda: float = 10.0, drift: float = 0.001) -> torch.Tensor:
+    """Critic loss: E[D(fake)] - E[D(real)] + lambda * GP + drift * E[D(real)^2] (PGGAN's epsilon_drift)."""
+    return d_fake.mean() - d_real.mean() + gp_lambda * penalty + drift * d_real.pow(2).mean()
+
+
+def wgan_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    return -d_fake.mean()
+
+
+def hinge_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """E[relu(1 - D(real))] + E[relu(1 + D(fake))]."""
+    return torch.relu(1.0 - d_real).mean() + torch.relu(1.0 + d_fake).mean()
+
+
+def hinge_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    return -d_fake.mean()

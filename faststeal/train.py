@@ -1,0 +1,288 @@
+"""GAN training: PGGAN (WGAN-GP, progressive growing) and SNGAN (hinge, n_dis critic steps).
+
+One ``Trainer`` drives both; the architecture decides the losses, the optimiser betas and whether the
+networks grow. Progress is counted in images shown to the discriminator (kimg), as in PGGAN.
+Checkpoints are atomic and hold everything needed to resume bit-exactly on a CPU.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import losses
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import ImageSet, InfiniteBatches, to_uint8
+from .grid import save_grid
+from .models import build_discriminator, build_generator
+from .models.pggan import level_count
+
+ARCH_DEFAULTS = {
+    "pggan": dict(lr=1e-3, betas=(0.0, 0.99), n_dis=1),
+    "sngan": dict(lr=2e-4, betas=(0.0, 0.9), n_dis=5),
+}
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/inf; the last good checkpoint on disk is untouched."""
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "pggan"
+    resolution: int = 32
+    channels: int = 1
+    latent_dim: int = 128
+    width: int = 64
+    batch: int = 32
+    kimg: float = 100.0
+    lr: float | None = None            # None: the architecture's default (PGGAN 1e-3, SNGAN 2e-4)
+    n_dis: int | None = None           # None: PGGAN 1, SNGAN 5
+    ema_kimg: float = 5.0              # EMA half-life in thousands of images
+    phase_kimg: float | None = None    # PGGAN: kimg per fade and per stable phase; None: split evenly
+    gp_lambda: float = 10.0
+    drift: float = 0.001
+    seed: int = 0
+    snapshot_kimg: float = 10.0        # checkpoint + sample grid every this many kimg
+    extra: dict = field(default_factory=dict)   # provenance added by callers (data source, command, ...)
+
+    def resolved(self) -> dict:
+        d = asdict(self)
+        defaults = ARCH_DEFAULTS[self.arch]
+        d["lr"] = self.lr if self.lr is not None else defaults["lr"]
+        d["n_dis"] = self.n_dis if self.n_dis is not None else defaults["n_dis"]
+        d["betas"] = list(defaults["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def pggan_schedule(kimg: float, resolution: int, total_kimg: float, phase_kimg: float | None):
+    """(level, alpha) of progressive growing after ``kimg`` thousand images.
+
+    Level 0 (4x4) is stable for one phase; each higher level fades in over one phase then trains stable
+    for one. The final level keeps training after its stable phase until ``total_kimg``.
+    """
+    levels = level_count(resolution)
+    if phase_kimg is None:
+        phase_kimg = total_kimg / (2 * levels)        # the final resolution gets at least 1.5 phases
+    if kimg < phase_kimg:
+        return 0, 1.0
+    t = (kimg - phase_kimg) / phase_kimg              # phases since level 0 ended
+    level = min(levels - 1, 1 + int(t // 2))
+    if level == levels - 1 and t >= 2 * (levels - 1):
+        return level, 1.0
+    in_fade = (t - 2 * (level - 1)) < 1.0
+    alpha = (t - 2 * (level - 1)) if in_fade else 1.0
+    return level, float(min(max(alpha, 0.0), 1.0))
+
+
+def downscale_reals(x: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
+    """Real images at the current level; during a fade they blend in from the level below (as G does)."""
+    size = 2 ** (level + 2)
+    factor = x.shape[-1] // size
+    if factor > 1:
+        x = F.avg_pool2d(x, factor)
+    if alpha < 1.0 and level > 0:
+        low = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+        x = torch.lerp(low, x, alpha)
+    return x
+
+
+def ema_beta(batch: int, ema_kimg: float) -> float:
+    return 0.5 ** (batch / max(ema_kimg * 1000.0, 1e-8))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+class Trainer:
+    """Owns G, EMA-G, D, optimisers and the data stream; ``run()`` trains to ``config.kimg``."""
+
+    def __init__(self, config: TrainConfig, data: ImageSet, *, checkpoint_path, run_dir=None,
+                 progress: bool = True):
+        if config.arch not in ARCH_DEFAULTS:
+            raise ValueError(f"arch must be one of {tuple(ARCH_DEFAULTS)}, got {config.arch!r}")
+        if data.resolution != config.resolution or data.channels != config.channels:
+            raise ValueError(f"data is {data.channels}x{data.resolution}x{data.resolution} but the model "
+                             f"expects {config.channels}x{config.resolution}x{config.resolution}")
+        self.config = config
+        self.settings = config.resolved()
+        self.data = data
+        self.checkpoint_path = Path(checkpoint_path)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.progress = progress
+        torch.manual_seed(config.seed)
+        self.G = build_generator(config.arch, config.resolution, config.channels, config.latent_dim, config.width)
+        self.D = build_discriminator(config.arch, config.resolution, config.channels, config.width)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        lr, betas = self.settings["lr"], tuple(self.settings["betas"])
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)
+        self.batches = InfiniteBatches(data, config.batch, config.seed)
+        self.images_seen = 0
+        self.steps = 0
+        self.last_losses = {"loss_D": float("nan"), "loss_G": float("nan")}
+        self.grid_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
+
+    # ----- schedule -------------------------------------------------------------------------------
+    @property
+    def kimg(self) -> float:
+        return self.images_seen / 1000.0
+
+    def level_alpha(self) -> tuple[int | None, float]:
+        if self.config.arch != "pggan":
+            return None, 1.0
+        return pggan_schedule(self.kimg, self.config.resolution, self.config.kimg, self.config.phase_kimg)
+
+    # ----- one iteration --------------------------------------------------------------------------
+    def _latents(self) -> torch.Tensor:
+        return torch.randn(self.config.batch, self.config.latent_dim)
+
+    def step(self) -> dict:
+        """n_dis critic updates then one generator update; returns float losses."""
+        level, alpha = self.level_alpha()
+        kw = {} if level is None else {"level": level, "alpha": alpha}
+        pggan = self.config.arch == "pggan"
+        self.G.train()
+        self.D.train()
+        for _ in range(self.settings["n_dis"]):
+            real = next(self.batches)
+            if pggan:
+                real = downscale_reals(real, level, alpha)
+            with torch.no_grad():
+                fake = self.G(self._latents(), **kw)
+            d_real, d_fake = self.D(real, **kw), self.D(fake, **kw)
+            if pggan:
+                gp = losses.gradient_penalty(self.D, real, fake, **kw)
+                loss_d = losses.wgan_gp_d_loss(d_real, d_fake, gp, gp_lambda=self.config.gp_lambda,
+                                               drift=self.config.drift)
+            else:
+                loss_d = losses.hinge_d_loss(d_real, d_fake)
+            self.opt_D.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_D.step()
+            self.images_seen += real.shape[0]
+        self.D.requires_grad_(False)
+        d_fake = self.D(self.G(self._latents(), **kw), **kw)
+        loss_g = losses.wgan_g_loss(d_fake) if pggan else losses.hinge_g_loss(d_fake)
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+        update_ema(self.G_ema, self.G, ema_beta(self.config.batch, self.config.ema_kimg))
+        self.steps += 1
+        out = {"loss_D": loss_d.item(), "loss_G": loss_g.item()}
+        if not all(math.isfinite(v) for v in out.values()):
+            raise TrainingDiverged(
+                f"training diverged at {self.kimg:.1f} kimg (loss_D={out['loss_D']}, loss_G={out['loss_G']}); "
+                f"the last good checkpoint {self.checkpoint_path} is kept; lower --lr or change --seed")
+        self.last_losses = out
+        return out
+
+    # ----- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        level, alpha = self.level_alpha()
+        cfg = self.settings | {"data_source": self.data.source}
+        return {
+            "config": cfg,
+            "data_fingerprint": self.data.fingerprint,
+            "progress": {"images_seen": self.images_seen, "steps": self.steps, "kimg": self.kimg,
+                         "level": level, "alpha": alpha, **self.last_losses},
+            "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
+            "optim_G": self.opt_G.state_dict(), "optim_D": self.opt_D.state_dict(),
+            "loader": self.batches.state(), "rng": torch.get_rng_state(),
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(self.state_dict(), self.checkpoint_path)
+
+    def resume(self, path) -> None:
+        """Continue a run from its checkpoint; the architecture and data must match."""
+        state = load_checkpoint(path)
+        if "optim_G" not in state:
+            raise CheckpointError(f"{path}: has no optimiser state (a slimmed/built-in file); cannot resume")
+        for key in ("arch", "resolution", "channels", "latent_dim", "width"):
+            if state["config"][key] != self.settings[key]:
+                raise CheckpointError(f"{path}: was trained with {key}={state['config'][key]}, "
+                                      f"now {key}={self.settings[key]}; use the same options to resume")
+        if state.get("data_fingerprint") != self.data.fingerprint:
+            raise CheckpointError(f"{path}: was trained on different data (fingerprint mismatch)")
+        self.G.load_state_dict(state["G"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.D.load_state_dict(state["D"])
+        self.opt_G.load_state_dict(state["optim_G"])
+        self.opt_D.load_state_dict(state["optim_D"])
+        self.batches.load_state(state["loader"])
+        torch.set_rng_state(state["rng"])
+        self.images_seen = int(state["progress"]["images_seen"])
+        self.steps = int(state["progress"]["steps"])
+
+    # ----- samples --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_grid(self) -> torch.Tensor:
+        level, alpha = self.level_alpha()
+        kw = {} if level is None else {"level": level, "alpha": alpha}
+        x = self.G_ema(self.grid_z, **kw).clamp(-1, 1)
+        if x.shape[-1] != self.config.resolution:
+            x = F.interpolate(x, size=self.config.resolution, mode="nearest")
+        return to_uint8(x)
+
+    def snapshot(self) -> None:
+        self.save()
+        if self.run_dir is not None:
+            grid = self.sample_grid()
+            save_grid(grid, self.run_dir / "grids" / f"grid-{self.kimg:07.1f}kimg.png")
+            save_grid(grid, self.run_dir / "grid.png")
+
+    # ----- the loop -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        total = int(self.config.kimg * 1000)
+        next_snap = (math.floor(self.kimg / self.config.snapshot_kimg) + 1) * self.config.snapshot_kimg
+        bar = tqdm(total=total, initial=self.images_seen, unit="img", unit_scale=True, disable=not self.progress,
+                   desc=f"train {self.config.arch}", dynamic_ncols=True)
+        start, start_seen = time.perf_counter(), self.images_seen
+        while self.images_seen < total:
+            before = self.images_seen
+            out = self.step()
+            bar.update(self.images_seen - before)
+            level, alpha = self.level_alpha()
+            post = {"D": f"{out['loss_D']:.3f}", "G": f"{out['loss_G']:.3f}"}
+            if level is not None:
+                post["res"] = f"{2 ** (level + 2)}" + (f" a={alpha:.2f}" if alpha < 1 else "")
+            bar.set_postfix(post, refresh=False)
+            if self.kimg >= next_snap:
+                self.snapshot()
+                next_snap += self.config.snapshot_kimg
+        bar.close()
+        self.snapshot()
+        elapsed = time.perf_counter() - start
+        return {"kimg": self.kimg, "steps": self.steps, "seconds": elapsed,
+                "images_per_s": (self.images_seen - start_seen) / max(elapsed, 1e-9), **self.last_losses}
+
+
+def generate(generator, n: int, *, seed: int = 0, batch: int = 256, device="cpu") -> torch.Tensor:
+    """n uint8 images from an ImageGenerator with z ~ N(0, I) drawn from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            z = torch.randn(min(batch, n - start), generator.latent_dim, generator=g)
+            out.append(to_uint8(generator(z.to(device))).cpu())
+    return torch.cat(out) if out else torch.empty(0, generator.channels, generator.resolution,
+                                                  generator.resolution, dtype=torch.uint8)
