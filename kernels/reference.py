@@ -81,10 +81,10 @@ def spectral_norm(weight: torch.Tensor, u: torch.Tensor, *, n_iter: int = 1, eps
     """Spectral normalisation by power iteration (Miyato et al. 2018).
 
     The weight is viewed as a matrix W of shape (out, in*kh*kw). With update_u, n_iter rounds of
-    v = normalize(W^T u), u = normalize(W v) refine the singular vectors (the order, and the v used for
-    sigma, match Miyato's code and torch.nn.utils.parametrizations.spectral_norm); with update_u=False or
-    n_iter=0, u is used as given and v = normalize(W^T u).
-    sigma = u^T W v with u and v held constant, so the gradient flows only through W (as in the paper).
+    v = normalize(W^T u), u = normalize(W v) refine the left singular vector; otherwise u is used as is.
+    Then v = normalize(W^T u) and sigma = u^T W v. Storing only u, this is exactly the per-forward update
+    of torch.nn.utils.parametrizations.spectral_norm (rounds of u = normalize(W v), v = normalize(W^T u)).
+    u and v are held constant in sigma, so the gradient flows only through W (as in the paper).
     Returns (weight / sigma, sigma, u_new); the caller stores u_new.
     """
     w_mat = weight.reshape(weight.shape[0], -1)
@@ -92,11 +92,10 @@ def spectral_norm(weight: torch.Tensor, u: torch.Tensor, *, n_iter: int = 1, eps
         u_new = u.detach().to(w_mat.dtype)
         w_det = w_mat.detach()
         rounds = n_iter if update_u else 0
-        v = _normalize(w_det.t() @ u_new, eps)
-        for i in range(rounds):
-            if i:
-                v = _normalize(w_det.t() @ u_new, eps)
+        for _ in range(rounds):
+            v = _normalize(w_det.t() @ u_new, eps)
             u_new = _normalize(w_det @ v, eps)
+        v = _normalize(w_det.t() @ u_new, eps)
     sigma = torch.dot(u_new, w_mat @ v)
     return weight / sigma, sigma, u_new
 

@@ -191,10 +191,9 @@ def _launch_bias_act_bwd(gy, y, r, activation, alpha, act_gain, pixelnorm):
 class _EqlrConv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, gain, stride, pad, up, down, activation, alpha, act_gain, pixelnorm):
-        x = x.contiguous()
-        weight = weight.contiguous()
         scale = he_scale(weight, gain)
-        y, r = _launch_fwd(x, weight, bias, scale, stride, pad, up, down, activation, alpha, act_gain, pixelnorm)
+        y, r = _launch_fwd(x.contiguous(), weight.contiguous(), bias, scale, stride, pad, up, down, activation,
+                           alpha, act_gain, pixelnorm)
         ctx.cfg = dict(gain=gain, stride=stride, padding=pad, up=up, down=down, activation=activation,
                        alpha=alpha, act_gain=act_gain, pixelnorm=pixelnorm)
         ctx.save_for_backward(x, weight, bias, y, r)
@@ -206,17 +205,15 @@ class _EqlrConv2d(torch.autograd.Function):
         cfg = ctx.cfg
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():
-            # create_graph=True (e.g. a gradient penalty): differentiate the reference so that the
-            # backward is itself differentiable.
+            # create_graph=True (e.g. a gradient penalty): differentiate the reference on the saved inputs so
+            # that the backward is itself differentiable and stays connected to the graph.
             with torch.enable_grad():
-                inputs = [t.detach().requires_grad_(need) for t, need in ((x, need_x), (weight, need_w))]
-                b = bias.detach().requires_grad_(need_b) if bias is not None else None
-                out = _ref_conv2d(inputs[0], inputs[1], b, **cfg)
-                wanted = [t for t in (*inputs, b) if t is not None and t.requires_grad]
+                out = _ref_conv2d(x, weight, bias, **cfg)
+                wanted = [t for t, need in ((x, need_x), (weight, need_w), (bias, need_b)) if need]
                 grads = iter(torch.autograd.grad(out, wanted, gy, create_graph=True))
             gx = next(grads) if need_x else None
             gw = next(grads) if need_w else None
-            gb = next(grads) if need_b and bias is not None else None
+            gb = next(grads) if need_b else None
             return (gx, gw, gb) + (None,) * 9
         gz = _launch_bias_act_bwd(gy, y, r, cfg["activation"], cfg["alpha"], cfg["act_gain"], cfg["pixelnorm"])
         gb = gz.sum(dim=(0, 2, 3)) if (need_b and bias is not None) else None
@@ -235,7 +232,7 @@ def _conv_input_weight_grads(gz, x, weight, cfg, need_x, need_w):
     x_eff = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) if up == 2 else x
     se = stride * down
     gx, gw, _ = torch.ops.aten.convolution_backward(
-        gz, x_eff, w_eff * scale, None, [se, se], [pad, pad], [1, 1], False, [0, 0], 1, [need_x, need_w, False])
+        gz, x_eff.contiguous(), w_eff * scale, None, [se, se], [pad, pad], [1, 1], False, [0, 0], 1, [need_x, need_w, False])
     if need_x and up == 2:
         n, c, h, w = x.shape
         gx = gx.view(n, c, h, 2, w, 2).sum(dim=(3, 5))

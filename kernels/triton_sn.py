@@ -2,7 +2,7 @@
 
 One program per layer: program l reads its weight through a table of addresses (so weights are never
 copied into one buffer), runs n_iter rounds of v = normalize(W^T u), u = normalize(W v) with W viewed as
-(out, in*kh*kw), and writes u_new, v and sigma = u^T W v. The SNGAN discriminator thus pays one launch per
+(out, in*kh*kw), then v = normalize(W^T u), and writes u_new, v and sigma = u^T W v = |W^T u|. The SNGAN discriminator thus pays one launch per
 forward for all its layers instead of ~4 small kernels per layer per round.
 
 The gradient follows Miyato et al.: u and v are constants, so d sigma / d W = u v^T; the division
@@ -19,8 +19,37 @@ BLOCK_C = 128
 
 
 @triton.jit
+def _wt_u(w, u, v, R, C, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+    """v = W^T u (unnormalised, stored); returns |v|^2."""
+    ar = tl.arange(0, BLOCK_R)
+    ac = tl.arange(0, BLOCK_C)
+    v_sq = 0.0
+    for c0 in range(0, C, BLOCK_C):
+        oc = c0 + ac
+        cm = oc < C
+        acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
+        for r0 in range(0, R, BLOCK_R):
+            orr = r0 + ar
+            rm = orr < R
+            uu = tl.load(u + orr, mask=rm, other=0.0)
+            wt = tl.load(w + orr.to(tl.int64)[:, None] * C + oc[None, :], mask=rm[:, None] & cm[None, :], other=0.0)
+            acc += tl.sum(wt * uu[:, None], axis=0)
+        tl.store(v + oc, acc, mask=cm)
+        v_sq += tl.sum(acc * acc, axis=0)
+    return v_sq
+
+
+@triton.jit
+def _scale(p, n, factor, BLOCK: tl.constexpr):
+    for o in range(0, n, BLOCK):
+        offs = o + tl.arange(0, BLOCK)
+        m = offs < n
+        tl.store(p + offs, tl.load(p + offs, mask=m, other=0.0) * factor, mask=m)
+
+
+@triton.jit
 def _sn_power_multi(w_tab, rows_ptr, cols_ptr, u_off_ptr, v_off_ptr, u_ptr, v_ptr, sigma_ptr,
-                    n_iter, eps, UPDATE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                    rounds, eps, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     pid = tl.program_id(0)
     w = tl.load(w_tab + pid).to(tl.pointer_type(tl.float32))
     R = tl.load(rows_ptr + pid)
@@ -29,29 +58,12 @@ def _sn_power_multi(w_tab, rows_ptr, cols_ptr, u_off_ptr, v_off_ptr, u_ptr, v_pt
     v = v_ptr + tl.load(v_off_ptr + pid)  # scratch; holds the normalised v on exit
     ar = tl.arange(0, BLOCK_R)
     ac = tl.arange(0, BLOCK_C)
-    sigma = 0.0
-    rounds = n_iter if UPDATE else 1
     for _ in range(rounds):
-        # v = W^T u (unnormalised), and its squared norm
-        v_sq = 0.0
-        for c0 in range(0, C, BLOCK_C):
-            oc = c0 + ac
-            cm = oc < C
-            acc = tl.zeros((BLOCK_C,), dtype=tl.float32)
-            for r0 in range(0, R, BLOCK_R):
-                orr = r0 + ar
-                rm = orr < R
-                uu = tl.load(u + orr, mask=rm, other=0.0)
-                wt = tl.load(w + orr.to(tl.int64)[:, None] * C + oc[None, :], mask=rm[:, None] & cm[None, :],
-                             other=0.0)
-                acc += tl.sum(wt * uu[:, None], axis=0)
-            tl.store(v + oc, acc, mask=cm)
-            v_sq += tl.sum(acc * acc, axis=0)
+        v_sq = _wt_u(w, u, v, R, C, BLOCK_R, BLOCK_C)
         tl.debug_barrier()
         inv_v = 1.0 / tl.maximum(tl.sqrt(v_sq), eps)
-        # W v with v normalised; sigma = u . W v (no update) or u_new = W v / |W v| (update)
-        wv_sq = 0.0
-        dot = 0.0
+        # u = W v / |W v| with v = v_raw * inv_v
+        u_sq = 0.0
         for r0 in range(0, R, BLOCK_R):
             orr = r0 + ar
             rm = orr < R
@@ -64,28 +76,17 @@ def _sn_power_multi(w_tab, rows_ptr, cols_ptr, u_off_ptr, v_off_ptr, u_ptr, v_pt
                              other=0.0)
                 acc += tl.sum(wt * vv[None, :], axis=1)
             acc = acc * inv_v
-            wv_sq += tl.sum(acc * acc, axis=0)
-            if UPDATE:
-                tl.store(u + orr, acc, mask=rm)
-            else:
-                dot += tl.sum(tl.load(u + orr, mask=rm, other=0.0) * acc, axis=0)
+            tl.store(u + orr, acc, mask=rm)
+            u_sq += tl.sum(acc * acc, axis=0)
         tl.debug_barrier()
-        if UPDATE:
-            wv_norm = tl.maximum(tl.sqrt(wv_sq), eps)
-            for r0 in range(0, R, BLOCK_R):
-                orr = r0 + ar
-                rm = orr < R
-                tl.store(u + orr, tl.load(u + orr, mask=rm, other=0.0) / wv_norm, mask=rm)
-            sigma = wv_sq / wv_norm
-        else:
-            sigma = dot
+        _scale(u, R, 1.0 / tl.maximum(tl.sqrt(u_sq), eps), BLOCK_R)
         tl.debug_barrier()
-        for c0 in range(0, C, BLOCK_C):  # keep v normalised (the last round's is what backward uses)
-            oc = c0 + ac
-            cm = oc < C
-            tl.store(v + oc, tl.load(v + oc, mask=cm, other=0.0) * inv_v, mask=cm)
-        tl.debug_barrier()
-    tl.store(sigma_ptr + pid, sigma)
+    # final v = normalize(W^T u); sigma = u^T W v = |W^T u|^2 / max(|W^T u|, eps), no extra pass over W
+    v_sq = _wt_u(w, u, v, R, C, BLOCK_R, BLOCK_C)
+    tl.debug_barrier()
+    v_norm = tl.maximum(tl.sqrt(v_sq), eps)
+    _scale(v, C, 1.0 / v_norm, BLOCK_C)
+    tl.store(sigma_ptr + pid, v_sq / v_norm)
 
 
 class _Sigma(torch.autograd.Function):
@@ -109,8 +110,6 @@ def spectral_norm_multi(weights, us, *, n_iter=1, eps=1e-12, update_u=True):
         raise ValueError(f"got {len(weights)} weights but {len(us)} u vectors")
     if not weights:
         return [], [], []
-    if n_iter < 1:
-        update_u = False  # zero rounds: u stays as given, exactly like the reference
     device = weights[0].device
     mats = [w.detach().reshape(w.shape[0], -1).to(torch.float32).contiguous() for w in weights]
     for m, u in zip(mats, us):
@@ -130,8 +129,8 @@ def spectral_norm_multi(weights, us, *, n_iter=1, eps=1e-12, update_u=True):
     w_tab = torch.tensor([m.data_ptr() for m in mats], **i64)
     _sn_power_multi[(len(mats),)](
         w_tab, torch.tensor(rows, **i64), torch.tensor(cols, **i64), torch.tensor(u_off[:-1], **i64),
-        torch.tensor(v_off[:-1], **i64), u_buf, v_buf, sig, int(n_iter), float(eps),
-        UPDATE=bool(update_u), BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+        torch.tensor(v_off[:-1], **i64), u_buf, v_buf, sig, int(n_iter) if update_u else 0, float(eps),
+        BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
     outs, sigmas, u_news = [], [], []
     for i, w in enumerate(weights):
         u_new = u_buf[u_off[i]:u_off[i + 1]].to(us[i].dtype)
