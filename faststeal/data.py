@@ -103,14 +103,14 @@ def _read_image_file(path: Path) -> np.ndarray:
             im.load()
             if im.mode not in ("L", "RGB"):
                 im = im.convert("RGBA" if "A" in im.getbands() else "RGB").convert("RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+            arr = np.array(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc.__class__.__name__}); remove or replace the "
                         f"file") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def load_image_folder(folder: Path, limit: int | None = None) -> np.ndarray:
+def load_image_folder(folder: Path, limit: int | None = None) -> tuple[list[np.ndarray], list[Path]]:
     """All PNG/JPEG/... images under a folder (recursively, sorted) as a list of HWC uint8 arrays."""
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:

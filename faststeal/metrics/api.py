@@ -1,0 +1,130 @@
+"""The functions library code and the CLI call: statistics / features of a source, and FID or KID of two.
+
+Statistics of cacheable sources (real data sets, folders, array files) are stored under cache_dir(),
+keyed by source fingerprint, N, loader and extractor id (weights, protocol, precision), so a second run
+over the same real data is a file read.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import torch
+from tqdm import tqdm
+
+from . import dali, protocol
+from .extract import FeatureExtractor
+from .frechet import BiasedFIDWarning, frechet_distance
+from .kid import kernel_inception_distance
+from .sources import Source, StatsSource, open_source
+from .stats import FeatureStats, cache_path
+
+_EXTRACTORS: dict = {}
+
+
+def get_extractor(device=None, precision: str = "float32", weights=None) -> FeatureExtractor:
+    """A shared extractor per (device, precision, weights): loading the weights takes a second or two."""
+    key = (str(device), precision, str(weights))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = FeatureExtractor(weights=weights, device=device, precision=precision)
+    return _EXTRACTORS[key]
+
+
+def _loader(loader: str) -> str:
+    if loader not in ("auto", "dali", "torch"):
+        raise ValueError(f"loader must be auto, dali or torch, got {loader!r}")
+    if loader == "auto":
+        return "dali" if dali.available() else "torch"
+    if loader == "dali" and not dali.available():
+        raise RuntimeError("loader='dali' but DALI is not installed (pip install nvidia-dali-cuda120)")
+    return loader
+
+
+def iter_features(source: Source, n: int, batch: int, extractor: FeatureExtractor, loader: str = "auto",
+                  progress: bool = False):
+    """Yield (b, 2048) float32 feature batches of the first n images of `source`."""
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    loader = _loader(loader)
+    dev = extractor.device
+    batches = (source.dali_batches if loader == "dali" else source.torch_batches)(n, batch, dev)
+    with tqdm(total=n, desc=f"features {source.spec}", unit="img", disable=not progress,
+              file=sys.stderr, leave=False) as bar:
+        for x in batches:
+            feats = extractor.from_resized(x)
+            bar.update(feats.shape[0])
+            yield feats
+
+
+def compute_stats(spec: str | Source, n: int | None = None, batch: int = 64, device=None,
+                  precision: str = "float32", loader: str = "auto", cache: bool = True,
+                  progress: bool = False, weights=None) -> FeatureStats:
+    """Streaming float64 statistics of a source's Inception features (read from / written to the cache)."""
+    source = spec if isinstance(spec, Source) else open_source(spec)
+    if isinstance(source, StatsSource):
+        return source.stats
+    count = source.count(n)
+    if n is not None and count < n:
+        warnings.warn(f"{source.spec}: only {count} images available, using all of them", stacklevel=2)
+    extractor = get_extractor(device, precision, weights)
+    loader = _loader(loader)
+    path = None
+    if cache and source.fingerprint is not None:
+        path = cache_path(source.fingerprint, count, loader, extractor.id)
+        if path.is_file():
+            try:
+                return FeatureStats.load(path)
+            except ValueError:
+                pass  # unreadable cache entry: recompute and overwrite
+    stats = FeatureStats(meta={"protocol": protocol.PROTOCOL, "source": source.spec,
+                               "fingerprint": source.fingerprint, "extractor": extractor.id, "loader": loader,
+                               "precision": precision})
+    for feats in iter_features(source, count, batch, extractor, loader, progress):
+        stats.update(feats)
+    stats.meta["n"] = stats.n
+    if path is not None:
+        stats.save(path)
+    return stats
+
+
+def compute_features(spec: str | Source, n: int | None = None, batch: int = 64, device=None,
+                     precision: str = "float32", loader: str = "auto", progress: bool = False,
+                     weights=None) -> torch.Tensor:
+    """All (n, 2048) features on the CPU (for KID, which needs more than moments)."""
+    source = spec if isinstance(spec, Source) else open_source(spec)
+    if isinstance(source, StatsSource):
+        raise ValueError(f"{source.spec}: a statistics file has no per-image features; KID needs images")
+    extractor = get_extractor(device, precision, weights)
+    return torch.cat([f.cpu() for f in iter_features(source, source.count(n), batch, extractor, loader,
+                                                     progress)])
+
+
+def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric: str = "fid",
+                   device=None, precision: str = "float32", loader: str = "auto", method: str = "auto",
+                   cache: bool = True, progress: bool = False, weights=None) -> dict:
+    """FID or KID between two sources -> {metric: value, n1, n2, protocol, ...} (plain JSON types).
+
+    For KID the dict also holds kid_std (over subsets). A biased (singular) FID adds "biased": True.
+    """
+    if metric not in ("fid", "kid"):
+        raise ValueError(f"metric must be fid or kid, got {metric!r}")
+    opts = dict(n=n, batch=batch, device=device, precision=precision, loader=loader, progress=progress,
+                weights=weights)
+    out = {"protocol": protocol.PROTOCOL, "loader": _loader(loader), "precision": precision}
+    if metric == "kid":
+        f1, f2 = compute_features(a, **opts), compute_features(b, **opts)
+        out["kid"], out["kid_std"] = kernel_inception_distance(f1, f2)
+        out["n1"], out["n2"] = int(f1.shape[0]), int(f2.shape[0])
+        return {"kid": out.pop("kid"), **out}
+    s1, s2 = compute_stats(a, cache=cache, **opts), compute_stats(b, cache=cache, **opts)
+    n1 = s1.n if s1.meta.get("n_known", True) else None
+    n2 = s2.n if s2.meta.get("n_known", True) else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BiasedFIDWarning)
+        value = frechet_distance(s1.mu, s1.sigma, s2.mu, s2.sigma, method=method, n1=n1, n2=n2)
+    for w in caught:
+        if issubclass(w.category, BiasedFIDWarning):
+            out["biased"] = True
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    out.update(n1=n1 if n1 is not None else -1, n2=n2 if n2 is not None else -1)
+    return {"fid": value, **out}

@@ -1,0 +1,154 @@
+"""Streaming feature statistics: count, sum and sum of outer products in float64.
+
+Memory is O(d^2) whatever the number of images; two partial results (batches, shards, ranks) merge by
+adding their sums, so the order and size of batches do not change the result beyond float64 rounding.
+Saved as .npz with mu, sigma (the pytorch-fid keys, so such files load too), n and metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class FeatureStats:
+    """Running moments of d-dimensional features; `meta` holds protocol, source fingerprint, weights id."""
+
+    dim: int = 2048
+    n: int = 0
+    total: torch.Tensor | None = None   # (d,) float64
+    outer: torch.Tensor | None = None   # (d, d) float64
+    meta: dict = field(default_factory=dict)
+
+    def update(self, feats: torch.Tensor) -> "FeatureStats":
+        """Add a (b, d) batch of features."""
+        if feats.ndim != 2 or feats.shape[1] != self.dim:
+            raise ValueError(f"features must be (b, {self.dim}), got {tuple(feats.shape)}")
+        f = feats.detach().double()
+        if self.total is None:
+            self.total = torch.zeros(self.dim, dtype=torch.float64, device=f.device)
+            self.outer = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=f.device)
+        self.total += f.sum(0)
+        self.outer.addmm_(f.mT, f)
+        self.n += f.shape[0]
+        return self
+
+    def merge(self, other: "FeatureStats") -> "FeatureStats":
+        """Combine with the statistics of another shard (in place); returns self."""
+        if other.dim != self.dim:
+            raise ValueError(f"cannot merge {self.dim}-d and {other.dim}-d statistics")
+        if other.n == 0:
+            return self
+        if self.total is None:
+            self.total, self.outer = other.total.clone(), other.outer.clone()
+        else:
+            self.total += other.total.to(self.total.device)
+            self.outer += other.outer.to(self.outer.device)
+        self.n += other.n
+        return self
+
+    def all_reduce(self) -> "FeatureStats":
+        """Sum the moments over torch.distributed ranks (no-op when not initialised)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            n = torch.tensor([float(self.n)], dtype=torch.float64, device=self.total.device)
+            for t in (n, self.total, self.outer):
+                dist.all_reduce(t)
+            self.n = int(n.item())
+        return self
+
+    @property
+    def mu(self) -> torch.Tensor:
+        self._need(1)
+        return self.total / self.n
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        """Unbiased covariance, 1/(N-1)."""
+        self._need(2)
+        mu = self.mu
+        cov = (self.outer - self.n * torch.outer(mu, mu)) / (self.n - 1)
+        return (cov + cov.mT) / 2
+
+    def _need(self, k: int) -> None:
+        if self.n < k:
+            raise ValueError(f"statistics hold {self.n} samples; need at least {k}")
+
+    def save(self, path: str | Path) -> Path:
+        """Atomic write of an .npz with mu, sigma, n and meta (JSON)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, mu=self.mu.cpu().numpy(), sigma=self.sigma.cpu().numpy(), n=np.int64(self.n),
+                     meta=np.array(json.dumps(self.meta)))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def from_moments(cls, mu, sigma, n: int, meta: dict | None = None) -> "FeatureStats":
+        """Rebuild the running sums from mean and covariance (so loaded stats can still be merged)."""
+        mu = torch.as_tensor(np.asarray(mu), dtype=torch.float64)
+        sigma = torch.as_tensor(np.asarray(sigma), dtype=torch.float64)
+        d = mu.shape[0]
+        if mu.ndim != 1 or sigma.shape != (d, d):
+            raise ValueError(f"mu must be (d,) and sigma (d, d), got {tuple(mu.shape)}, {tuple(sigma.shape)}")
+        outer = sigma * max(n - 1, 0) + n * torch.outer(mu, mu)
+        return cls(dim=d, n=n, total=mu * n, outer=outer, meta=dict(meta or {}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureStats":
+        """Read our .npz or a pytorch-fid one (mu, sigma only: n unknown, stored as 0 -> reported as -1)."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "mu" not in z or "sigma" not in z:
+                    raise ValueError(f"{path}: not a statistics file (needs arrays 'mu' and 'sigma')")
+                mu, sigma = z["mu"], z["sigma"]
+                n = int(z["n"]) if "n" in z else -1
+                meta = json.loads(str(z["meta"])) if "meta" in z else {}
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path}: cannot read statistics ({exc})") from None
+        stats = cls.from_moments(mu, sigma, max(n, 2), meta)
+        stats.n = n if n > 0 else stats.n
+        stats.meta.setdefault("n_known", n > 0)
+        return stats
+
+
+def is_stats_file(path: str | Path) -> bool:
+    """True for an .npz holding 'mu' and 'sigma'."""
+    path = Path(path)
+    if path.suffix != ".npz" or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "mu" in z.files and "sigma" in z.files
+    except (OSError, ValueError):
+        return False
+
+
+def cache_dir() -> Path:
+    """$FASTSTEAL_CACHE, else $XDG_CACHE_HOME/faststeal, else ~/.cache/faststeal; FID stats go in fid/."""
+    root = os.environ.get("FASTSTEAL_CACHE")
+    if root:
+        return Path(root) / "fid"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "faststeal" / "fid"
+
+
+def cache_path(*key) -> Path:
+    """Cache file for a key (source fingerprint, N, protocol, weights id ...)."""
+    digest = hashlib.sha256(json.dumps([str(k) for k in key]).encode()).hexdigest()[:20]
+    return cache_dir() / f"{digest}.npz"

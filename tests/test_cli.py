@@ -1,0 +1,38 @@
+import json
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from faststeal.cli import main
+
+
+def test_help_lists_commands():
+    out = CliRunner().invoke(main, ["--help"]).output
+    assert "train-target" in out and "sample" in out
+
+
+def test_train_few_steps_then_sample(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "d.npy", data)
+    ckpt = tmp_path / "t.pt"
+    runner = CliRunner()
+    res = runner.invoke(main, ["train-target", "--arch", "sngan", "--data", str(tmp_path / "d.npy"),
+                               "--width", "8", "--latent-dim", "8", "--batch", "8", "--kimg", "0.032",
+                               "--out", str(ckpt), "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert ckpt.exists() and (tmp_path / "run" / "grid.png").exists()
+    res = runner.invoke(main, ["sample", "--target", str(ckpt), "--n", "10", "--out", str(tmp_path / "g.png")])
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.size == ((4 * 34 + 2) * 2, (3 * 34 + 2) * 2)
+    res = runner.invoke(main, ["info", str(ckpt)])
+    assert json.loads(res.output)["config"]["arch"] == "sngan"
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["sample", "--target", str(tmp_path / "none.pt")])
+    assert res.exit_code == 2 and res.output.strip().startswith("error:") and "no such checkpoint" in res.output
+    res = runner.invoke(main, ["train-target", "--data", str(tmp_path / "missing"), "--out", "x.pt"])
+    assert res.exit_code == 2 and "no such file or folder" in res.output
