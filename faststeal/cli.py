@@ -117,5 +117,45 @@ def info(checkpoint):
                                                        "data_fingerprint")}, indent=2, default=str))
 
 
+
+@main.command("fid")
+@click.argument("a")
+@click.argument("b")
+@click.option("--n", type=int, default=None,
+              help="images per side (default: all of a data set; 10000 samples of a generator)")
+@click.option("--batch", type=int, default=64, show_default=True)
+@click.option("--metric", type=click.Choice(["fid", "kid"]), default="fid", show_default=True)
+@click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["float32", "bf16", "tf32"]), default="float32",
+              show_default=True)
+@click.option("--device", default=None, help="cpu or cuda[:i]; default: cuda if available")
+@click.option("--no-cache", is_flag=True, help="recompute real-data statistics even if cached")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
+def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json):
+    """FID (or KID) between two sources A and B.
+
+    A source is fashion-mnist[:train|test], an image folder, a uint8 .npy/.npz, a statistics .npz
+    (mu, sigma) or a generator checkpoint (.pt / builtin:NAME).
+    """
+    from .metrics import compute_metric
+    from .metrics.inception import WeightsError
+    from .metrics.sources import SourceError
+
+    if n is not None and n < 2:
+        raise click.BadParameter("must be >= 2", param_hint="--n")
+    if batch < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--batch")
+    start = time.perf_counter()
+    try:
+        result = compute_metric(a, b, n=n, batch=batch, metric=metric, device=device, precision=precision,
+                                loader=loader, cache=not no_cache, progress=not as_json)
+    except (SourceError, WeightsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    click.echo(f"{metric.upper()} {result[metric]:.4f}  (n1={result['n1']}, n2={result['n2']}, "
+               f"protocol {result['protocol']}, {result['seconds']:.1f} s)")
+    if as_json:
+        click.echo(json.dumps(result))
+
 if __name__ == "__main__":
     main()
