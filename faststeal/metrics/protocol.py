@@ -30,7 +30,8 @@ def to_uint8_nchw(images) -> torch.Tensor:
             arr = arr[..., None]
         if arr.ndim != 4:
             raise ValueError(f"numpy images must be NHWC or NHW, got shape {arr.shape}")
-        images = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
+        arr = np.ascontiguousarray(arr)
+        images = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(0, 3, 1, 2)
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch tensor (NCHW) or numpy array (NHWC), got {type(images)}")
     if images.ndim != 4:
