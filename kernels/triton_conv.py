@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 import torch
 
-from .reference import PIXELNORM_EPS, default_padding, he_scale, eqlr_conv2d as _ref_conv2d
+from .reference import PIXELNORM_EPS, box_kernel, default_padding, he_scale, eqlr_conv2d as _ref_conv2d
 
 # TF32 on GPUs (ample for GAN training); the interpreter computes in full float32 whatever this says.
 DOT_PRECISION = "tf32"
@@ -133,25 +133,6 @@ def _conv_out_size(size: int, ks: int, stride: int, pad: int, up: int, down: int
     return conv // down
 
 
-def box_weight(weight: torch.Tensor, stride: int) -> torch.Tensor:
-    """Kernel of conv-then-2x2-average as one conv (size k+stride, stride 2*stride)."""
-    k = weight.shape[-1]
-    out = weight.new_zeros(weight.shape[:2] + (k + stride, k + stride))
-    for dy in (0, 1):
-        for dx in (0, 1):
-            out[..., stride * dy:stride * dy + k, stride * dx:stride * dx + k] += weight
-    return out * 0.25
-
-
-def box_weight_adjoint(grad: torch.Tensor, stride: int, k: int) -> torch.Tensor:
-    """Transpose of box_weight: folds a gradient w.r.t. the effective kernel back onto the k x k kernel."""
-    out = 0
-    for dy in (0, 1):
-        for dx in (0, 1):
-            out = out + grad[..., stride * dy:stride * dy + k, stride * dx:stride * dx + k]
-    return out * 0.25
-
-
 def _launch_fwd(x, weight, bias, scale, stride, pad, up, down, activation, alpha, act_gain, pixelnorm):
     n, c, h, w = x.shape
     co, _, ks, _ = weight.shape
@@ -228,7 +209,7 @@ def _conv_input_weight_grads(gz, x, weight, cfg, need_x, need_w):
     stride, pad, up, down = cfg["stride"], cfg["padding"], cfg["up"], cfg["down"]
     ks = weight.shape[-1]
     scale = he_scale(weight, cfg["gain"])
-    w_eff = box_weight(weight, stride) if down == 2 else weight
+    w_eff = box_kernel(weight, stride) if down == 2 else weight
     x_eff = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) if up == 2 else x
     se = stride * down
     gx, gw, _ = torch.ops.aten.convolution_backward(
@@ -238,8 +219,9 @@ def _conv_input_weight_grads(gz, x, weight, cfg, need_x, need_w):
         gx = gx.view(n, c, h, 2, w, 2).sum(dim=(3, 5))
     if need_w:
         gw = gw * scale
-        if down == 2:
-            gw = box_weight_adjoint(gw, stride, ks)
+        if down == 2:  # adjoint of box_kernel: fold the (k+S)^2 gradient back onto the k x k kernel
+            gw = 0.25 * sum(gw[..., stride * dy:stride * dy + ks, stride * dx:stride * dx + ks]
+                            for dy in (0, 1) for dx in (0, 1))
     return gx, gw
 
 
