@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from . import dali, protocol
-from .extract import FeatureExtractor
+from .extract import FeatureExtractor, default_device
 from .frechet import BiasedFIDWarning, frechet_distance
 from .kid import kernel_inception_distance
 from .sources import Source, StatsSource, open_source
@@ -24,6 +24,7 @@ _EXTRACTORS: dict = {}
 
 def get_extractor(device=None, precision: str = "float32", weights=None) -> FeatureExtractor:
     """A shared extractor per (device, precision, weights): loading the weights takes a second or two."""
+    device = torch.device(device) if device is not None else default_device()
     key = (str(device), precision, str(weights))
     if key not in _EXTRACTORS:
         _EXTRACTORS[key] = FeatureExtractor(weights=weights, device=device, precision=precision)
