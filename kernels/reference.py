@@ -7,7 +7,8 @@ CPU gains (bench/kernels.py measures it):
 * the He constant (and a positive activation gain, since leaky ReLU is positively homogeneous) scales the
   small weight, never the activations, and the bias rides inside the convolution;
 * nearest 2x upsample + conv is one stride-2 transposed conv with a (k+1)x(k+1) kernel: 2.25x fewer MACs
-  for k=3, and it avoids upsample_nearest2d's slow CPU backward;
+  for k=3, and it avoids upsample_nearest2d's slow CPU backward (below 8x8 inputs the plain chain is
+  quicker);
 * conv + 2x2 average is one stride-2 conv with the box-filtered (k+1)x(k+1) kernel.
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _fold_gain(weight, bias, gain, activation, act_gain):
     if activation not in ("lrelu", "linear"):
         raise ValueError(f"activation must be 'lrelu' or 'linear', got {activation!r}")
     scale = he_scale(weight, gain)
-    if act_gain > 0:
+    if act_gain > 0 and act_gain != 1.0:
         scale, bias, act_gain = scale * act_gain, (bias * act_gain if bias is not None else None), 1.0
     return weight * scale, bias, act_gain
 
@@ -99,7 +100,7 @@ def eqlr_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if padding is None:
         padding = default_padding(k)
     w, b, act_gain = _fold_gain(weight, bias, gain, activation, act_gain)
-    if up == 2 and down == 1 and stride == 1 and padding <= k - 1:
+    if up == 2 and down == 1 and stride == 1 and padding <= k - 1 and x.shape[-1] * x.shape[-2] >= 64:
         x = F.conv_transpose2d(x, upsample_kernel(w), b, stride=2, padding=k - 1 - padding)
     elif down == 2 and up == 1:
         x = F.conv2d(x, box_kernel(w, stride), b, stride=2 * stride, padding=padding)

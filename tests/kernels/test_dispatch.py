@@ -25,12 +25,12 @@ def test_env_var_forces(monkeypatch):
         K.resolve_impl("cuda", torch.zeros(1))
 
 
-def test_env_var_triton_runs_in_interpreter(monkeypatch):
+def test_env_var_triton_is_used(monkeypatch, device):
     pytest.importorskip("triton")
     monkeypatch.setenv("FASTSTEAL_KERNELS", "triton")
-    assert K.resolve_impl("auto", torch.zeros(1)) == "triton"
-    x = torch.randn(1, 2, 3, 3)
-    w = torch.randn(3, 2, 3, 3)
+    assert K.resolve_impl("auto", torch.zeros(1, device=device)) == "triton"
+    x = torch.randn(1, 2, 3, 3, device=device)
+    w = torch.randn(3, 2, 3, 3, device=device)
     torch.testing.assert_close(K.eqlr_conv2d(x, w), K.eqlr_conv2d(x, w, impl="torch"), rtol=1e-4, atol=1e-5)
 
 

@@ -57,12 +57,12 @@ def _grads(outs, sigmas, weights):
 
 
 @pytest.mark.parametrize("update_u,n_iter", [(True, 1), (True, 4), (False, 1), (True, 0)])
-def test_triton_multi_matches_reference(update_u, n_iter):
+def test_triton_multi_matches_reference(update_u, n_iter, device):
     pytest.importorskip("triton")
     from faststeal import kernels as K
     g = torch.Generator().manual_seed(n_iter)
-    ws = [torch.randn(s, generator=g).requires_grad_(True) for s in _shapes()]
-    us = [torch.randn(s[0], generator=g) for s in _shapes()]
+    ws = [torch.randn(s, generator=g).to(device).requires_grad_(True) for s in _shapes()]
+    us = [torch.randn(s[0], generator=g).to(device) for s in _shapes()]
     res = [K.spectral_norm_multi(ws, us, impl=impl, n_iter=n_iter, update_u=update_u)
            for impl in ("torch", "triton")]
     for part in range(3):
@@ -72,11 +72,11 @@ def test_triton_multi_matches_reference(update_u, n_iter):
         torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)
 
 
-def test_triton_single_matches_reference_and_leaves_inputs_alone():
+def test_triton_single_matches_reference_and_leaves_inputs_alone(device):
     pytest.importorskip("triton")
     from faststeal import kernels as K
-    w = torch.randn(12, 4, 3, 3, requires_grad=True)
-    u = torch.randn(12)
+    w = torch.randn(12, 4, 3, 3, device=device, requires_grad=True)
+    u = torch.randn(12, device=device)
     u_copy = u.clone()
     got = K.spectral_norm(w, u, impl="triton", n_iter=2)
     want = K.spectral_norm(w, u, impl="torch", n_iter=2)

@@ -1,4 +1,4 @@
-"""Triton fused equalized-LR conv/linear against the reference, in the interpreter on CPU.
+"""Triton fused equalized-LR conv/linear against the reference (interpreter on CPU, compiled on CUDA).
 
 float32 tolerances: rtol=1e-4, atol=1e-5 (observed differences are ~1e-6: only summation order differs).
 Shapes are tiny and awkward on purpose: batch 1, channel counts that are not multiples of the blocks
@@ -30,18 +30,19 @@ def _run(impl, x, w, b, **kw):
     w = w.detach().requires_grad_(True)
     b = b.detach().requires_grad_(True) if b is not None else None
     y = K.eqlr_conv2d(x, w, b, impl=impl, **kw)
-    g = torch.sin(torch.arange(y.numel(), dtype=y.dtype)).view_as(y)
+    g = torch.sin(torch.arange(y.numel(), dtype=y.dtype, device=y.device)).view_as(y)
     grads = torch.autograd.grad(y, [t for t in (x, w, b) if t is not None], g)
     return (y, *grads)
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_conv_forward_backward_matches_reference(case):
+def test_conv_forward_backward_matches_reference(case, device):
     n, c, s, co, k, up, down, pn, act, has_b = case
     g = torch.Generator().manual_seed(sum(case[:5]))
     x = torch.randn(n, c, s, s, generator=g)
     w = torch.randn(co, c, k, k, generator=g)
     b = torch.randn(co, generator=g) if has_b else None
+    x, w, b = (t.to(device) if t is not None else None for t in (x, w, b))
     kw = dict(up=up, down=down, pixelnorm=pn, activation=act, act_gain=1.25, alpha=0.2)
     want = _run("torch", x, w, b, **kw)
     got = _run("triton", x, w, b, **kw)
@@ -50,22 +51,22 @@ def test_conv_forward_backward_matches_reference(case):
         torch.testing.assert_close(a, e, **TOL)
 
 
-def test_conv_stride_and_explicit_padding():
+def test_conv_stride_and_explicit_padding(device):
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(1, 3, 7, 7, generator=g)
-    w = torch.randn(4, 3, 3, 3, generator=g)
-    b = torch.randn(4, generator=g)
+    x = torch.randn(1, 3, 7, 7, generator=g).to(device)
+    w = torch.randn(4, 3, 3, 3, generator=g).to(device)
+    b = torch.randn(4, generator=g).to(device)
     for kw in (dict(stride=2, padding=1), dict(stride=1, padding=0), dict(stride=2, padding=0, down=2)):
         for a, e in zip(_run("triton", x, w, b, **kw), _run("torch", x, w, b, **kw)):
             torch.testing.assert_close(a, e, **TOL)
 
 
 @pytest.mark.parametrize("pixelnorm", [False, True])
-def test_linear_matches_reference(pixelnorm):
+def test_linear_matches_reference(pixelnorm, device):
     g = torch.Generator().manual_seed(7)
-    x = torch.randn(3, 10, generator=g)
-    w = torch.randn(19, 10, generator=g)
-    b = torch.randn(19, generator=g)
+    x = torch.randn(3, 10, generator=g).to(device)
+    w = torch.randn(19, 10, generator=g).to(device)
+    b = torch.randn(19, generator=g).to(device)
     outs = []
     for impl in ("torch", "triton"):
         xx, ww, bb = (t.clone().requires_grad_(True) for t in (x, w, b))
@@ -75,11 +76,11 @@ def test_linear_matches_reference(pixelnorm):
         torch.testing.assert_close(a, e, **TOL)
 
 
-def test_double_backward_gradient_penalty():
+def test_double_backward_gradient_penalty(device):
     """create_graph=True (R1 / WGAN-GP) works through the Triton path and matches the reference."""
     g = torch.Generator().manual_seed(9)
-    x0 = torch.randn(2, 3, 4, 4, generator=g)
-    w0 = torch.randn(5, 3, 3, 3, generator=g)
+    x0 = torch.randn(2, 3, 4, 4, generator=g).to(device)
+    w0 = torch.randn(5, 3, 3, 3, generator=g).to(device)
     res = []
     for impl in ("torch", "triton"):
         x = x0.clone().requires_grad_(True)
@@ -90,8 +91,8 @@ def test_double_backward_gradient_penalty():
     torch.testing.assert_close(res[1], res[0], **TOL)
 
 
-def test_no_grad_forward():
-    x = torch.randn(1, 2, 3, 3)
-    w = torch.randn(3, 2, 3, 3)
+def test_no_grad_forward(device):
+    x = torch.randn(1, 2, 3, 3, device=device)
+    w = torch.randn(3, 2, 3, 3, device=device)
     with torch.no_grad():
         torch.testing.assert_close(K.eqlr_conv2d(x, w, impl="triton"), K.eqlr_conv2d(x, w, impl="torch"), **TOL)
