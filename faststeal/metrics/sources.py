@@ -95,7 +95,7 @@ class FolderSource(Source):
         try:
             with Image.open(path) as im:
                 im = im.convert("L" if im.mode in ("L", "1", "I;16", "I", "F") else "RGB")
-                arr = np.asarray(im, dtype=np.uint8)
+                arr = np.array(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise SourceError(f"{path}: cannot decode image ({exc.__class__.__name__})") from None
         arr = arr[:, :, None] if arr.ndim == 2 else arr
