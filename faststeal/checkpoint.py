@@ -6,13 +6,13 @@ resumable files optim_G, optim_D, loader, rng. Everything loads with ``torch.loa
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from .fileio import atomic_write
 
 FORMAT = "faststeal-checkpoint"
 FORMAT_VERSION = 1
@@ -42,18 +42,8 @@ def resolve_path(path) -> Path:
 
 
 def atomic_torch_save(obj, path) -> Path:
-    """torch.save to a temp file in the same folder, then rename: a kill never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """torch.save through an atomic write: a kill never leaves a half-written checkpoint."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(state: dict, path) -> Path:

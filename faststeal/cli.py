@@ -16,11 +16,12 @@ class FriendlyGroup(click.Group):
     """Turn the library's input errors into one-line messages instead of tracebacks."""
 
     def invoke(self, ctx):
+        from .attack.oracle import BudgetExceeded
         from .train import TrainingDiverged
 
         try:
             return super().invoke(ctx)
-        except (DataError, CheckpointError, TrainingDiverged) as exc:
+        except (DataError, CheckpointError, TrainingDiverged, BudgetExceeded) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 
@@ -156,6 +157,122 @@ def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json):
                f"protocol {result['protocol']}, {result['seconds']:.1f} s)")
     if as_json:
         click.echo(json.dumps(result))
+
+def attack_size_options(f):
+    """The size flags shared by extract, sweep and defend."""
+    for opt in reversed([
+        click.option("--attack", type=click.Choice(["pggan", "sngan"]), default="pggan", show_default=True,
+                     help="architecture of the adversary's GAN (independent of the target's)"),
+        click.option("--attack-kimg", type=float, default=30.0, show_default=True,
+                     help="thousands of images the attack GAN trains on"),
+        click.option("--attack-width", type=int, default=64, show_default=True),
+        click.option("--batch", type=int, default=32, show_default=True),
+        click.option("--fid-n", type=int, default=2000, show_default=True, help="images per side for each FID"),
+        click.option("--prior", default="normal", show_default=True,
+                     help="owner's latent prior: normal, uniform, truncated[:T]"),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--eval-data", default=None, help="real data for accuracy; default: the target's own"),
+        click.option("--threads", type=int, default=None, help="torch CPU threads"),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _set_threads(threads):
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@main.command()
+@click.option("--target", required=True, help="target checkpoint or builtin:NAME")
+@click.option("--queries", type=int, default=10_000, show_default=True, help="query budget (images)")
+@attack_size_options
+@click.option("--real", default=None, help="real data the adversary holds (accuracy extraction)")
+@click.option("--real-count", type=int, default=0, show_default=True, help="how many real images it holds")
+@click.option("--target-discriminator", is_flag=True,
+              help="adversary holds the target's discriminator: rejection-sample the queries with it")
+@click.option("--drs-rate", type=float, default=0.5, show_default=True, help="fraction of queries DRS keeps")
+@click.option("--finetune-kimg", type=float, default=None, help="fine-tuning length on real data")
+@click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
+@click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")
+def extract(target, queries, attack, attack_kimg, attack_width, batch, fid_n, prior, seed, eval_data, threads,
+            real, real_count, target_discriminator, drs_rate, finetune_kimg, query_set, out):
+    """Steal a target GAN through its images; report fidelity and accuracy."""
+    from .attack.extract import ExtractOptions, run_extract
+
+    _set_threads(threads)
+    if real and real_count <= 0:
+        raise click.BadParameter("give --real-count K with --real", param_hint="--real-count")
+    name = Path(str(target).replace("builtin:", "")).stem
+    out = out or f"runs/extract-{name}-{attack}-{queries}"
+    opts = ExtractOptions(target=target, attack=attack, queries=queries, attack_kimg=attack_kimg,
+                          attack_width=attack_width, batch=batch, fid_n=fid_n, real=real, real_count=real_count,
+                          target_discriminator=target_discriminator, drs_rate=drs_rate,
+                          finetune_kimg=finetune_kimg, eval_data=eval_data, prior=prior, seed=seed,
+                          query_set=query_set, out=out)
+    m = run_extract(opts)
+    for v in m["variants"]:
+        click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "
+                   f"{'n/a' if v['accuracy'] is None else format(v['accuracy'], '8.2f')}")
+    click.echo(f"fidelity {m['fidelity']:.2f}  accuracy "
+               f"{'n/a' if m['accuracy'] is None else format(m['accuracy'], '.2f')}  target FID "
+               f"{'n/a' if m['target_fid'] is None else format(m['target_fid'], '.2f')}  ({queries} queries); "
+               f"report: {out}/report.md")
+
+
+@main.command()
+@click.option("--target", required=True, help="target checkpoint or builtin:NAME")
+@click.option("--queries", default="1000,5000,10000", show_default=True, help="comma-separated budgets")
+@attack_size_options
+@click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
+@click.option("--out", default=None, help="run folder; default runs/sweep-<target>-<attack>")
+def sweep(target, queries, attack, attack_kimg, attack_width, batch, fid_n, prior, seed, eval_data, threads,
+          query_set, out):
+    """Train one attack per query budget; plot fidelity and accuracy against queries."""
+    from .attack.extract import ExtractOptions
+    from .attack.sweep import run_sweep
+
+    _set_threads(threads)
+    try:
+        budgets = [int(q) for q in queries.split(",") if q.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {queries!r}", param_hint="--queries")
+    name = Path(str(target).replace("builtin:", "")).stem
+    out = out or f"runs/sweep-{name}-{attack}"
+    opts = ExtractOptions(target=target, attack=attack, queries=max(budgets), attack_kimg=attack_kimg,
+                          attack_width=attack_width, batch=batch, fid_n=fid_n, eval_data=eval_data, prior=prior,
+                          seed=seed, query_set=query_set, out=out)
+    m = run_sweep(opts, budgets)
+    click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}")
+    for r in m["sweep"]:
+        acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
+        click.echo(f"{r['queries']:>8}  {r['fidelity']:>9.2f}  {acc:>9}")
+    click.echo(f"plot: {out}/sweep.png  report: {out}/report.md")
+
+
+@main.command()
+@click.option("--source", required=True, help="the stolen (or any) checkpoint to start from")
+@click.option("--data", required=True, help="new-domain data: fashion-mnist, a folder or an array file")
+@click.option("--classes", default=None, help="class subset of --data, e.g. 5,7,9 (footwear)")
+@click.option("--kimg", type=float, default=20.0, show_default=True)
+@click.option("--evals", type=int, default=4, show_default=True, help="FID points along the way")
+@click.option("--fid-n", type=int, default=1000, show_default=True)
+@click.option("--batch", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--out", default="runs/transfer", show_default=True)
+def transfer(source, data, classes, kimg, evals, fid_n, batch, seed, threads, out):
+    """Fine-tune a stolen model on a new domain vs training from scratch (FID curves)."""
+    from .attack.transfer import TransferOptions, run_transfer
+
+    _set_threads(threads)
+    m = run_transfer(TransferOptions(source=source, data=data, classes=classes, kimg=kimg, evals=evals,
+                                     fid_n=fid_n, batch=batch, seed=seed, out=out))
+    click.echo(f"after {kimg} kimg: fine-tuned FID {m['final_finetuned_fid']:.2f}, from scratch "
+               f"{m['final_scratch_fid']:.2f}; plot {out}/transfer.png")
+
 
 if __name__ == "__main__":
     main()

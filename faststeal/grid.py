@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .fileio import atomic_write
 
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_value: int = 32) -> np.ndarray:
@@ -30,20 +30,10 @@ def save_png(array: np.ndarray, path, upscale: int = 1) -> Path:
     """Write an HWC uint8 array as PNG atomically (temp file + rename); nearest upscale for tiny images."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if upscale > 1:
         array = array.repeat(upscale, axis=0).repeat(upscale, axis=1)
     img = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        img.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda f: img.save(f, format="PNG"))
 
 
 def save_grid(images: torch.Tensor, path, nrow: int | None = None, upscale: int | None = None) -> Path:

@@ -45,6 +45,7 @@ class TrainConfig:
     n_dis: int | None = None           # None: PGGAN 1, SNGAN 5
     ema_kimg: float = 5.0              # EMA half-life in thousands of images
     phase_kimg: float | None = None    # PGGAN: kimg per fade and per stable phase; None: split evenly
+    grow: bool = True                  # PGGAN: False trains at full resolution from the start (fine-tuning)
     gp_lambda: float = 10.0
     drift: float = 0.001
     seed: int = 0
@@ -146,6 +147,8 @@ class Trainer:
     def level_alpha(self) -> tuple[int | None, float]:
         if self.config.arch != "pggan":
             return None, 1.0
+        if not self.config.grow:
+            return level_count(self.config.resolution) - 1, 1.0
         return pggan_schedule(self.kimg, self.config.resolution, self.config.kimg, self.config.phase_kimg)
 
     # ----- one iteration --------------------------------------------------------------------------
@@ -209,6 +212,18 @@ class Trainer:
 
     def save(self) -> Path:
         return save_checkpoint(self.state_dict(), self.checkpoint_path)
+
+    def init_weights(self, path) -> None:
+        """Start from another run's G, EMA-G and D (fine-tuning, transfer); optimisers start fresh."""
+        state = load_checkpoint(path)
+        for key in ("arch", "resolution", "channels", "latent_dim", "width"):
+            if state["config"][key] != self.settings[key]:
+                raise CheckpointError(f"{path}: has {key}={state['config'][key]}, this run needs "
+                                      f"{key}={self.settings[key]}")
+        as_float = lambda sd: {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}  # noqa
+        self.G.load_state_dict(as_float(state.get("G", state["G_ema"])))
+        self.G_ema.load_state_dict(as_float(state["G_ema"]))
+        self.D.load_state_dict(as_float(state["D"]))
 
     def resume(self, path) -> None:
         """Continue a run from its checkpoint; the architecture and data must match."""

@@ -1,0 +1,167 @@
+"""The black-box target: a generator behind an API that returns uint8 images and counts every one.
+
+The adversary holds a ``TargetOracle`` and nothing else: no attribute leads to the weights (the generator
+lives in a closure), every image served counts against a hard budget, and a request that would cross the
+budget raises ``BudgetExceeded`` and serves nothing.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from faststeal.data import to_uint8
+
+PRIORS = ("normal", "uniform", "truncated")
+
+
+class BudgetExceeded(RuntimeError):
+    """A query asked for more images than the budget has left."""
+
+
+@dataclass(frozen=True)
+class LatentPrior:
+    """The distribution the owner draws latent codes from.
+
+    normal: N(0, I). uniform: U(-sqrt(3), sqrt(3)) per coordinate (unit variance, like the normal).
+    truncated: N(0, I) resampled until every coordinate lies in [-threshold, threshold].
+    """
+
+    kind: str = "normal"
+    threshold: float = 2.0
+
+    @staticmethod
+    def parse(text: str) -> "LatentPrior":
+        """'normal', 'uniform', 'truncated' or 'truncated:1.5'."""
+        kind, _, arg = str(text).partition(":")
+        if kind not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS} (truncated:THRESHOLD allowed), got {text!r}")
+        if arg and kind != "truncated":
+            raise ValueError(f"only the truncated prior takes a parameter, got {text!r}")
+        threshold = float(arg) if arg else 2.0
+        if threshold <= 0:
+            raise ValueError(f"truncation threshold must be > 0, got {threshold}")
+        return LatentPrior(kind, threshold)
+
+    def __str__(self) -> str:
+        return f"truncated:{self.threshold:g}" if self.kind == "truncated" else self.kind
+
+    def sample(self, n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+        if self.kind == "normal":
+            return torch.randn(n, dim, generator=generator)
+        if self.kind == "uniform":
+            return (torch.rand(n, dim, generator=generator) * 2 - 1) * math.sqrt(3.0)
+        z = torch.randn(n, dim, generator=generator)
+        bad = z.abs() > self.threshold
+        while bad.any():
+            z[bad] = torch.randn(int(bad.sum()), generator=generator)
+            bad = z.abs() > self.threshold
+        return z
+
+
+def _make_server(generator, batch: int):
+    """Close over the generator so the oracle object holds no reference an attacker could follow."""
+
+    @torch.no_grad()
+    def serve(z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([to_uint8(generator(chunk)) for chunk in z.split(batch)])
+
+    return serve
+
+
+class TargetOracle:
+    """Query access to a target generator, as an adversary would have it.
+
+    ``query(n)`` draws n codes from the owner's prior (knowledge level 1); ``query(z)`` takes codes chosen by
+    the adversary (level 2). Both return uint8 (N, C, R, R). ``served`` counts images given out, ``log`` the
+    requests. Optional ``latent_transform``/``image_transform`` are the owner's defenses, applied on the
+    serving side and invisible to the caller.
+    """
+
+    def __init__(self, checkpoint, budget: int, prior="normal", seed: int = 0, *, batch: int = 256,
+                 latent_transform=None, image_transform=None, served: int = 0):
+        from faststeal.checkpoint import load_generator
+
+        if budget < 0:
+            raise ValueError(f"budget must be >= 0, got {budget}")
+        generator = load_generator(checkpoint)
+        self.latent_dim = generator.latent_dim
+        self.resolution = generator.resolution
+        self.channels = generator.channels
+        self.budget = int(budget)
+        self.prior = prior if isinstance(prior, LatentPrior) else LatentPrior.parse(prior)
+        self.seed = seed
+        self._serve = _make_server(generator, batch)
+        self._latent_transform = latent_transform
+        self._image_transform = image_transform
+        self._lock = threading.Lock()
+        self._served = int(served)
+        self._requests = 0
+        self.log: list[dict] = []
+
+    @property
+    def served(self) -> int:
+        return self._served
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self._served
+
+    def __getstate__(self):
+        raise TypeError("TargetOracle cannot be pickled: it would carry the target's weights")
+
+    def _reserve(self, n: int) -> int:
+        with self._lock:
+            if n > self.budget - self._served:
+                raise BudgetExceeded(f"query for {n} images refused: {self.budget - self._served} of the "
+                                     f"budget of {self.budget} left")
+            start = self._served
+            self._served += n
+            self._requests += 1
+            return start
+
+    def query(self, n_or_z, *, offset: int | None = None) -> torch.Tensor:
+        """Serve images for n prior draws or for given codes z (N, latent_dim).
+
+        Prior draws are reproducible: image i of the oracle's whole history always comes from the same code,
+        so a resumed collection continues the same stream. ``offset`` (the stream position) is for sharded
+        collection; by default the next position is used.
+        """
+        if isinstance(n_or_z, torch.Tensor):
+            z = n_or_z.detach().float().cpu()
+            if z.dim() != 2 or z.shape[1] != self.latent_dim:
+                raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+            if not torch.isfinite(z).all():
+                raise ValueError("z holds NaN or inf")
+            n, source = z.shape[0], "chosen"
+        else:
+            n, source = int(n_or_z), str(self.prior)
+            if n < 0:
+                raise ValueError(f"n must be >= 0, got {n}")
+            z = None
+        if n == 0:
+            return torch.empty(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
+        start = self._reserve(n)
+        if z is None:
+            z = self.prior_codes(start if offset is None else offset, n)
+        if self._latent_transform is not None:
+            z = self._latent_transform(z)
+        images = self._serve(z)
+        if self._image_transform is not None:
+            images = self._image_transform(images)
+        self.log.append({"n": n, "latents": source, "seed": self.seed, "start": start})
+        return images
+
+    def prior_codes(self, start: int, n: int, block: int = 1000) -> torch.Tensor:
+        """Codes start..start+n of the prior stream, drawn in blocks seeded by (seed, block index)."""
+        out, pos = [], start
+        while pos < start + n:
+            b = pos // block
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + b)
+            codes = self.prior.sample(block, self.latent_dim, g)
+            lo, hi = pos - b * block, min(block, start + n - b * block)
+            out.append(codes[lo:hi])
+            pos = b * block + hi
+        return torch.cat(out)

@@ -1,0 +1,51 @@
+"""Query sweep: how fidelity and accuracy improve as the adversary buys more images.
+
+One query set of the largest budget is collected once; the attack for budget B trains on its first B
+images, which is exactly what an adversary with budget B would have bought (the oracle's stream is
+positional). Each attack trains for the same number of kimg, so only the data differs.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+from faststeal.checkpoint import load_checkpoint
+
+from . import queryset
+from .extract import Evaluator, ExtractOptions, attack_config, train_attack
+from .oracle import TargetOracle
+
+
+def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
+    from faststeal.report import RunFolder, line_plot, markdown_table
+
+    budgets = sorted(set(int(b) for b in budgets))
+    if not budgets or budgets[0] <= 0:
+        raise ValueError(f"query budgets must be positive integers, got {budgets}")
+    run = run or RunFolder(opts.out, "sweep", {**asdict(opts), "budgets": budgets})
+    cfg = load_checkpoint(opts.target)["config"]
+    oracle = TargetOracle(opts.target, budget=budgets[-1], prior=opts.prior, seed=opts.seed)
+    qdir = opts.query_set or run.file("queries")
+    queryset.collect(oracle, qdir, budgets[-1], target=opts.target, progress=opts.progress)
+    ev = Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress)
+    rows = []
+    for budget in budgets:
+        data = queryset.load(qdir, limit=budget)
+        ckpt = train_attack(attack_config(replace(opts, queries=budget), cfg["resolution"], cfg["channels"],
+                                          opts.attack_kimg), data, run.file(f"attack-{budget}.pt"),
+                            progress=opts.progress)
+        rows.append({"queries": budget, **ev.attack(ckpt)})
+        run.write_metrics({"target": opts.target, "attack": opts.attack, "target_fid": ev.target_fid(),
+                           "sweep": rows})
+    series = {"fidelity": ([r["queries"] for r in rows], [r["fidelity"] for r in rows])}
+    if rows[0]["accuracy"] is not None:
+        series["accuracy"] = ([r["queries"] for r in rows], [r["accuracy"] for r in rows])
+    line_plot(run.file("sweep.png"), series, "queries (images bought)", "FID (lower = better copy)",
+              f"{opts.attack} attack on {opts.target}", logx=True)
+    metrics = {"target": opts.target, "attack": opts.attack, "target_fid": ev.target_fid(), "sweep": rows,
+               "attack_kimg": opts.attack_kimg, "fid_n": opts.fid_n}
+    run.write_metrics(metrics)
+    run.write_report(f"Query sweep against {opts.target}", [
+        ("Fidelity and accuracy by query budget", markdown_table(rows, ["queries", "fidelity", "accuracy"])),
+        ("Plot", "![sweep](sweep.png)"),
+    ])
+    return metrics

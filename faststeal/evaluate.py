@@ -1,0 +1,62 @@
+"""The measurements every experiment reports, on in-memory images and generators.
+
+fidelity = FID(attack, target), accuracy = FID(attack, real), utility = FID(served, real). Real data is
+fitted to the model's resolution and channels exactly as the target saw it in training, so a padded
+32x32 Fashion-MNIST target is compared with padded 32x32 real images. Statistics of real data are cached.
+"""
+from __future__ import annotations
+
+import torch
+
+from .data import ImageSet, load_dataset
+from .train import generate
+
+
+def image_stats(images: torch.Tensor, name: str, fingerprint: str | None = None, batch: int = 50,
+                progress: bool = True):
+    """Streamed Inception statistics of uint8 (N, C, H, W) images (cached when a fingerprint is given)."""
+    from .metrics import compute_stats
+    from .metrics.sources import TensorSource
+
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f"{name}: expected non-empty uint8 (N, C, H, W) images, got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    source = TensorSource(name, "array", fingerprint, images)
+    return compute_stats(source, n=images.shape[0], batch=batch, cache=fingerprint is not None,
+                         progress=progress)
+
+
+def fid(stats_a, stats_b) -> float:
+    """Frechet distance of two FeatureStats (warns, not fails, when N is below the feature dimension)."""
+    from .metrics import frechet_distance
+
+    return float(frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma, n1=stats_a.n,
+                                  n2=stats_b.n))
+
+
+def generator_stats(checkpoint_or_generator, n: int, *, seed: int = 12345, name: str = "generator",
+                    progress: bool = True):
+    """Statistics of n samples of a generator (checkpoint path, builtin:NAME or loaded ImageGenerator)."""
+    from .checkpoint import load_generator
+
+    gen = checkpoint_or_generator
+    if not isinstance(gen, torch.nn.Module):
+        gen = load_generator(gen)
+    return image_stats(generate(gen, n, seed=seed), name, progress=progress)
+
+
+def real_data_for(checkpoint_config: dict, spec: str | None = None) -> ImageSet:
+    """The real data a target was trained on (or ``spec``), fitted to the target's resolution/channels."""
+    spec = spec or checkpoint_config.get("data_source")
+    if not spec:
+        raise ValueError("the target checkpoint does not record its training data; pass --eval-data")
+    classes = (checkpoint_config.get("extra") or {}).get("classes")
+    return load_dataset(spec, resolution=checkpoint_config["resolution"],
+                        channels=checkpoint_config["channels"], classes=classes if spec == checkpoint_config.get("data_source") else None)
+
+
+def real_stats(data: ImageSet, n: int, progress: bool = True):
+    """Statistics of the first n real images (a seeded shuffle would defeat the cache; the order is fixed)."""
+    images = data.images[:n]
+    return image_stats(images, f"real:{data.source}", fingerprint=f"{data.fingerprint}:{images.shape[0]}",
+                       progress=progress)

@@ -1,0 +1,110 @@
+"""Run folders: every command writes runs/<name>/ with config.json, metrics.json, pictures and report.md.
+
+config.json records the resolved options plus versions and seeds, so a run can be repeated; all files are
+written atomically, so a killed run never leaves a half-written report.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .fileio import write_json, write_text
+from .grid import make_grid, save_png
+
+
+def versions() -> dict:
+    import numpy
+
+    from . import __version__
+
+    return {"faststeal": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": sys.version.split()[0], "platform": platform.platform(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"}
+
+
+class RunFolder:
+    """One experiment's output folder."""
+
+    def __init__(self, path, command: str, options: dict):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        self.command = command
+        self.config = {"command": command, "argv": sys.argv, "options": options, "versions": versions(),
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        write_json(self.path / "config.json", self.config)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_metrics(self, metrics: dict) -> Path:
+        metrics = {**metrics, "wall_seconds": round(time.time() - self.started, 1)}
+        write_json(self.path / "metrics.json", metrics)
+        return self.path / "metrics.json"
+
+    def side_by_side(self, left: torch.Tensor, right: torch.Tensor, name: str, nrow: int = 6) -> Path:
+        """Two uint8 sample sets as one picture: left block | white gap | right block (e.g. target | attack)."""
+        a, b = make_grid(left, nrow), make_grid(right, nrow)
+        h = max(a.shape[0], b.shape[0])
+        a, b = (np.pad(g, ((0, h - g.shape[0]), (0, 0), (0, 0))) for g in (a, b))
+        gap = np.full((h, 8, a.shape[2]), 255, dtype=np.uint8)
+        upscale = 2 if left.shape[-1] < 64 else 1
+        return save_png(np.concatenate([a, gap, b], axis=1), self.path / name, upscale=upscale)
+
+    def write_report(self, title: str, sections: list[tuple[str, str]]) -> Path:
+        """report.md: a title, the command line, then (heading, markdown) sections."""
+        lines = [f"# {title}", "", f"Command: `{' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))}`",
+                 "", f"Wall time: {time.time() - self.started:.0f} s on {self.config['versions']['device']}", ""]
+        for heading, body in sections:
+            lines += [f"## {heading}", "", body.rstrip(), ""]
+        return write_text(self.path / "report.md", "\n".join(lines))
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def cell(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.2f}"
+        return str(v)
+
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def line_plot(path, series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str,
+              logx: bool = False) -> Path:
+    """A small PNG line chart (matplotlib, headless), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if logx:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
