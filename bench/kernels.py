@@ -1,6 +1,8 @@
 """Benchmark faststeal's kernels per layer shape and per training step, side by side in one run.
 
-    python bench/kernels.py [--batch 16] [--width 64] [--out bench/kernels.json] [--compile-budget 100]
+    python bench/kernels.py [--batch 16] [--width 64] [--out bench/kernels.json] [--compile-budget 45]
+
+Runs in ~1.5-4 minutes on a 2-core CPU (most of it torch.compile). Single-threaded by default: see --threads.
 
 For every distinct layer of the 32x32 and 64x64 PGGAN generator/discriminator and SNGAN discriminator
 (shapes recorded from the real models), forward+backward time of
@@ -10,7 +12,8 @@ For every distinct layer of the 32x32 and 64x64 PGGAN generator/discriminator an
   (b) the faststeal torch reference (impl="torch");
   (c) torch.compile of (b), while --compile-budget seconds of compile time last;
   (d) the Triton kernels (CUDA only; "n/a" without a GPU);
-then one full Trainer.step() of PGGAN and SNGAN with the model layers switched to (a) or (b).
+then one full Trainer.step() of PGGAN and SNGAN with the model layers switched to (a) or (b)
+(and, with --compile-steps, torch.compile'd G and D).
 Variants are timed in interleaved rounds (best of), so ratios against (a) come from the same conditions.
 """
 from __future__ import annotations
@@ -203,45 +206,73 @@ def interleaved(fns: dict, args: dict, rounds: int, warmup: int = 2) -> dict:
     return {k: min(v) for k, v in samples.items()}
 
 
-def bench_layers(layers, rounds: int, compile_budget: float, log):
-    rows = []
-    compile_left = compile_budget
-    compiled_kinds = set()
-    compile_note = None
+def _allow_many_compiles() -> None:
+    """Every layer's closure shares one code object; let dynamo keep one specialisation per layer."""
+    cfg = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
+                 "accumulated_cache_size_limit"):
+        if hasattr(cfg, name):
+            setattr(cfg, name, max(getattr(cfg, name), 256))
+
+
+def compile_layers(cases, budget: float, log) -> None:
+    """Add a "c_compile" variant to as many cases as ``budget`` seconds of compiling allow.
+
+    One layer of each kind first (so a short budget still covers every kind), then the rest.
+    """
     if not hasattr(torch, "compile"):
-        compile_note = "torch.compile unavailable"
+        for case in cases:
+            case["row"]["c_note"] = "torch.compile unavailable"
+        return
+    _allow_many_compiles()
+    kinds, first, rest = set(), [], []
+    for case in cases:
+        kind = case["row"]["layer"].split(" @")[0].rsplit(" ", 1)[0]  # e.g. "eqlr conv3x3+up+pn"
+        (rest if kind in kinds else first).append(case)
+        kinds.add(kind)
+    left, failure = budget, None
+    for case in first + rest:
+        row = case["row"]
+        if failure is not None or left <= 0:
+            row["c_note"] = failure or f"not compiled: --compile-budget {budget:.0f}s spent"
+            continue
+        try:
+            compiled = torch.compile(reference_fn(case["layer"], "torch"), dynamic=False)
+            t0 = time.perf_counter()
+            fwd_bwd(compiled, case["x"], case["params"], case["g"])
+            spent = time.perf_counter() - t0
+        except Exception as exc:  # a missing C++ toolchain, an unsupported op, ...
+            failure = f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+            row["c_note"] = failure
+            continue
+        left -= spent
+        row["compile_s"] = round(spent, 2)
+        case["variants"]["c_compile"] = compiled
+    n = sum("c_compile" in c["variants"] for c in cases)
+    log(f"# torch.compile: {n}/{len(cases)} layers compiled in {budget - left:.0f} s")
+
+
+def bench_layers(layers, rounds: int, compile_budget: float, log):
+    cases = []
     for model_name, desc, layer, shape in layers:
         x = torch.randn(shape, device=DEVICE, requires_grad=True)
-        params = [layer.weight, layer.bias]
         variants = {"a_plain": plain_equalized(layer) if not isinstance(layer, SpectralNormed)
                     else plain_spectral(layer),
                     "b_reference": reference_fn(layer, "torch")}
-        with torch.no_grad():
-            g = torch.randn_like(variants["b_reference"](x))
-        row = {"model": model_name, "layer": desc, "input": list(shape)}
-        kind = desc.split(" @")[0].rsplit(" ", 1)[0]  # e.g. "eqlr conv3x3+up+pn"
-        if compile_note is None and compile_left > 0 and kind not in compiled_kinds:
-            compiled_kinds.add(kind)
-            try:
-                torch._dynamo.reset()  # fresh caches: the same closure code must not hit the recompile limit
-                compiled = torch.compile(reference_fn(layer, "torch"), dynamic=False)
-                t0 = time.perf_counter()
-                fwd_bwd(compiled, x, params, g)
-                spent = time.perf_counter() - t0
-                compile_left -= spent
-                row["compile_s"] = round(spent, 2)
-                variants["c_compile"] = compiled
-            except Exception as exc:  # a missing C++ toolchain, an unsupported op, ...
-                compile_note = f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
-        elif compile_note is None:
-            row["c_note"] = (f"compiled once per layer kind within --compile-budget {compile_budget:.0f}s "
-                             "(each compile takes 10-30 s on this CPU)")
-        if compile_note is not None:
-            row["c_note"] = compile_note
         if DEVICE.type == "cuda":
             variants["d_triton"] = reference_fn(layer, "triton")
-        fns = {k: (lambda f: (lambda: fwd_bwd(f, x, params, g)))(f) for k, f in variants.items()}
+        with torch.no_grad():
+            g = torch.randn_like(variants["b_reference"](x))
+        cases.append({"row": {"model": model_name, "layer": desc, "input": list(shape)}, "layer": layer, "x": x,
+                      "params": [layer.weight, layer.bias], "g": g, "variants": variants})
+    compile_layers(cases, compile_budget, log)
+    log(HEADER)
+    rows = []
+    for case in cases:
+        x, params, g = case["x"], case["params"], case["g"]
+        fns = {k: (lambda f: (lambda: fwd_bwd(f, x, params, g)))(f) for k, f in case["variants"].items()}
         times = interleaved(fns, {k: () for k in fns}, rounds)
+        row = case["row"]
         row.update({k: v * 1e3 for k, v in times.items()})
         rows.append(row)
         log(format_row(row))
@@ -290,7 +321,13 @@ def make_trainer(arch: str, res: int, width: int, batch: int, tmp: Path) -> Trai
     return t
 
 
-def bench_steps(width: int, batch: int, rounds: int, log):
+STEP_COMPILE_NOTE = ("not run by default (--compile-steps tries it): on this CPU compiling SNGAN's G and D took "
+                     "~195 s before the first step and the compiled step was not faster; PGGAN's gradient "
+                     "penalty fails with 'torch.compile with aot_autograd does not currently support double "
+                     "backward'")
+
+
+def bench_steps(width: int, batch: int, rounds: int, compile_steps: bool, log):
     import tempfile
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -308,18 +345,33 @@ def bench_steps(width: int, batch: int, rounds: int, log):
                     with kernels_forced("torch"):
                         ref_t.step()
                 fns = {"a_plain": step_plain, "b_reference": step_ref}
-                if DEVICE.type == "cuda":
-                    tri_t = make_trainer(arch, res, width, batch, Path(tmp))
+                row = {"model": f"{arch}{res}", "layer": f"Trainer.step() {arch} {res}x{res} (n_dis=1)",
+                       "input": [batch], "c_note": STEP_COMPILE_NOTE}
+                if compile_steps:
+                    comp_t = make_trainer(arch, res, width, batch, Path(tmp))
+                    comp_t.G, comp_t.D = torch.compile(comp_t.G), torch.compile(comp_t.D)
+                    t0 = time.perf_counter()
+                    try:
+                        with kernels_forced("torch"):
+                            comp_t.step()
+                        row["compile_s"] = round(time.perf_counter() - t0, 1)
+                        row.pop("c_note")
 
+                        def step_compiled():
+                            with kernels_forced("torch"):
+                                comp_t.step()
+                        fns["c_compile"] = step_compiled
+                    except Exception as exc:
+                        row["c_note"] = (f"torch.compile failed after {time.perf_counter() - t0:.0f} s: "
+                                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+                tri_t = make_trainer(arch, res, width, batch, Path(tmp)) if DEVICE.type == "cuda" else None
+                if tri_t is not None and next(tri_t.G.parameters()).is_cuda:
                     def step_triton():
                         with kernels_forced("triton"):
                             tri_t.step()
                     fns["d_triton"] = step_triton
                 times = interleaved(fns, {k: () for k in fns}, rounds, warmup=1)
-                row = {"model": f"{arch}{res}", "layer": f"Trainer.step() {arch} {res}x{res} (n_dis=1)",
-                       "input": [batch], **{k: v * 1e3 for k, v in times.items()},
-                       "c_note": "skipped: compiling a whole GAN step (with the gradient penalty's double "
-                                 "backward) is outside this benchmark's CPU time budget"}
+                row.update({k: v * 1e3 for k, v in times.items()})
                 rows.append(row)
                 log(format_row(row))
     return rows
@@ -360,9 +412,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--width", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=15, help="timed rounds per layer (best of)")
-    ap.add_argument("--step-rounds", type=int, default=3, help="timed rounds per training step (best of)")
-    ap.add_argument("--compile-budget", type=float, default=60.0, help="seconds of torch.compile time")
+    ap.add_argument("--rounds", type=int, default=10, help="timed rounds per layer (best of)")
+    ap.add_argument("--step-rounds", type=int, default=2, help="timed rounds per training step (best of)")
+    ap.add_argument("--compile-budget", type=float, default=45.0, help="seconds of torch.compile time")
+    ap.add_argument("--compile-steps", action="store_true",
+                    help="also torch.compile whole training steps (minutes of compiling on a CPU)")
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads; 1 by default because on a CPU shared with other jobs, OpenMP "
                          "barriers of a descheduled thread add 100x outliers")
@@ -377,9 +431,8 @@ def main(argv=None):
     log(f"faststeal kernel benchmark on {hw}; torch {torch.__version__}; batch {args.batch}, width {args.width}")
     log("times: best-of-rounds forward+backward ms; ratios are time / (a), < 1 is faster than plain PyTorch")
     log("(a) plain modules  (b) faststeal reference  (c) torch.compile(b)  (d) Triton (GPU only)")
-    log(HEADER)
     layer_rows = bench_layers(collect_layers(args.width, args.batch), args.rounds, args.compile_budget, log)
-    step_rows = bench_steps(args.width, args.batch, args.step_rounds, log)
+    step_rows = bench_steps(args.width, args.batch, args.step_rounds, args.compile_steps, log)
     total = time.perf_counter() - start
     geo = lambda rows, k: math.exp(statistics.mean(math.log(r[k] / r["a_plain"]) for r in rows))  # noqa: E731
     summary = {"layers_geomean_b_over_a": geo(layer_rows, "b_reference"),
@@ -394,9 +447,10 @@ def main(argv=None):
            if compiled else ""))
     if DEVICE.type != "cuda":
         log("(d) Triton: not measured, no GPU on this machine (the kernels are tested in interpreter mode)")
-    notes = sorted({r["c_note"] for r in layer_rows if "c_note" in r})
-    for n in notes:
-        log(f"(c) note: {n}")
+    for n in sorted({r["c_note"] for r in layer_rows if "c_note" in r}):
+        log(f"(c) layers: {n}")
+    for n in sorted({r["c_note"] for r in step_rows if "c_note" in r}):
+        log(f"(c) steps: {n}")
     log(f"total {total:.0f} s")
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "hardware": hw,
               "torch": torch.__version__, "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),

@@ -26,6 +26,8 @@ from .reference import PIXELNORM_EPS, box_kernel, default_padding, he_scale, eql
 
 # TF32 on GPUs (ample for GAN training); the interpreter computes in full float32 whatever this says.
 DOT_PRECISION = "tf32"
+# Pixel norm needs a pixel's channels in one tile of the accumulator; PGGAN tops out at 512.
+MAX_PIXELNORM_CHANNELS = 1024
 
 
 def kernels_interpreted() -> bool:
@@ -118,8 +120,8 @@ def _bias_act_bwd(gy_ptr, y_ptr, r_ptr, gz_ptr, NP, P, CO, alpha, act_gain,
     if PIXELNORM:  # y = a * r with r = rsqrt(mean_c a^2 + eps): da = r * (dy - y * mean_c(dy * y))
         r = tl.load(r_ptr + offs_p, mask=p_mask, other=0.0)
         g = r[:, None] * (g - y * (tl.sum(g * y, axis=1) / CO)[:, None])
-    if LRELU:  # sign(y) == sign(z) because every factor after the activation is positive
-        g = tl.where(y > 0, g, g * alpha)
+    if LRELU:  # sign(z) == sign(y * act_gain): pixel norm's factor is positive
+        g = tl.where(y * act_gain > 0, g, g * alpha)
     g = g * act_gain
     tl.store(gz_ptr + off, g.to(gz_ptr.dtype.element_ty), mask=mask)
 
@@ -234,6 +236,9 @@ def eqlr_conv2d(x, weight, bias=None, *, gain, stride=1, padding=None, up=1, dow
         raise ValueError(f"activation must be 'lrelu' or 'linear', got {activation!r}")
     if weight.shape[-1] != weight.shape[-2] or x.dim() != 4:
         raise ValueError("eqlr_conv2d expects NCHW input and a square kernel")
+    if pixelnorm and weight.shape[0] > MAX_PIXELNORM_CHANNELS:
+        raise ValueError(f"the Triton kernel keeps all channels of a pixel in one block for pixel norm; "
+                         f"{weight.shape[0]} > {MAX_PIXELNORM_CHANNELS} channels: use impl='torch'")
     if padding is None:
         padding = default_padding(weight.shape[-1])
     return _EqlrConv2d.apply(x, weight, bias, float(gain), int(stride), int(padding), int(up), int(down),

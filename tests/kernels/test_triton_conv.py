@@ -96,3 +96,13 @@ def test_no_grad_forward(device):
     w = torch.randn(3, 2, 3, 3, device=device)
     with torch.no_grad():
         torch.testing.assert_close(K.eqlr_conv2d(x, w, impl="triton"), K.eqlr_conv2d(x, w, impl="torch"), **TOL)
+
+
+def test_negative_activation_gain(device):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 3, 4, 4, generator=g).to(device)
+    w = torch.randn(5, 3, 3, 3, generator=g).to(device)
+    b = torch.randn(5, generator=g).to(device)
+    kw = dict(act_gain=-0.5, pixelnorm=True)
+    for a, e in zip(_run("triton", x, w, b, **kw), _run("torch", x, w, b, **kw)):
+        torch.testing.assert_close(a, e, **TOL)
