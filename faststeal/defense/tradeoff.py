@@ -1,0 +1,188 @@
+"""The utility/security trade-off of defended serving, measured end to end.
+
+For every defense setting (and the undefended baseline, in the same run): the owner serves ``queries``
+images through the defended oracle; utility = FID(served, real) is what an honest user sees; an attack GAN
+trained on exactly those images gives security = its fidelity FID(attack, undefended target) and accuracy
+FID(attack, real). Fidelity is always against the undefended target, since that is what the owner protects.
+Each setting keeps its query set and attack checkpoint in the run folder, so a rerun reuses finished work.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from faststeal.attack import queryset
+from faststeal.attack.extract import Evaluator, attack_config, train_attack
+from faststeal.attack.oracle import TargetOracle
+from faststeal.checkpoint import load_checkpoint
+from faststeal.data import DataError, ImageSet
+from faststeal.evaluate import fid, image_stats
+from faststeal.fileio import write_json
+
+from .adversarial import AdversarialFeatures
+from .pipeline import DefensePipeline, Family, parse_family
+
+BASELINE = "none"
+
+
+@dataclass
+class DefendOptions:
+    target: str
+    defenses: list[str] = field(default_factory=list)   # one --defense value each (a family, maybe a sweep)
+    attack: str = "pggan"
+    queries: int = 10_000
+    attack_kimg: float = 30.0
+    attack_width: int = 64
+    attack_latent_dim: int = 128
+    batch: int = 32
+    fid_n: int = 2000
+    eval_data: str | None = None
+    prior: str = "normal"
+    seed: int = 0
+    out: str = "runs/defend"
+    progress: bool = True
+
+
+def slug(spec: str) -> str:
+    """A file-name-safe, readable name for one setting: 'noise:sigma=0.1' -> 'noise-sigma0.1'."""
+    s = re.sub(r"[^A-Za-z0-9.]+", "-", spec.replace("=", "")).strip("-")
+    return s or BASELINE
+
+
+def _validate(opts: DefendOptions) -> list[Family]:
+    if opts.queries < 1:
+        raise ValueError(f"queries must be >= 1, got {opts.queries}")
+    if opts.fid_n < 2:
+        raise ValueError(f"fid_n must be >= 2, got {opts.fid_n}")
+    if opts.attack_kimg <= 0:
+        raise ValueError(f"attack_kimg must be > 0, got {opts.attack_kimg}")
+    if not opts.defenses:
+        raise ValueError("give at least one defense, e.g. noise:sigma=0.05,0.1")
+    families = [parse_family(text, seed=opts.seed) for text in opts.defenses]
+    specs = [s.spec() for f in families for s in f.settings]
+    dupes = sorted({s for s in specs if specs.count(s) > 1})
+    if dupes:
+        raise ValueError(f"defense setting {dupes[0]!r} is given twice")
+    return families
+
+
+def _collect(opts: DefendOptions, pipeline: DefensePipeline, folder: Path) -> ImageSet:
+    """Buy ``queries`` defended images into ``folder`` (resumable) and load them as a training set."""
+    spec = pipeline.spec()
+    marker = folder / "defense.json"
+    if marker.exists():
+        recorded = json.loads(marker.read_text()).get("defense")
+        if recorded != spec:
+            raise DataError(f"{folder}: holds queries served with defense {recorded!r}, this setting is "
+                            f"{spec!r}; use another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"defense": spec})
+    oracle = TargetOracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed,
+                          **pipeline.oracle_hooks())
+    queryset.collect(oracle, folder, opts.queries, target=opts.target,
+                     chunk_size=200 if any(isinstance(d, AdversarialFeatures) for d in pipeline.image) else 1000,
+                     progress=opts.progress)
+    qs = queryset.load(folder, limit=opts.queries)
+    return ImageSet(qs.images, None, f"{qs.fingerprint}:defense:{spec}", qs.source)
+
+
+def _preview(opts: DefendOptions, pipeline: DefensePipeline, n: int = 36) -> tuple[torch.Tensor, torch.Tensor]:
+    """(undefended, defended) images for the same n prior codes, for the side-by-side picture."""
+    plain = TargetOracle(opts.target, budget=n, prior=opts.prior, seed=opts.seed + 99)
+    guarded = TargetOracle(opts.target, budget=n, prior=opts.prior, seed=opts.seed + 99,
+                           **pipeline.oracle_hooks())
+    z = plain.prior_codes(0, n)
+    return plain.query(z), guarded.query(z)
+
+
+def run_defend(opts: DefendOptions, run=None) -> dict:
+    """Measure every defense setting against the undefended baseline; writes the run folder, returns metrics."""
+    from faststeal.report import RunFolder, line_plot, markdown_table
+
+    families = _validate(opts)
+    target_cfg = load_checkpoint(opts.target)["config"]
+    res, ch = target_cfg["resolution"], target_cfg["channels"]
+    run = run or RunFolder(opts.out, "defend", asdict(opts))
+    ev = Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress)
+    mu = torch.as_tensor(ev.target_stats.mu, dtype=torch.float32)
+
+    plan = [(None, None, DefensePipeline([]))] + [(f, f.values[i] if f.swept else None, s)
+                                                  for f in families for i, s in enumerate(f.settings)]
+    rows, previews = [], []
+    cfg = attack_config(opts, res, ch, opts.attack_kimg)
+    for family, value, pipeline in plan:
+        spec = pipeline.spec()
+        for d in pipeline.image:
+            if isinstance(d, AdversarialFeatures) and d.reference is None:
+                d.set_reference(mu)          # push away from the undefended target's own features
+        name = slug(spec)
+        served = _collect(opts, pipeline, run.file(f"queries-{name}"))
+        ckpt = train_attack(cfg, served, run.file(f"attack-{name}.pt"), progress=opts.progress)
+        n_util = min(opts.fid_n, len(served))
+        served_stats = image_stats(served.images[:n_util], f"served:{spec}", progress=opts.progress)
+        row = {"defense": spec, "family": family.label if family else BASELINE,
+               "swept": family.swept if family else None, "value": value,
+               "utility": fid(served_stats, ev.real_stats) if ev.real_stats is not None else None,
+               "served_vs_target": fid(served_stats, ev.target_stats), **ev.attack(ckpt),
+               "utility_n": n_util, "queries_dir": f"queries-{name}", "attack_checkpoint": f"attack-{name}.pt"}
+        rows.append(row)
+        plain, guarded = _preview(opts, pipeline)
+        picture = f"samples-{name}.png"
+        run.side_by_side(plain, guarded, picture)
+        previews.append((spec, picture))
+
+    base = rows[0]
+    for r in rows:
+        for key in ("utility", "fidelity", "accuracy"):
+            r[f"{key}_change"] = (None if r[key] is None or base[key] is None else r[key] - base[key])
+    metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
+               "attack_kimg": opts.attack_kimg, "prior": opts.prior, "seed": opts.seed,
+               "target_fid": ev.target_fid(), "baseline": base, "settings": rows}
+
+    plots = _plots(run, rows, families, base, line_plot)
+    metrics["plots"] = plots
+    run.write_metrics(metrics)
+
+    table = markdown_table(rows, ["defense", "utility", "fidelity", "accuracy", "served_vs_target"])
+    acc_note = "" if ev.real_stats is not None else (f"\n\nNo real data, so no utility or accuracy: "
+                                                     f"{getattr(ev, 'real_error', '')}")
+    sections = [
+        ("Definitions", "utility = FID(served images, real data): what honest users lose (lower is better "
+                        "for them). fidelity = FID(attack, undefended target) and accuracy = FID(attack, real): "
+                        "what the thief gets (higher means the defense works). served_vs_target = FID(served, "
+                        f"undefended target). {opts.queries} queries per setting ({opts.prior} prior), "
+                        f"{opts.attack} attack trained for {opts.attack_kimg} kimg, FID on {opts.fid_n} "
+                        f"images per side (utility on min(fid_n, queries)); the first row is the undefended "
+                        f"baseline measured in this run.{acc_note}"),
+        ("Results", table),
+        ("Trade-off", "\n\n".join(f"![{p}]({p})" for p in plots) or "No plot: no real data for utility."),
+        ("Served samples", "Left: undefended target. Right: served through the defense (same codes).\n\n" +
+         "\n\n".join(f"**{spec}**\n\n![{spec}]({pic})" for spec, pic in previews)),
+    ]
+    run.write_report(f"Defenses for {opts.target} against a {opts.attack} attack", sections)
+    return metrics
+
+
+def _plots(run, rows, families, base, line_plot) -> list[str]:
+    """trade-off PNGs: utility on x; fidelity / accuracy on y; one line per family, starting at the baseline."""
+    if base["utility"] is None:
+        return []
+    out = []
+    for metric in ("fidelity", "accuracy"):
+        series = {}
+        for family in families:
+            pts = [base] + [r for r in rows if r["family"] == family.label]
+            if any(p[metric] is None for p in pts):
+                continue
+            series[family.label] = ([p["utility"] for p in pts], [p[metric] for p in pts])
+        if series:
+            name = f"tradeoff-{metric}.png"
+            line_plot(run.file(name), series, "utility = FID(served, real)  (lower: users lose less)",
+                      f"{metric} of the attack  (higher: thief gets less)",
+                      f"Defenses: {metric} vs utility (first point: undefended)")
+            out.append(name)
+    return out
