@@ -119,6 +119,21 @@ def info(checkpoint):
 
 
 
+@main.command("export")
+@click.argument("checkpoint")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
+def export(checkpoint, out, dtype):
+    """Write a small copy of CHECKPOINT for serving: EMA generator and discriminator only, no resume state."""
+    import torch
+
+    from .checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+
+    state = slim_checkpoint(load_checkpoint(checkpoint), getattr(torch, dtype))
+    path = save_checkpoint(state, out)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {dtype})")
+
+
 @main.command("fid")
 @click.argument("a")
 @click.argument("b")

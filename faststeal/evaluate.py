@@ -47,12 +47,13 @@ def generator_stats(checkpoint_or_generator, n: int, *, seed: int = 12345, name:
 
 def real_data_for(checkpoint_config: dict, spec: str | None = None) -> ImageSet:
     """The real data a target was trained on (or ``spec``), fitted to the target's resolution/channels."""
-    spec = spec or checkpoint_config.get("data_source")
+    trained_on = checkpoint_config.get("data_source")
+    spec = spec or trained_on
     if not spec:
         raise ValueError("the target checkpoint does not record its training data; pass --eval-data")
-    classes = (checkpoint_config.get("extra") or {}).get("classes")
-    return load_dataset(spec, resolution=checkpoint_config["resolution"],
-                        channels=checkpoint_config["channels"], classes=classes if spec == checkpoint_config.get("data_source") else None)
+    classes = (checkpoint_config.get("extra") or {}).get("classes") if spec == trained_on else None
+    return load_dataset(spec, resolution=checkpoint_config["resolution"], channels=checkpoint_config["channels"],
+                        classes=classes)
 
 
 def real_stats(data: ImageSet, n: int, progress: bool = True):

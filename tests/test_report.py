@@ -1,0 +1,30 @@
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from faststeal.report import RunFolder, line_plot, markdown_table
+
+
+def test_run_folder_writes_config_metrics_pictures_and_report(tmp_path):
+    run = RunFolder(tmp_path / "r", "extract", {"queries": 5})
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["options"] == {"queries": 5} and "torch" in config["versions"]
+    run.write_metrics({"fidelity": 1.5})
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["fidelity"] == 1.5
+    a = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    path = run.side_by_side(a, a + 255, "s.png", nrow=2)
+    with Image.open(path) as im:
+        arr = np.array(im)
+    assert arr.shape[1] == 2 * (2 * (2 * 10 + 2) + 8)   # two grids and the gap, upscaled 2x
+    report = run.write_report("T", [("Result", "ok")]).read_text()
+    assert report.startswith("# T") and "## Result" in report
+
+
+def test_markdown_table_and_plot(tmp_path):
+    table = markdown_table([{"q": 1, "f": 2.345, "a": None}], ["q", "f", "a"])
+    assert table.splitlines()[2] == "| 1 | 2.35 | - |"
+    path = line_plot(tmp_path / "p.png", {"x": ([1, 2], [3, 4])}, "q", "fid", "t")
+    with Image.open(path) as im:
+        assert im.size[0] > 100
