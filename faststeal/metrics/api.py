@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from . import dali, protocol
-from .extract import FeatureExtractor, default_device
+from .extract import FeatureExtractor, default_device, extractor_id, weights_id
 from .frechet import BiasedFIDWarning, frechet_distance
 from .kid import kernel_inception_distance
 from .sources import Source, StatsSource, open_source
@@ -67,16 +67,16 @@ def compute_stats(spec: str | Source, n: int | None = None, batch: int = 64, dev
     count = source.count(n)
     if n is not None and count < n:
         warnings.warn(f"{source.spec}: only {count} images available, using all of them", stacklevel=2)
-    extractor = get_extractor(device, precision, weights)
     loader = _loader(loader)
     path = None
-    if cache and source.fingerprint is not None:
-        path = cache_path(source.fingerprint, count, loader, extractor.id)
+    if cache and source.fingerprint is not None:  # checked before loading the network: a hit is instant
+        path = cache_path(source.fingerprint, count, loader, extractor_id(weights_id(weights), precision))
         if path.is_file():
             try:
                 return FeatureStats.load(path)
             except ValueError:
                 pass  # unreadable cache entry: recompute and overwrite
+    extractor = get_extractor(device, precision, weights)
     stats = FeatureStats(meta={"protocol": protocol.PROTOCOL, "source": source.spec,
                                "fingerprint": source.fingerprint, "extractor": extractor.id, "loader": loader,
                                "precision": precision})

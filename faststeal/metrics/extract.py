@@ -12,11 +12,20 @@ from pathlib import Path
 import torch
 
 from . import protocol
-from .inception import default_weights_path, load_inception, _sha1, DEFAULT_WEIGHTS_SHA1
+from .inception import DEFAULT_WEIGHTS_SHA1, _sha1, load_inception
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def extractor_id(weights_id: str, precision: str) -> str:
+    """What a cached statistic depends on: weights, protocol and numeric precision."""
+    return hashlib.sha1(f"{weights_id}|{protocol.PROTOCOL}|{precision}".encode()).hexdigest()[:16]
+
+
+def weights_id(weights: str | Path | None) -> str:
+    return DEFAULT_WEIGHTS_SHA1 if weights is None else _sha1(Path(weights))
 
 
 class FeatureExtractor:
@@ -29,14 +38,12 @@ class FeatureExtractor:
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = precision
         self.model = load_inception(weights, self.device)
-        path = Path(weights) if weights is not None else default_weights_path()
-        self.weights_id = DEFAULT_WEIGHTS_SHA1 if weights is None else _sha1(path)
+        self.weights_id = weights_id(weights)
         self._forward = torch.compile(self.model, dynamic=False) if compile else self.model
 
     @property
     def id(self) -> str:
-        """What a cached statistic depends on: weights, protocol and numeric precision."""
-        return hashlib.sha1(f"{self.weights_id}|{protocol.PROTOCOL}|{self.precision}".encode()).hexdigest()[:16]
+        return extractor_id(self.weights_id, self.precision)
 
     def _context(self):
         stack = contextlib.ExitStack()
