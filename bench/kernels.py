@@ -167,6 +167,18 @@ def collect_layers(width: int, batch: int):
     return found
 
 
+# ----- wall-clock budget -----------------------------------------------------------------------------------
+DEADLINE = [float("inf")]  # set by main() from --time-limit
+
+
+def time_left() -> float:
+    return DEADLINE[0] - time.perf_counter()
+
+
+def time_limit_s() -> float:
+    return DEADLINE[1] if len(DEADLINE) > 1 else float("inf")
+
+
 # ----- timing ----------------------------------------------------------------------------------------------
 def _sync():
     if DEVICE.type == "cuda":
@@ -181,14 +193,19 @@ def fwd_bwd(fn, x, params, grad_out):
     y.backward(grad_out)
 
 
+# On a CPU, the process's CPU time: the machine is shared with other jobs, and wall time would charge their
+# time slices to whichever variant happened to be running. On CUDA, wall time after synchronising.
+CLOCK = time.perf_counter if DEVICE.type == "cuda" else time.process_time
+
+
 def time_round(fns: dict, args: dict) -> dict:
     out = {}
     for name, fn in fns.items():
         _sync()
-        t = time.perf_counter()
+        t = CLOCK()
         fn(*args[name])
         _sync()
-        out[name] = time.perf_counter() - t
+        out[name] = CLOCK() - t
     return out
 
 
@@ -215,7 +232,7 @@ def _allow_many_compiles() -> None:
             setattr(cfg, name, max(getattr(cfg, name), 256))
 
 
-def compile_layers(cases, budget: float, log) -> None:
+def compile_layers(cases, budget: float, log, reserve: float = 0.0) -> None:
     """Add a "c_compile" variant to as many cases as ``budget`` seconds of compiling allow.
 
     One layer of each kind first (so a short budget still covers every kind), then the rest.
@@ -233,8 +250,10 @@ def compile_layers(cases, budget: float, log) -> None:
     left, failure = budget, None
     for case in first + rest:
         row = case["row"]
+        if failure is None and time_left() < reserve:
+            failure = "not compiled: --time-limit nearly reached (a loaded CPU)"
         if failure is not None or left <= 0:
-            row["c_note"] = failure or f"not compiled: --compile-budget {budget:.0f}s spent"
+            row["c_note"] = failure or "not compiled: --compile-budget (or --time-limit) spent"
             continue
         try:
             compiled = torch.compile(reference_fn(case["layer"], "torch"), dynamic=False)
@@ -252,7 +271,7 @@ def compile_layers(cases, budget: float, log) -> None:
     log(f"# torch.compile: {n}/{len(cases)} layers compiled in {budget - left:.0f} s")
 
 
-def bench_layers(layers, rounds: int, compile_budget: float, log):
+def layer_cases(layers):
     cases = []
     for model_name, desc, layer, shape in layers:
         x = torch.randn(shape, device=DEVICE, requires_grad=True)
@@ -265,18 +284,18 @@ def bench_layers(layers, rounds: int, compile_budget: float, log):
             g = torch.randn_like(variants["b_reference"](x))
         cases.append({"row": {"model": model_name, "layer": desc, "input": list(shape)}, "layer": layer, "x": x,
                       "params": [layer.weight, layer.bias], "g": g, "variants": variants})
-    compile_layers(cases, compile_budget, log)
-    log(HEADER)
-    rows = []
+    return cases
+
+
+def time_cases(cases, rounds: int, log) -> None:
+    """Time every variant of each case in interleaved rounds; fills the rows (ms)."""
     for case in cases:
         x, params, g = case["x"], case["params"], case["g"]
         fns = {k: (lambda f: (lambda: fwd_bwd(f, x, params, g)))(f) for k, f in case["variants"].items()}
-        times = interleaved(fns, {k: () for k in fns}, rounds)
-        row = case["row"]
-        row.update({k: v * 1e3 for k, v in times.items()})
-        rows.append(row)
-        log(format_row(row))
-    return rows
+        n = rounds if time_left() > 0.5 * time_limit_s() else 3  # fewer rounds when running late
+        times = interleaved(fns, {k: () for k in fns}, n)
+        case["row"].update({k: v * 1e3 for k, v in times.items()})
+        log(format_row(case["row"]))
 
 
 # ----- full training step ----------------------------------------------------------------------------------
@@ -333,6 +352,12 @@ def bench_steps(width: int, batch: int, rounds: int, compile_steps: bool, log):
     with tempfile.TemporaryDirectory() as tmp:
         for arch in ("pggan", "sngan"):
             for res in (32, 64):
+                if time_left() < (30 if res == 32 else 60):
+                    row = {"model": f"{arch}{res}", "layer": f"Trainer.step() {arch} {res}x{res} (n_dis=1)",
+                           "input": [batch], "skipped": "--time-limit reached (a loaded CPU)"}
+                    rows.append(row)
+                    log(f"{row['model']:9} {row['layer']:42} skipped: {row['skipped']}")
+                    continue
                 plain_t = make_trainer(arch, res, width, batch, Path(tmp))
                 install_plain_layers(plain_t)
                 ref_t = make_trainer(arch, res, width, batch, Path(tmp))
@@ -414,9 +439,11 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=10, help="timed rounds per layer (best of)")
     ap.add_argument("--step-rounds", type=int, default=2, help="timed rounds per training step (best of)")
-    ap.add_argument("--compile-budget", type=float, default=45.0, help="seconds of torch.compile time")
+    ap.add_argument("--compile-budget", type=float, default=60.0, help="seconds of torch.compile time")
     ap.add_argument("--compile-steps", action="store_true",
                     help="also torch.compile whole training steps (minutes of compiling on a CPU)")
+    ap.add_argument("--time-limit", type=float, default=270.0,
+                    help="wall seconds: past fractions of it, compiling stops, rounds shrink, steps are skipped")
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads; 1 by default because on a CPU shared with other jobs, OpenMP "
                          "barriers of a descheduled thread add 100x outliers")
@@ -425,16 +452,34 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     start = time.perf_counter()
+    DEADLINE[:] = [start + args.time_limit, args.time_limit]
     log = lambda s: print(s, flush=True)  # noqa: E731
     hw = torch.cuda.get_device_name() if DEVICE.type == "cuda" else \
         f"{platform.processor() or platform.machine()} CPU, {args.threads} threads, no GPU"
     log(f"faststeal kernel benchmark on {hw}; torch {torch.__version__}; batch {args.batch}, width {args.width}")
-    log("times: best-of-rounds forward+backward ms; ratios are time / (a), < 1 is faster than plain PyTorch")
+    clock = "wall" if DEVICE.type == "cuda" else "process CPU"
+    log(f"times: best-of-rounds forward+backward ms ({clock} time); ratios are time / (a), < 1 is faster than "
+        "plain PyTorch")
     log("(a) plain modules  (b) faststeal reference  (c) torch.compile(b)  (d) Triton (GPU only)")
-    layer_rows = bench_layers(collect_layers(args.width, args.batch), args.rounds, args.compile_budget, log)
+    # Most important first, so a loaded CPU's --time-limit only trims the last phase (torch.compile).
+    cases = layer_cases(collect_layers(args.width, args.batch))
+    log(HEADER)
+    time_cases(cases, args.rounds, log)
     step_rows = bench_steps(args.width, args.batch, args.step_rounds, args.compile_steps, log)
+    compile_layers(cases, min(args.compile_budget, max(time_left() - 30, 0)), log, reserve=30)
+    compiled_cases = [c for c in cases if "c_compile" in c["variants"]]
+    if compiled_cases:
+        log("# (a), (b) and (c) re-timed together on the compiled layers:")
+        time_cases(compiled_cases, args.rounds, log)
+    layer_rows = [c["row"] for c in cases]
+    log("# ratio table")
+    log(HEADER)
+    for row in layer_rows + [r for r in step_rows if "a_plain" in r]:
+        log(format_row(row))
     total = time.perf_counter() - start
-    geo = lambda rows, k: math.exp(statistics.mean(math.log(r[k] / r["a_plain"]) for r in rows))  # noqa: E731
+    def geo(rows, k):
+        vals = [math.log(r[k] / r["a_plain"]) for r in rows if k in r]
+        return math.exp(statistics.mean(vals)) if vals else float("nan")
     summary = {"layers_geomean_b_over_a": geo(layer_rows, "b_reference"),
                "steps_geomean_b_over_a": geo(step_rows, "b_reference")}
     compiled = [r for r in layer_rows if "c_compile" in r]
@@ -454,7 +499,8 @@ def main(argv=None):
     log(f"total {total:.0f} s")
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "hardware": hw,
               "torch": torch.__version__, "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-              "batch": args.batch, "width": args.width, "units": "ms, forward+backward, best of interleaved rounds",
+              "batch": args.batch, "width": args.width, "units": "ms, forward+backward, best of interleaved rounds, "
+             + ("wall time" if DEVICE.type == "cuda" else "process CPU time"),
               "layers": layer_rows, "training_steps": step_rows, "summary": summary, "total_s": total}
     Path(args.out).write_text(json.dumps(report, indent=1))
     log(f"wrote {args.out}")
