@@ -72,6 +72,7 @@ def bench_extraction(n: int, batch: int, device: torch.device, bf16: bool) -> di
             ours.model(batches[0])
     t_ours, f_ours = timed(run_ours)
     t_ref, f_ref = timed(run_ref)
+    print(f"faststeal {n / t_ours:.2f} img/s, TorchScript {n / t_ref:.2f} img/s", flush=True)
     results["faststeal"] = {"images_per_s": n / t_ours}
     results["torchscript"] = {"images_per_s": n / t_ref}
     results["feature_max_rel_err_vs_torchscript"] = float((f_ours - f_ref).abs().max() / f_ref.abs().max())
@@ -134,6 +135,7 @@ def bench_distance(d: int, device: torch.device, with_ns_on_cpu: bool) -> dict:
     t_scipy, tr = timed(lambda: trace_sqrt_scipy(torch.from_numpy(s1), torch.from_numpy(s2)))
     ref = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr)
     out = {"scipy_sqrtm": {"seconds": t_scipy, "fid": ref}}
+    print(f"scipy sqrtm {t_scipy:.2f} s", flush=True)
     args = [torch.from_numpy(v).to(device) for v in (mu1, s1, mu2, s2)]
     methods = ["eigh", "auto"] + (["newton_schulz"] if device.type == "cuda" or with_ns_on_cpu else [])
     for m in methods:
@@ -153,8 +155,8 @@ def bench_distance(d: int, device: torch.device, with_ns_on_cpu: bool) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     gpu = torch.cuda.is_available()
-    p.add_argument("--n", type=int, default=1024 if gpu else 64, help="images for the extraction timing")
-    p.add_argument("--batch", type=int, default=256 if gpu else 32)
+    p.add_argument("--n", type=int, default=1024 if gpu else 32, help="images for the extraction timing")
+    p.add_argument("--batch", type=int, default=256 if gpu else 16)
     p.add_argument("--dim", type=int, default=2048, help="feature dimension for the distance term")
     p.add_argument("--bf16", action="store_true", help="also measure bf16 autocast speed and FID error")
     p.add_argument("--ns-on-cpu", action="store_true", help="time Newton-Schulz on the CPU too (slow)")
