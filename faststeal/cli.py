@@ -321,7 +321,8 @@ def defend(target, defenses, queries, attack, attack_kimg, attack_width, batch, 
       blur      sigma=1 (0)                            image: Gaussian blur, std in pixels
       jpeg      quality=50 (100)                       image: JPEG re-encoding (PIL)
       adv       eps=4 (0), steps=2, step, batch, start  image: L-inf adversarial push of Inception features
-                                                       away from the target's (slow on CPU: ~1 s/img/step)
+                                                       away from the target's (one Inception forward+backward
+                                                       per image per step: slow on a CPU)
     """
     from .defense import DefenseError, parse_family
     from .defense.tradeoff import DefendOptions, run_defend

@@ -7,9 +7,9 @@ image's 2048-d feature to a reference mean (the target's own feature mean when k
 batch's mean), maximised by ``steps`` signed-gradient steps through the FID pipeline (protocol resize,
 TF scaling, FIDInception) and projected back to the budget after each step.
 
-Cost: one Inception forward + backward at 299x299 per image per step. On a CPU that is roughly a second
-per image per step (it dominates everything else); 10K queries with steps=2 are hours. Keep steps small
-or use a GPU (``device``).
+Cost: one Inception forward + backward at 299x299 per image per step (plus a forward pass for the reference
+when none is given), whatever the image size. On a CPU this dominates everything else; 10K queries with
+steps=2 are for a GPU (``device``, CUDA by default when available). Keep steps small.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ For every defense setting (and the undefended baseline, in the same run): the ow
 images through the defended oracle; utility = FID(served, real) is what an honest user sees; an attack GAN
 trained on exactly those images gives security = its fidelity FID(attack, undefended target) and accuracy
 FID(attack, real). Fidelity is always against the undefended target, since that is what the owner protects.
-Each setting keeps its query set and attack checkpoint in the run folder, so a rerun reuses finished work.
+Each setting keeps its query set, attack checkpoint and measured row (``queries-<setting>/result.json``, keyed
+on every option it depends on) in the run folder, so a rerun reuses finished work and resumes unfinished work.
 """
 from __future__ import annotations
 
@@ -99,6 +100,44 @@ def _preview(opts: DefendOptions, pipeline: DefensePipeline, n: int = 36) -> tup
     return plain.query(z), guarded.query(z)
 
 
+class _LazyEvaluator:
+    """Target and real statistics, computed only when some setting still has to be measured."""
+
+    def __init__(self, opts: DefendOptions):
+        self.opts, self.ev = opts, None
+
+    @property
+    def built(self) -> bool:
+        return self.ev is not None
+
+    def get(self) -> Evaluator:
+        if self.ev is None:
+            self.ev = Evaluator(self.opts.target, self.opts.fid_n, self.opts.eval_data, self.opts.progress)
+        return self.ev
+
+    def mu(self) -> torch.Tensor:
+        return torch.as_tensor(self.get().target_stats.mu, dtype=torch.float32)
+
+
+def _result_key(opts: DefendOptions, spec: str) -> dict:
+    """Everything a setting's measured row depends on; a stored row is reused only if all of it matches."""
+    target = Path(opts.target)
+    stamp = [target.stat().st_size, target.stat().st_mtime_ns] if target.is_file() else None
+    keep = ("target", "attack", "queries", "attack_kimg", "attack_width", "attack_latent_dim", "batch", "fid_n",
+            "eval_data", "prior", "seed")
+    return {"defense": spec, "target_file": stamp, **{k: getattr(opts, k) for k in keep}}
+
+
+def _cached_row(path: Path, key: dict, ckpt: Path) -> dict | None:
+    if not path.exists() or not ckpt.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return stored["row"] if stored.get("key") == json.loads(json.dumps(key)) else None
+
+
 def run_defend(opts: DefendOptions, run=None) -> dict:
     """Measure every defense setting against the undefended baseline; writes the run folder, returns metrics."""
     from faststeal.report import RunFolder, line_plot, markdown_table
@@ -107,32 +146,41 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
     target_cfg = load_checkpoint(opts.target)["config"]
     res, ch = target_cfg["resolution"], target_cfg["channels"]
     run = run or RunFolder(opts.out, "defend", asdict(opts))
-    ev = Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress)
-    mu = torch.as_tensor(ev.target_stats.mu, dtype=torch.float32)
-
+    lazy = _LazyEvaluator(opts)
     plan = [(None, None, DefensePipeline([]))] + [(f, f.values[i] if f.swept else None, s)
                                                   for f in families for i, s in enumerate(f.settings)]
     rows, previews = [], []
     cfg = attack_config(opts, res, ch, opts.attack_kimg)
     for family, value, pipeline in plan:
-        spec = pipeline.spec()
-        for d in pipeline.image:
-            if isinstance(d, AdversarialFeatures) and d.reference is None:
-                d.set_reference(mu)          # push away from the undefended target's own features
-        name = slug(spec)
-        served = _collect(opts, pipeline, run.file(f"queries-{name}"))
-        ckpt = train_attack(cfg, served, run.file(f"attack-{name}.pt"), progress=opts.progress)
-        n_util = min(opts.fid_n, len(served))
-        served_stats = image_stats(served.images[:n_util], f"served:{spec}", progress=opts.progress)
-        row = {"defense": spec, "family": family.label if family else BASELINE,
-               "swept": family.swept if family else None, "value": value,
-               "utility": fid(served_stats, ev.real_stats) if ev.real_stats is not None else None,
-               "served_vs_target": fid(served_stats, ev.target_stats), **ev.attack(ckpt),
-               "utility_n": n_util, "queries_dir": f"queries-{name}", "attack_checkpoint": f"attack-{name}.pt"}
+        spec, name = pipeline.spec(), slug(pipeline.spec())
+        picture, result_file = f"samples-{name}.png", run.file(f"queries-{name}") / "result.json"
+        key = _result_key(opts, spec)
+        ckpt = run.file(f"attack-{name}.pt")
+        row = _cached_row(result_file, key, ckpt)
+        fresh = row is None
+        if fresh:
+            for d in pipeline.image:
+                if isinstance(d, AdversarialFeatures) and d.reference is None:
+                    d.set_reference(lazy.mu())   # push away from the undefended target's own features
+            served = _collect(opts, pipeline, run.file(f"queries-{name}"))
+            train_attack(cfg, served, ckpt, progress=opts.progress)
+            ev = lazy.get()
+            n_util = min(opts.fid_n, len(served))
+            served_stats = image_stats(served.images[:n_util], f"served:{spec}", progress=opts.progress)
+            row = {"defense": spec,
+                   "utility": fid(served_stats, ev.real_stats) if ev.real_stats is not None else None,
+                   "served_vs_target": fid(served_stats, ev.target_stats), **ev.attack(ckpt),
+                   "utility_n": n_util, "queries_dir": f"queries-{name}", "attack_checkpoint": ckpt.name,
+                   "target_fid": ev.target_fid(),
+                   "real_note": None if ev.real_stats is not None else getattr(ev, "real_error", "no real data")}
+            write_json(result_file, {"key": key, "row": row})
+        row.update({"family": family.label if family else BASELINE, "swept": family.swept if family else None,
+                    "value": value})
+        if fresh or not run.file(picture).exists():
+            slow = any(isinstance(d, AdversarialFeatures) for d in pipeline.image)
+            plain, guarded = _preview(opts, pipeline, n=12 if slow else 36)
+            run.side_by_side(plain, guarded, picture)
         rows.append(row)
-        plain, guarded = _preview(opts, pipeline)
-        picture = f"samples-{name}.png"
-        run.side_by_side(plain, guarded, picture)
         previews.append((spec, picture))
 
     base = rows[0]
@@ -141,15 +189,14 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
             r[f"{key}_change"] = (None if r[key] is None or base[key] is None else r[key] - base[key])
     metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
                "attack_kimg": opts.attack_kimg, "prior": opts.prior, "seed": opts.seed,
-               "target_fid": ev.target_fid(), "baseline": base, "settings": rows}
+               "target_fid": base["target_fid"], "baseline": base, "settings": rows}
 
     plots = _plots(run, rows, families, base, line_plot)
     metrics["plots"] = plots
     run.write_metrics(metrics)
 
     table = markdown_table(rows, ["defense", "utility", "fidelity", "accuracy", "served_vs_target"])
-    acc_note = "" if ev.real_stats is not None else (f"\n\nNo real data, so no utility or accuracy: "
-                                                     f"{getattr(ev, 'real_error', '')}")
+    acc_note = "" if base["real_note"] is None else f"\n\nNo real data, so no utility or accuracy: {base['real_note']}"
     sections = [
         ("Definitions", "utility = FID(served images, real data): what honest users lose (lower is better "
                         "for them). fidelity = FID(attack, undefended target) and accuracy = FID(attack, real): "

@@ -23,7 +23,7 @@ def test_run_defend_refuses_bad_options(tiny_target, tmp_path):
 def test_end_to_end_defend_writes_the_trade_off(tiny_target, tmp_path):
     real = np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "real.npy", real)
-    opts = DefendOptions(target=str(tiny_target), defenses=["region:keep=0.3+noise:sigma=0.1,0.3"],
+    opts = DefendOptions(target=str(tiny_target), defenses=["region:keep=0.3+noise:sigma=0.3"],
                          attack="sngan", queries=48, attack_kimg=0.016, attack_width=8, attack_latent_dim=8,
                          batch=8, fid_n=16, eval_data=str(tmp_path / "real.npy"), out=str(tmp_path / "run"),
                          progress=False)
@@ -31,7 +31,7 @@ def test_end_to_end_defend_writes_the_trade_off(tiny_target, tmp_path):
     run = tmp_path / "run"
     saved = json.loads((run / "metrics.json").read_text())
     specs = [s["defense"] for s in saved["settings"]]
-    assert specs == ["none", "region:keep=0.3+noise:sigma=0.1", "region:keep=0.3+noise:sigma=0.3"]
+    assert specs == ["none", "region:keep=0.3+noise:sigma=0.3"]
     for s in saved["settings"]:
         for key in ("defense", "utility", "fidelity", "accuracy"):
             assert key in s and s[key] is not None
@@ -40,14 +40,17 @@ def test_end_to_end_defend_writes_the_trade_off(tiny_target, tmp_path):
         assert json.loads((run / s["queries_dir"] / "meta.json").read_text())["count"] == 48
     assert saved["baseline"]["defense"] == "none" and saved["settings"][0]["utility_change"] == 0
     # the served distribution really differs from the undefended one
-    assert saved["settings"][2]["served_vs_target"] > saved["settings"][0]["served_vs_target"]
+    assert saved["settings"][1]["served_vs_target"] > saved["settings"][0]["served_vs_target"]
     for name in ("config.json", "report.md", "tradeoff-fidelity.png", "tradeoff-accuracy.png",
                  "samples-none.png", "samples-region-keep0.3-noise-sigma0.3.png"):
         assert (run / name).exists(), name
     assert "utility" in (run / "report.md").read_text()
-    assert metrics["settings"][1]["swept"] == "noise.sigma" and metrics["settings"][1]["value"] == "0.1"
-    # a rerun reuses every query set and attack instead of paying again
+    assert metrics["settings"][1]["family"] == "region:keep=0.3+noise:sigma=0.3"
+    # a rerun reuses every query set, attack and measurement instead of paying again
     stamps = {p.name: p.stat().st_mtime_ns for p in run.glob("attack-*.pt")}
     again = run_defend(opts)
     assert {p.name: p.stat().st_mtime_ns for p in run.glob("attack-*.pt")} == stamps
-    assert again["settings"][2]["fidelity"] == pytest.approx(metrics["settings"][2]["fidelity"])
+    assert again["settings"][1]["fidelity"] == metrics["settings"][1]["fidelity"]
+    # a changed option is not served from the stored rows: the query set no longer matches and is refused
+    with pytest.raises(Exception, match="queries"):
+        run_defend(DefendOptions(**{**opts.__dict__, "seed": 1}))
