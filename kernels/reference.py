@@ -124,7 +124,8 @@ def eqlr_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 def _normalize(v: torch.Tensor, eps: float) -> torch.Tensor:
-    return v / v.norm().clamp_min(eps)
+    """v / max(|v|, eps) in one call (the per-layer cost here is launch overhead, not arithmetic)."""
+    return F.normalize(v, dim=0, eps=eps)
 
 
 def spectral_norm(weight: torch.Tensor, u: torch.Tensor, *, n_iter: int = 1, eps: float = 1e-12,
