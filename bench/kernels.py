@@ -442,7 +442,7 @@ def main(argv=None):
     ap.add_argument("--compile-budget", type=float, default=60.0, help="seconds of torch.compile time")
     ap.add_argument("--compile-steps", action="store_true",
                     help="also torch.compile whole training steps (minutes of compiling on a CPU)")
-    ap.add_argument("--time-limit", type=float, default=270.0,
+    ap.add_argument("--time-limit", type=float, default=220.0,
                     help="wall seconds: past fractions of it, compiling stops, rounds shrink, steps are skipped")
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads; 1 by default because on a CPU shared with other jobs, OpenMP "
