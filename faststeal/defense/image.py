@@ -89,7 +89,7 @@ class JPEG(ImageDefense):
         arr = x.permute(0, 2, 3, 1).contiguous().numpy()
         out = np.empty_like(arr)
         for i, img in enumerate(arr):
-            pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img, "L" if img.shape[-1] == 1 else "RGB")
+            pil = Image.fromarray(np.ascontiguousarray(img[..., 0] if img.shape[-1] == 1 else img))  # L or RGB
             buf = io.BytesIO()
             pil.save(buf, format="JPEG", quality=self.quality)
             buf.seek(0)

@@ -196,7 +196,8 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
     run.write_metrics(metrics)
 
     table = markdown_table(rows, ["defense", "utility", "fidelity", "accuracy", "served_vs_target"])
-    acc_note = "" if base["real_note"] is None else f"\n\nNo real data, so no utility or accuracy: {base['real_note']}"
+    acc_note = ("" if base["real_note"] is None
+                else f"\n\nNo real data, so no utility or accuracy: {base['real_note']}")
     sections = [
         ("Definitions", "utility = FID(served images, real data): what honest users lose (lower is better "
                         "for them). fidelity = FID(attack, undefended target) and accuracy = FID(attack, real): "

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from faststeal.checkpoint import load_checkpoint
 from faststeal.defense.tradeoff import DefendOptions, run_defend, slug
 
 
@@ -45,6 +46,9 @@ def test_end_to_end_defend_writes_the_trade_off(tiny_target, tmp_path):
                  "samples-none.png", "samples-region-keep0.3-noise-sigma0.3.png"):
         assert (run / name).exists(), name
     assert "utility" in (run / "report.md").read_text()
+    # each attack was trained on its own setting's served images
+    fingerprint = load_checkpoint(run / saved["settings"][1]["attack_checkpoint"])["data_fingerprint"]
+    assert fingerprint.endswith("defense:region:keep=0.3+noise:sigma=0.3")
     assert metrics["settings"][1]["family"] == "region:keep=0.3+noise:sigma=0.3"
     # a rerun reuses every query set, attack and measurement instead of paying again
     stamps = {p.name: p.stat().st_mtime_ns for p in run.glob("attack-*.pt")}
