@@ -6,6 +6,8 @@ fitted to the model's resolution and channels exactly as the target saw it in tr
 """
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from .data import ImageSet, load_dataset
@@ -35,14 +37,18 @@ def fid(stats_a, stats_b) -> float:
 
 
 def generator_stats(checkpoint_or_generator, n: int, *, seed: int = 12345, name: str = "generator",
-                    progress: bool = True):
+                    progress: bool = True, cache: bool = False):
     """Statistics of n samples of a generator (checkpoint path, builtin:NAME or loaded ImageGenerator)."""
-    from .checkpoint import load_generator
+    from .checkpoint import load_generator, resolve_path
 
-    gen = checkpoint_or_generator
+    gen, fingerprint = checkpoint_or_generator, None
+    if not isinstance(gen, torch.nn.Module) and cache:
+        # A checkpoint file's samples are a pure function of its bytes, n and seed: cache their statistics.
+        digest = hashlib.sha256(resolve_path(gen).read_bytes()).hexdigest()[:16]
+        fingerprint = f"generator:{digest}:seed{seed}:n{n}"
     if not isinstance(gen, torch.nn.Module):
         gen = load_generator(gen)
-    return image_stats(generate(gen, n, seed=seed), name, progress=progress)
+    return image_stats(generate(gen, n, seed=seed), name, fingerprint=fingerprint, progress=progress)
 
 
 def real_data_for(checkpoint_config: dict, spec: str | None = None) -> ImageSet:

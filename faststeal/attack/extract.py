@@ -72,7 +72,7 @@ class Evaluator:
     def __init__(self, target: str, fid_n: int, eval_data: str | None, progress: bool = True):
         self.fid_n, self.progress = fid_n, progress
         config = load_checkpoint(target)["config"]
-        self.target_stats = generator_stats(target, fid_n, name="target", progress=progress)
+        self.target_stats = generator_stats(target, fid_n, name="target", progress=progress, cache=True)
         try:
             self.real = real_data_for(config, eval_data)
         except (ValueError, OSError) as exc:

@@ -15,3 +15,9 @@ def tiny_target(tmp_path_factory):
     save_checkpoint({"config": config, "G_ema": g.state_dict(), "D": d.state_dict(), "progress": {"kimg": 0}},
                     path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """FID statistics of test data go to a temporary cache, never the user's."""
+    monkeypatch.setenv("FASTSTEAL_CACHE", str(tmp_path / "cache"))
