@@ -190,21 +190,18 @@ class Anchors(LatentDefense):
         """At mix = 1: on the plane of some anchor pair; below 1 also the original code's plane is allowed."""
         anchors, _ = self.secrets(served.shape[1])
         s = served.double()
-        best = torch.full((s.shape[0],), math.inf, dtype=torch.float64)
+        n, dim = s.shape
+        best = torch.full((n,), math.inf, dtype=torch.float64)
         for i in range(self.k):
             for j in range(i + 1, self.k):
-                basis = [anchors[i], anchors[j]]
-                q, _ = torch.linalg.qr(torch.stack(basis, 1))
-                res = torch.stack([_residual(s[n], q if codes is None or self.mix == 1 else
-                                             torch.linalg.qr(torch.stack(basis + [codes[n].double()], 1))[0])
-                                   for n in range(s.shape[0])])
+                pair = [anchors[i].expand(n, dim), anchors[j].expand(n, dim)]
+                if codes is not None and self.mix < 1:
+                    pair.append(codes.double())
+                q = torch.linalg.qr(torch.stack(pair, dim=2))[0]             # (n, dim, 2 or 3)
+                res = (s - (q @ (q.transpose(1, 2) @ s[:, :, None]))[..., 0]).norm(dim=1)
                 best = torch.minimum(best, res)
         return best <= 1e-4 * s.norm(dim=1).clamp(min=1.0)
 
     def check(self):
         if self.k < 2:
             raise DefenseError(f"{self.name}: k must be >= 2, got {self.k}")
-
-
-def _residual(v: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    return (v - q @ (q.T @ v)).norm()
