@@ -76,3 +76,10 @@ def test_anchor_interpolation_uses_few_directions(codes):
 def test_latent_defense_rejects_images():
     with pytest.raises(ValueError, match="float codes"):
         build("truncate")(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+
+
+def test_partial_anchor_mix_stays_on_the_plane_of_code_and_anchors(codes):
+    d = build("anchors", k=5, mix=0.5, seed=1)
+    out = d(codes)
+    assert d.contains(out, codes).all()
+    assert not d.contains(out, codes.flip(0)).any()   # someone else's code does not explain it
