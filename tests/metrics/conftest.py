@@ -24,8 +24,4 @@ def fmnist_test():
     images, _ = load_fashion_mnist("test")
     return np.ascontiguousarray(images[:64])
 
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("FASTSTEAL_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(0)
