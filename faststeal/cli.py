@@ -178,7 +178,7 @@ def attack_size_options(f):
     for opt in reversed([
         click.option("--attack", type=click.Choice(["pggan", "sngan"]), default="pggan", show_default=True,
                      help="architecture of the adversary's GAN (independent of the target's)"),
-        click.option("--attack-kimg", type=float, default=30.0, show_default=True,
+        click.option("--attack-kimg", type=float, default=80.0, show_default=True,
                      help="thousands of images the attack GAN trains on"),
         click.option("--attack-width", type=int, default=64, show_default=True),
         click.option("--batch", type=int, default=32, show_default=True),

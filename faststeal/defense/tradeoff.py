@@ -36,7 +36,7 @@ class DefendOptions:
     defenses: list[str] = field(default_factory=list)   # one --defense value each (a family, maybe a sweep)
     attack: str = "pggan"
     queries: int = 10_000
-    attack_kimg: float = 30.0
+    attack_kimg: float = 80.0
     attack_width: int = 64
     attack_latent_dim: int = 128
     batch: int = 32
