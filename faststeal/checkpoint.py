@@ -92,7 +92,8 @@ class ImageGenerator(nn.Module):
         return self.net(z.to(next(self.net.parameters()).dtype)).clamp(-1.0, 1.0)
 
 
-def _float_state(sd: dict) -> dict:
+def float_state(sd: dict) -> dict:
+    """Cast floating tensors of a state dict to float32 (built-in targets are stored in fp16)."""
     return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
 
 
@@ -110,7 +111,7 @@ def load_generator(path, device="cpu") -> ImageGenerator:
     state = load_checkpoint(path)
     g, _ = build_from_config(state["config"])
     try:
-        g.load_state_dict(_float_state(state["G_ema"]))
+        g.load_state_dict(float_state(state["G_ema"]))
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: generator weights do not match its config ({str(exc)[:120]})") from None
     return ImageGenerator(g).to(device).eval().requires_grad_(False)
@@ -121,7 +122,7 @@ def load_discriminator(path, device="cpu") -> nn.Module:
     state = load_checkpoint(path)
     _, d = build_from_config(state["config"])
     try:
-        d.load_state_dict(_float_state(state["D"]))
+        d.load_state_dict(float_state(state["D"]))
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: discriminator weights do not match its config ({str(exc)[:120]})") from None
     return d.to(device).eval().requires_grad_(False)

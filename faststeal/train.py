@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, float_state, load_checkpoint, save_checkpoint
 from .data import ImageSet, InfiniteBatches, to_uint8
 from .grid import save_grid
 from .models import build_discriminator, build_generator
@@ -220,10 +220,9 @@ class Trainer:
             if state["config"][key] != self.settings[key]:
                 raise CheckpointError(f"{path}: has {key}={state['config'][key]}, this run needs "
                                       f"{key}={self.settings[key]}")
-        as_float = lambda sd: {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}  # noqa
-        self.G.load_state_dict(as_float(state.get("G", state["G_ema"])))
-        self.G_ema.load_state_dict(as_float(state["G_ema"]))
-        self.D.load_state_dict(as_float(state["D"]))
+        self.G.load_state_dict(float_state(state.get("G", state["G_ema"])))
+        self.G_ema.load_state_dict(float_state(state["G_ema"]))
+        self.D.load_state_dict(float_state(state["D"]))
 
     def resume(self, path) -> None:
         """Continue a run from its checkpoint; the architecture and data must match."""
