@@ -106,26 +106,25 @@ def build_from_config(config: dict):
     return g, d
 
 
+def _load_network(path, key: str, pick: int, what: str) -> nn.Module:
+    """Build the network a checkpoint's config describes and load state ``key`` into it (eval, frozen)."""
+    state = load_checkpoint(path)
+    net = build_from_config(state["config"])[pick]
+    try:
+        net.load_state_dict(float_state(state[key]))
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: {what} weights do not match its config ({str(exc)[:120]})") from None
+    return net.eval().requires_grad_(False)
+
+
 def load_generator(path, device="cpu") -> ImageGenerator:
     """The EMA generator of a checkpoint at full resolution, in eval mode."""
-    state = load_checkpoint(path)
-    g, _ = build_from_config(state["config"])
-    try:
-        g.load_state_dict(float_state(state["G_ema"]))
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: generator weights do not match its config ({str(exc)[:120]})") from None
-    return ImageGenerator(g).to(device).eval().requires_grad_(False)
+    return ImageGenerator(_load_network(path, "G_ema", 0, "generator")).to(device).eval().requires_grad_(False)
 
 
 def load_discriminator(path, device="cpu") -> nn.Module:
     """The discriminator of a checkpoint at full resolution, in eval mode (scores: higher = more real)."""
-    state = load_checkpoint(path)
-    _, d = build_from_config(state["config"])
-    try:
-        d.load_state_dict(float_state(state["D"]))
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: discriminator weights do not match its config ({str(exc)[:120]})") from None
-    return d.to(device).eval().requires_grad_(False)
+    return _load_network(path, "D", 1, "discriminator").to(device)
 
 
 def slim_checkpoint(state: dict, dtype=torch.float16) -> dict:
