@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .fileio import write_json, write_text
+from .fileio import atomic_write, write_json, write_text
 from .grid import make_grid, save_png
 
 
@@ -98,12 +98,10 @@ def line_plot(path, series: dict[str, tuple[list, list]], xlabel: str, ylabel: s
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def dumps(obj) -> str:

@@ -1,0 +1,138 @@
+"""torch.distributed in one place: who this process is, how many there are, and the few collectives we use.
+
+Launched by ``torchrun`` (WORLD_SIZE, RANK, LOCAL_RANK in the environment) ``setup()`` joins the process
+group: NCCL when CUDA is available, gloo otherwise; the code path is the same. Without torchrun every function
+here behaves as for a world of one process, so library code calls them unconditionally.
+
+Conventions the rest of the package follows:
+- every rank runs the same code and makes the same collective calls in the same order;
+- work is split by ``shard_range`` (contiguous query positions) or by batch index (FID batches);
+- only rank 0 writes files (``faststeal.fileio`` enforces it, then waits for the others) and prints;
+- a multi-node run needs its run folder on a file system every node sees.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def launched() -> bool:
+    """True when the environment says this process is one of several (torchrun sets WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def setup() -> bool:
+    """Join the process group torchrun describes (idempotent); returns whether this run is distributed."""
+    if active():
+        return True
+    if not launched() or not dist.is_available():
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend())
+    return True
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def device() -> torch.device:
+    """This rank's compute device: its own GPU under torchrun, the first GPU alone, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if active() else 0)
+
+
+def comm_device() -> torch.device:
+    """Where tensors must live for a collective: CUDA for NCCL, the CPU for gloo."""
+    if active() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over ranks in place (on the communication device) and return it."""
+    if active():
+        buf = t.to(comm_device())
+        dist.all_reduce(buf)
+        if buf is not t:
+            t.copy_(buf)
+    return t
+
+
+def all_mean_(tensors) -> None:
+    """Average a list of same-dtype tensors over ranks in place, in one flattened all-reduce."""
+    tensors = list(tensors)
+    if not active() or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors]).to(comm_device())
+    dist.all_reduce(flat)
+    flat /= world()
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
+def all_true(flag: bool) -> bool:
+    """True only when ``flag`` is true on every rank (so all ranks take the same branch)."""
+    if not active():
+        return bool(flag)
+    t = torch.tensor([0 if flag else 1], dtype=torch.int64, device=comm_device())
+    dist.all_reduce(t)
+    return int(t.item()) == 0
+
+
+def all_gather_objects(obj) -> list:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+    if not active():
+        return [obj]
+    out = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shard_range(n: int, rank_: int | None = None, world_: int | None = None) -> tuple[int, int]:
+    """[start, stop) of rank's contiguous share of n items; shares differ by at most one and cover n exactly."""
+    r = rank() if rank_ is None else rank_
+    w = world() if world_ is None else world_
+    base, extra = divmod(n, w)
+    start = r * base + min(r, extra)
+    return start, start + base + (1 if r < extra else 0)
+
+
+def owns_batch(index: int, rank_: int | None = None, world_: int | None = None) -> bool:
+    """Round-robin ownership of batch ``index``: batch boundaries, hence every batch's numbers, stay as in
+    a single process, so the per-rank results merge into exactly the single-process sums."""
+    r = rank() if rank_ is None else rank_
+    w = world() if world_ is None else world_
+    return index % w == r
