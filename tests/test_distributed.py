@@ -1,0 +1,47 @@
+"""faststeal.distributed: sharding arithmetic, and the collectives on two real gloo processes."""
+import torch
+
+from faststeal import distributed
+from faststeal.fileio import write_text
+from multiproc import run_ranks
+
+
+def test_single_process_is_a_world_of_one():
+    assert not distributed.active()
+    assert (distributed.rank(), distributed.world(), distributed.is_main()) == (0, 1, True)
+    t = torch.tensor([1.0, 2.0])
+    assert distributed.all_sum(t) is t and t.tolist() == [1.0, 2.0]
+    assert distributed.all_true(True) and not distributed.all_true(False)
+
+
+def test_shard_range_covers_exactly_once():
+    for n in (0, 1, 7, 10, 1001):
+        for w in (1, 2, 3, 8):
+            parts = [distributed.shard_range(n, r, w) for r in range(w)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+            sizes = [b - a for a, b in parts]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_owns_batch_round_robin():
+    owners = [[b for b in range(7) if distributed.owns_batch(b, r, 3)] for r in range(3)]
+    assert owners == [[0, 3, 6], [1, 4], [2, 5]]
+
+
+def _collectives(folder):
+    r = distributed.rank()
+    s = distributed.all_sum(torch.tensor([float(r + 1)], dtype=torch.float64))
+    ts = [torch.full((3,), float(r)), torch.full((2, 2), float(10 * r))]
+    distributed.all_mean_(ts)
+    written = write_text(f"{folder}/shared.txt", f"written by rank {r}")
+    return {"sum": s.item(), "means": [t.tolist() for t in ts], "agree": distributed.all_true(r == 0),
+            "objects": distributed.all_gather_objects(r * 2), "file": written.read_text()}
+
+
+def test_collectives_on_two_gloo_ranks(tmp_path):
+    a, b = run_ranks(_collectives, str(tmp_path), tmp_path=tmp_path)
+    assert a == b                                   # every rank sees the same results
+    assert a["sum"] == 3.0 and a["means"] == [[0.5] * 3, [[5.0, 5.0], [5.0, 5.0]]]
+    assert a["agree"] is False and a["objects"] == [0, 2]
+    assert a["file"] == "written by rank 0"         # rank 0 wrote; rank 1 read it after the barrier
