@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,8 +29,18 @@ class FriendlyGroup(click.Group):
 
 @click.group(cls=FriendlyGroup)
 @click.version_option(package_name="faststeal")
-def main():
-    """faststeal: steal a GAN through its outputs, measure fidelity and accuracy, test defenses."""
+@click.pass_context
+def main(ctx):
+    """faststeal: steal a GAN through its outputs, measure fidelity and accuracy, test defenses.
+
+    Every command also runs under `torchrun --nproc_per_node K -m faststeal ...` (see README, Scaling out).
+    """
+    from . import distributed
+
+    if distributed.setup():
+        ctx.call_on_close(distributed.teardown)
+        if not distributed.is_main():          # one voice: rank 0 prints results, the others stay quiet
+            sys.stdout = open(os.devnull, "w")
 
 
 @main.command("train-target")

@@ -286,18 +286,20 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class InfiniteBatches:
     """Endless shuffled minibatches of float images from an ImageSet, reproducible from a seed.
 
+    ``batch_size`` is the global batch. Under data parallelism each process passes ``take``: the positions
+    of the global batch it trains on, so the processes together see exactly the single-process batch.
     ``state()``/``load_state()`` let training resume at the exact next batch.
     """
 
-    def __init__(self, data: ImageSet, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+    def __init__(self, data: ImageSet, batch_size: int, seed: int, take: torch.Tensor | None = None):
         if len(data) < batch_size:
             raise DataError(f"{data.source}: {len(data)} images but batch size {batch_size}; lower --batch")
         self.images = data.images
         self.batch_size = batch_size
         self.seed = seed
+        self.take = take
         self.epoch = 0
         self.pos = 0
-        self.rank, self.world = rank, world
         self._order = self._perm()
 
     def _perm(self) -> torch.Tensor:
@@ -308,14 +310,13 @@ class InfiniteBatches:
         return self
 
     def __next__(self) -> torch.Tensor:
-        global_batch = self.batch_size * self.world
-        if self.pos + global_batch > len(self._order):
+        if self.pos + self.batch_size > len(self._order):
             self.epoch += 1
             self.pos = 0
             self._order = self._perm()
-        idx = self._order[self.pos + self.rank * self.batch_size: self.pos + (self.rank + 1) * self.batch_size]
-        self.pos += global_batch
-        return to_float(self.images[idx])
+        idx = self._order[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return to_float(self.images[idx if self.take is None else idx[self.take]])
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}

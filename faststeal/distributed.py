@@ -89,6 +89,24 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks that gradients flow through: each rank's input affects every rank's output, so its
+    gradient is the sum of all ranks' output gradients."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return all_sum(t.clone())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return all_sum(grad.clone())
+
+
+def differentiable_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of ``t`` over ranks, differentiable (used for batch-norm statistics of the global batch)."""
+    return _AllReduceSum.apply(t) if active() else t
+
+
 def all_mean_(tensors) -> None:
     """Average a list of same-dtype tensors over ranks in place, in one flattened all-reduce."""
     tensors = list(tensors)

@@ -7,10 +7,15 @@ from __future__ import annotations
 import torch
 
 
-def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, *, generator=None,
+def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, *, generator=None, eps=None,
                      **d_kwargs) -> torch.Tensor:
-    """Mean over the batch of (||grad_x D(x_hat)||_2 - 1)^2 at random interpolates x_hat (Gulrajani 2017)."""
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
+    """Mean over the batch of (||grad_x D(x_hat)||_2 - 1)^2 at random interpolates x_hat (Gulrajani 2017).
+
+    ``eps`` (N, 1, 1, 1) are the interpolation weights; drawn here when not given (data-parallel training
+    passes each rank its slice of the global draw).
+    """
+    if eps is None:
+        eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
     x_hat = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
     scores = discriminator(x_hat, **d_kwargs)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)

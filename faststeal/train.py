@@ -3,6 +3,13 @@
 One ``Trainer`` drives both; the architecture decides the losses, the optimiser betas and whether the
 networks grow. Progress is counted in images shown to the discriminator (kimg), as in PGGAN.
 Checkpoints are atomic and hold everything needed to resume bit-exactly on a CPU.
+
+Under torchrun the same loop is data parallel: ``batch`` stays the global batch, each rank trains on its
+slice of it (reals, latents and GP weights are drawn globally, then sliced), G and D are wrapped in
+DistributedDataParallel so gradients are averaged, and the loss values are averaged for reporting and for
+the divergence check. Everything else (EMA, spectral-norm vectors, batch-norm statistics, the growing
+schedule) then stays identical on every rank without extra communication, and K processes train the same
+model as one process up to float rounding.
 """
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import losses
+from . import distributed, losses
 from .checkpoint import CheckpointError, float_state, load_checkpoint, save_checkpoint
 from .data import ImageSet, InfiniteBatches, to_uint8
 from .grid import save_grid
@@ -98,6 +105,25 @@ def downscale_reals(x: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
     return x
 
 
+def rank_positions(batch: int, rank: int, world: int, group: int) -> torch.Tensor:
+    """Which positions of the global batch a rank trains on.
+
+    PGGAN's minibatch-stddev layer puts sample i in group i % (batch / group). Viewing the batch as
+    (group, batch / group) and giving each rank a block of columns keeps every group whole on one rank,
+    in the same order, so D computes on each slice what it computes on the whole batch in one process.
+    """
+    if batch % world:
+        raise ValueError(f"--batch {batch} must be divisible by the number of processes ({world})")
+    columns = batch // group if batch % group == 0 else batch
+    rows = batch // columns
+    per_rank = columns // world if columns % world == 0 else None
+    if per_rank is None:
+        start, stop = distributed.shard_range(batch, rank, world)
+        return torch.arange(start, stop)
+    grid = torch.arange(batch).view(rows, columns)
+    return grid[:, rank * per_rank:(rank + 1) * per_rank].reshape(-1)
+
+
 def ema_beta(batch: int, ema_kimg: float) -> float:
     return 0.5 ** (batch / max(ema_kimg * 1000.0, 1e-8))
 
@@ -125,19 +151,40 @@ class Trainer:
         self.data = data
         self.checkpoint_path = Path(checkpoint_path)
         self.run_dir = Path(run_dir) if run_dir else None
-        self.progress = progress
+        self.progress = progress and distributed.is_main()
+        self.device = distributed.device()
+        self.world = distributed.world()
+        group = 4 if config.arch == "pggan" else 1       # minibatch-stddev group size of the PGGAN critic
+        self.take = rank_positions(config.batch, distributed.rank(), self.world, group)
         torch.manual_seed(config.seed)
-        self.G = build_generator(config.arch, config.resolution, config.channels, config.latent_dim, config.width)
-        self.D = build_discriminator(config.arch, config.resolution, config.channels, config.width)
+        self.G = build_generator(config.arch, config.resolution, config.channels, config.latent_dim,
+                                 config.width).to(self.device)
+        self.D = build_discriminator(config.arch, config.resolution, config.channels, config.width).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         lr, betas = self.settings["lr"], tuple(self.settings["betas"])
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)
-        self.batches = InfiniteBatches(data, config.batch, config.seed)
+        self.G_train, self.D_train = self._data_parallel(self.G), self._data_parallel(self.D)
+        self.batches = InfiniteBatches(data, config.batch, config.seed,
+                                       take=self.take if self.world > 1 else None)
         self.images_seen = 0
         self.steps = 0
         self.last_losses = {"loss_D": float("nan"), "loss_G": float("nan")}
         self.grid_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
+
+    def _data_parallel(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The module gradients flow through during training: DDP-wrapped under torchrun, else itself.
+
+        find_unused_parameters: a growing PGGAN leaves the other levels' layers unused. Buffers are not
+        broadcast: spectral-norm vectors and synced batch-norm statistics evolve identically on every rank.
+        """
+        if self.world == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True,
+                                       forward_sync_buffers=False)
 
     # ----- schedule -------------------------------------------------------------------------------
     @property
@@ -152,8 +199,12 @@ class Trainer:
         return pggan_schedule(self.kimg, self.config.resolution, self.config.kimg, self.config.phase_kimg)
 
     # ----- one iteration --------------------------------------------------------------------------
+    def _slice(self, global_draw: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a tensor drawn for the whole global batch (the RNG stream is shared)."""
+        return (global_draw if self.world == 1 else global_draw[self.take]).to(self.device)
+
     def _latents(self) -> torch.Tensor:
-        return torch.randn(self.config.batch, self.config.latent_dim)
+        return self._slice(torch.randn(self.config.batch, self.config.latent_dim))
 
     def step(self) -> dict:
         """n_dis critic updates then one generator update; returns float losses."""
@@ -162,15 +213,17 @@ class Trainer:
         pggan = self.config.arch == "pggan"
         self.G.train()
         self.D.train()
+        G, D = self.G_train, self.D_train
         for _ in range(self.settings["n_dis"]):
-            real = next(self.batches)
+            real = next(self.batches).to(self.device)
             if pggan:
                 real = downscale_reals(real, level, alpha)
             with torch.no_grad():
                 fake = self.G(self._latents(), **kw)
-            d_real, d_fake = self.D(real, **kw), self.D(fake, **kw)
+            d_real, d_fake = D(real, **kw), D(fake, **kw)
             if pggan:
-                gp = losses.gradient_penalty(self.D, real, fake, **kw)
+                eps = self._slice(torch.rand(self.config.batch, 1, 1, 1, dtype=real.dtype))
+                gp = losses.gradient_penalty(D, real, fake, eps=eps, **kw)
                 loss_d = losses.wgan_gp_d_loss(d_real, d_fake, gp, gp_lambda=self.config.gp_lambda,
                                                drift=self.config.drift)
             else:
@@ -178,9 +231,9 @@ class Trainer:
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
-            self.images_seen += real.shape[0]
+            self.images_seen += self.config.batch
         self.D.requires_grad_(False)
-        d_fake = self.D(self.G(self._latents(), **kw), **kw)
+        d_fake = self.D(G(self._latents(), **kw), **kw)
         loss_g = losses.wgan_g_loss(d_fake) if pggan else losses.hinge_g_loss(d_fake)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -188,7 +241,9 @@ class Trainer:
         self.D.requires_grad_(True)
         update_ema(self.G_ema, self.G, ema_beta(self.config.batch, self.config.ema_kimg))
         self.steps += 1
-        out = {"loss_D": loss_d.item(), "loss_G": loss_g.item()}
+        both = torch.stack([loss_d.detach(), loss_g.detach()]).float().cpu()
+        distributed.all_mean_([both])
+        out = {"loss_D": both[0].item(), "loss_G": both[1].item()}
         if not all(math.isfinite(v) for v in out.values()):
             raise TrainingDiverged(
                 f"training diverged at {self.kimg:.1f} kimg (loss_D={out['loss_D']}, loss_G={out['loss_G']}); "
@@ -250,7 +305,7 @@ class Trainer:
     def sample_grid(self) -> torch.Tensor:
         level, alpha = self.level_alpha()
         kw = {} if level is None else {"level": level, "alpha": alpha}
-        x = self.G_ema(self.grid_z, **kw).clamp(-1, 1)
+        x = self.G_ema(self.grid_z.to(self.device), **kw).clamp(-1, 1).cpu()
         if x.shape[-1] != self.config.resolution:
             x = F.interpolate(x, size=self.config.resolution, mode="nearest")
         return to_uint8(x)

@@ -132,3 +132,34 @@ def apply_spectral_norm(model: nn.Module) -> None:
         if model.training:
             with torch.no_grad():
                 m.u.copy_(u)
+
+
+class RankSyncedBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics span the global batch of all torch.distributed ranks.
+
+    With one process it is exactly nn.BatchNorm2d. Under data parallelism each rank holds a slice of the
+    batch; normalising by per-slice statistics would train a different model than one process does, and
+    torch's SyncBatchNorm only runs on GPUs. Mean and variance are all-reduced (two passes, for accuracy)
+    with a differentiable all-reduce, on CPU and GPU alike; the state dict is nn.BatchNorm2d's.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from faststeal import distributed
+
+        if not (self.training and distributed.active()):
+            return super().forward(x)
+        count = distributed.all_sum(x.new_tensor([float(x.shape[0] * x.shape[2] * x.shape[3])]))
+        mean = distributed.differentiable_sum(x.sum(dim=(0, 2, 3))) / count
+        centred = x - mean.view(1, -1, 1, 1)
+        var = distributed.differentiable_sum(centred.pow(2).sum(dim=(0, 2, 3))) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * (count / (count - 1).clamp(min=1))
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(unbiased.detach(), m)
+        y = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y

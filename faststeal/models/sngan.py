@@ -1,6 +1,6 @@
 """SNGAN (Miyato et al. 2018) ResNet generator and spectrally normalised ResNet discriminator.
 
-The generator uses batch norm and no spectral norm; every discriminator layer is spectrally normalised,
+The generator uses batch norm (statistics synced across ranks under torchrun) and no spectral norm; every discriminator layer is spectrally normalised,
 with all power iterations done in one ``apply_spectral_norm`` call per forward.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import SNConv2d, SNLinear, apply_spectral_norm
+from .layers import RankSyncedBatchNorm2d, SNConv2d, SNLinear, apply_spectral_norm
 
 
 def _check_resolution(resolution: int) -> int:
@@ -26,7 +26,7 @@ class GenBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.bn1, self.bn2 = nn.BatchNorm2d(cin), nn.BatchNorm2d(cout)
+        self.bn1, self.bn2 = RankSyncedBatchNorm2d(cin), RankSyncedBatchNorm2d(cout)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.shortcut = nn.Conv2d(cin, cout, 1)
@@ -48,7 +48,7 @@ class SNGANGenerator(nn.Module):
         self.dense = nn.Linear(latent_dim, 16 * width)
         nn.init.xavier_uniform_(self.dense.weight)
         self.blocks = nn.Sequential(*[GenBlock(width, width) for _ in range(ups)])
-        self.bn = nn.BatchNorm2d(width)
+        self.bn = RankSyncedBatchNorm2d(width)
         self.to_rgb = nn.Conv2d(width, channels, 3, padding=1)
         nn.init.xavier_uniform_(self.to_rgb.weight)
 
