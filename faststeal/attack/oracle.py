@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from faststeal import distributed
 from faststeal.data import to_uint8
 
 PRIORS = ("normal", "uniform", "truncated")
@@ -146,12 +147,46 @@ class TargetOracle:
         start = self._reserve(n)
         if z is None:
             z = self.prior_codes(start if offset is None else offset, n)
+        images = self._produce(z)
+        self.log.append({"n": n, "latents": source, "seed": self.seed, "start": start})
+        return images
+
+    def query_shard(self, n: int, *, offset: int | None = None) -> torch.Tensor:
+        """This rank's share of a request for n prior draws, under torch.distributed.
+
+        Every rank must call it with the same arguments. The whole request counts against the budget on every
+        rank (so all oracles agree on ``served`` and on refusing), but a rank generates only the positions
+        ``distributed.shard_range(n)`` of offset..offset+n; gathering the shards in rank order gives exactly
+        what ``query(n, offset=offset)`` serves in one process. Defenses are applied per image: latent ones
+        are pure functions of the code and image ones of the image, so where a position is generated does
+        not change it. Without torch.distributed this is ``query(n)``.
+        """
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        # One collective per request: the oracles must agree on the budget state, or the global count lies.
+        states = distributed.all_gather_objects((self.budget, self._served))
+        if len(set(states)) > 1:
+            raise RuntimeError(f"oracles disagree across ranks (budget, served): {states}; every rank must "
+                               f"make the same requests")
+        start = self._reserve(n)                        # same outcome on every rank: all serve or all refuse
+        first = start if offset is None else offset
+        lo, hi = distributed.shard_range(n)
+        if hi == lo:
+            images = torch.empty(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
+        else:
+            images = self._produce(self.prior_codes(first + lo, hi - lo))
+        self.log.append({"n": hi - lo, "latents": str(self.prior), "seed": self.seed, "start": first + lo,
+                         "request": n, "rank": distributed.rank()})
+        return images
+
+    def _produce(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes -> served uint8 images, through the owner's defenses."""
         if self._latent_transform is not None:
             z = self._latent_transform(z)
-        images = self._serve(z)
+        images = self._serve(z).cpu()
         if self._image_transform is not None:
             images = self._image_transform(images)
-        self.log.append({"n": n, "latents": source, "seed": self.seed, "start": start})
         return images
 
     def prior_codes(self, start: int, n: int, block: int = 1000) -> torch.Tensor:

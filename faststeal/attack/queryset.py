@@ -8,6 +8,9 @@ Layout of a query-set folder::
 A chunk is written to a temp file and renamed, then meta.json is rewritten the same way; only chunks named
 in meta.json count. A collection killed at any point resumes from meta.json without losing or duplicating
 queries (the oracle's code stream is positional, so the next chunk starts where the last one ended).
+
+Under torch.distributed every rank generates its share of each chunk (``TargetOracle.query_shard``), the
+shares are gathered in rank order and rank 0 writes; the files are the same as one process would write.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faststeal import distributed
 from faststeal.data import DataError, ImageSet
 from faststeal.fileio import atomic_write, write_json
 
@@ -33,36 +37,56 @@ def read_meta(folder: Path) -> dict | None:
         raise DataError(f"{path}: unreadable query-set metadata ({exc}); delete the folder to start over") from None
 
 
+def _read_meta_everywhere(folder: Path) -> dict | None:
+    """Rank 0's reading of meta.json on every rank, errors included, so all ranks take the same branch."""
+    got = None
+    if distributed.is_main():
+        try:
+            got = ("ok", read_meta(folder))
+        except DataError as exc:
+            got = ("error", str(exc))
+    kind, value = distributed.all_gather_objects(got)[0]
+    if kind == "error":
+        raise DataError(value)
+    return value
+
+
 def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "", progress: bool = True) -> dict:
     """Query the oracle until ``folder`` holds n images; resumes whatever is already there.
 
-    Returns the metadata. A folder holding queries from another target, prior or seed is refused.
+    Returns the metadata. A folder holding queries from another target, prior or seed is refused. Under
+    torch.distributed every rank must call it with the same arguments (each chunk is split across ranks).
     """
     from tqdm import tqdm
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    sharded = distributed.active()
     identity = {"target": target, "prior": str(oracle.prior), "seed": oracle.seed,
                 "shape": [oracle.channels, oracle.resolution, oracle.resolution]}
-    meta = read_meta(folder) or {**identity, "count": 0, "chunks": [], "chunk_size": chunk_size}
+    meta = _read_meta_everywhere(folder) or {**identity, "count": 0, "chunks": [], "chunk_size": chunk_size}
     for key, value in identity.items():
         if meta.get(key) != value:
             raise DataError(f"{folder}: holds queries with {key}={meta.get(key)!r}, this run has {value!r}; "
                             f"use another --query-set folder")
-    for stray in folder.glob("chunk-*.npy"):            # written but never recorded: not part of the set
-        if stray.name not in meta["chunks"]:
-            stray.unlink()
+    if distributed.is_main():
+        for stray in folder.glob("chunk-*.npy"):        # written but never recorded: not part of the set
+            if stray.name not in meta["chunks"]:
+                stray.unlink()
     if oracle.served < meta["count"]:
         oracle._reserve(meta["count"] - oracle.served)  # what is on disk was bought from this budget
-    with tqdm(total=n, initial=min(meta["count"], n), desc="querying target", unit="img", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(total=n, initial=min(meta["count"], n), desc="querying target", unit="img",
+              disable=not progress or not distributed.is_main(), dynamic_ncols=True) as bar:
         while meta["count"] < n:
             take = min(chunk_size, n - meta["count"])
-            images = oracle.query(take, offset=meta["count"])
+            if sharded:
+                images = torch.cat(distributed.all_gather_objects(oracle.query_shard(take, offset=meta["count"])))
+            else:
+                images = oracle.query(take, offset=meta["count"])
             name = f"chunk-{len(meta['chunks']):05d}.npy"
             atomic_write(folder / name, lambda f: np.save(f, images.numpy()))
             meta = {**meta, "count": meta["count"] + take, "chunks": meta["chunks"] + [name]}
-            write_json(folder / META, meta)
+            write_json(folder / META, meta)     # under torchrun: rank 0 writes, then every rank waits here
             bar.update(take)
     return meta
 

@@ -5,7 +5,9 @@ An attack GAN trained on such images learns features that sit away from the targ
 what fidelity (an FID in the same Inception space) punishes. The loss is the squared distance of each
 image's 2048-d feature to a reference mean (the target's own feature mean when known, else the clean
 batch's mean), maximised by ``steps`` signed-gradient steps through the FID pipeline (protocol resize,
-TF scaling, FIDInception) and projected back to the budget after each step.
+TF scaling, FIDInception) and projected back to the budget after each step. Without a reference the result
+depends on which images share a batch, so a sharded (torchrun) collection matches one process only when a
+reference is set (``run_defend`` always sets the undefended target's mean).
 
 Cost: one Inception forward + backward at 299x299 per image per step (plus a forward pass for the reference
 when none is given), whatever the image size. On a CPU this dominates everything else; 10K queries with

@@ -4,7 +4,8 @@ Each image stays a realistic sample of the target, but the served distribution i
 an attack trained on it learns a distorted copy. The maps assume N(0, I) codes (the default prior): then
 ``truncate:threshold`` and ``region`` serve exactly the prior restricted to their region. Under another prior
 the output still lies in the declared region, only its density differs. All maps are pure functions of
-(code, seed): no random state, so a resumed collection serves what an uninterrupted one would have.
+(code, seed), row by row: no random state and no dependence on batch or position, so a resumed
+or sharded (torchrun) collection serves what one uninterrupted process would have.
 """
 from __future__ import annotations
 

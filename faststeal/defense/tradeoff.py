@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from faststeal import distributed
 from faststeal.attack import queryset
 from faststeal.attack.extract import Evaluator, attack_config, train_attack
 from faststeal.attack.oracle import TargetOracle
@@ -72,11 +73,16 @@ def _validate(opts: DefendOptions) -> list[Family]:
 
 
 def _collect(opts: DefendOptions, pipeline: DefensePipeline, folder: Path) -> ImageSet:
-    """Buy ``queries`` defended images into ``folder`` (resumable) and load them as a training set."""
+    """Buy ``queries`` defended images into ``folder`` (resumable) and load them as a training set.
+
+    Under torchrun the queries are split across ranks (``queryset.collect``); every rank loads the set after
+    the last write's barrier, so all train on the same images.
+    """
     spec = pipeline.spec()
     marker = folder / "defense.json"
-    if marker.exists():
-        recorded = json.loads(marker.read_text()).get("defense")
+    recorded = json.loads(marker.read_text()).get("defense") if distributed.is_main() and marker.exists() else None
+    recorded = distributed.all_gather_objects(recorded)[0]        # rank 0's view, so all ranks agree
+    if recorded is not None:
         if recorded != spec:
             raise DataError(f"{folder}: holds queries served with defense {recorded!r}, this setting is "
                             f"{spec!r}; use another --out")
@@ -156,7 +162,9 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
         picture, result_file = f"samples-{name}.png", run.file(f"queries-{name}") / "result.json"
         key = _result_key(opts, spec)
         ckpt = run.file(f"attack-{name}.pt")
-        row = _cached_row(result_file, key, ckpt)
+        # Under torchrun rank 0's reading decides for all ranks: a rank that saw a file rank 0 just wrote
+        # would skip a write the others wait for at its barrier.
+        row = distributed.all_gather_objects(_cached_row(result_file, key, ckpt))[0]
         fresh = row is None
         if fresh:
             for d in pipeline.image:
@@ -176,7 +184,7 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
             write_json(result_file, {"key": key, "row": row})
         row.update({"family": family.label if family else BASELINE, "swept": family.swept if family else None,
                     "value": value})
-        if fresh or not run.file(picture).exists():
+        if distributed.all_gather_objects(fresh or not run.file(picture).exists())[0]:
             slow = any(isinstance(d, AdversarialFeatures) for d in pipeline.image)
             plain, guarded = _preview(opts, pipeline, n=12 if slow else 36)
             run.side_by_side(plain, guarded, picture)
