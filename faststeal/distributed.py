@@ -139,6 +139,16 @@ def all_gather_objects(obj) -> list:
     return out
 
 
+def from_main(obj):
+    """Rank 0's ``obj`` on every rank: for decisions (does this file exist? is this result cached?) that
+    must come out the same everywhere, or the ranks would take different branches and stop meeting."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def shard_range(n: int, rank_: int | None = None, world_: int | None = None) -> tuple[int, int]:
     """[start, stop) of rank's contiguous share of n items; shares differ by at most one and cover n exactly."""
     r = rank() if rank_ is None else rank_

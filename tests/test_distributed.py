@@ -45,3 +45,11 @@ def test_collectives_on_two_gloo_ranks(tmp_path):
     assert a["sum"] == 3.0 and a["means"] == [[0.5] * 3, [[5.0, 5.0], [5.0, 5.0]]]
     assert a["agree"] is False and a["objects"] == [0, 2]
     assert a["file"] == "written by rank 0"         # rank 0 wrote; rank 1 read it after the barrier
+
+
+def _from_main():
+    return distributed.from_main(f"rank {distributed.rank()}")
+
+
+def test_from_main_gives_every_rank_rank0s_value(tmp_path):
+    assert run_ranks(_from_main, tmp_path=tmp_path) == ["rank 0", "rank 0"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from faststeal import distributed
 from faststeal.checkpoint import load_checkpoint, load_discriminator, load_generator
 from faststeal.data import ImageSet, load_dataset
 from faststeal.evaluate import fid, generator_stats, real_data_for, real_stats
@@ -52,15 +53,19 @@ def attack_config(opts: ExtractOptions, resolution: int, channels: int, kimg: fl
 
 
 def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=None, progress=True) -> Path:
-    """Train (or reuse, if ``path`` already finished) one attack GAN; returns its checkpoint."""
-    if path.exists():
+    """Train (or reuse, if ``path`` already finished) one attack GAN; returns its checkpoint.
+
+    Under torchrun every rank must take the same branch, so a file counts only if every rank sees it.
+    """
+    exists = distributed.all_true(path.exists())
+    if exists:
         state = load_checkpoint(path)
         if state["progress"]["kimg"] >= config.kimg and state.get("data_fingerprint") == data.fingerprint:
             return path
     trainer = Trainer(config, data, checkpoint_path=path, run_dir=path.with_suffix(""), progress=progress)
     if init_from is not None:
         trainer.init_weights(init_from)
-    elif path.exists():
+    elif exists:
         trainer.resume(path)
     trainer.run()
     return path

@@ -45,7 +45,7 @@ def _read_meta_everywhere(folder: Path) -> dict | None:
             got = ("ok", read_meta(folder))
         except DataError as exc:
             got = ("error", str(exc))
-    kind, value = distributed.all_gather_objects(got)[0]
+    kind, value = distributed.from_main(got)
     if kind == "error":
         raise DataError(value)
     return value

@@ -81,7 +81,7 @@ def _collect(opts: DefendOptions, pipeline: DefensePipeline, folder: Path) -> Im
     spec = pipeline.spec()
     marker = folder / "defense.json"
     recorded = json.loads(marker.read_text()).get("defense") if distributed.is_main() and marker.exists() else None
-    recorded = distributed.all_gather_objects(recorded)[0]        # rank 0's view, so all ranks agree
+    recorded = distributed.from_main(recorded)
     if recorded is not None:
         if recorded != spec:
             raise DataError(f"{folder}: holds queries served with defense {recorded!r}, this setting is "
@@ -164,7 +164,7 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
         ckpt = run.file(f"attack-{name}.pt")
         # Under torchrun rank 0's reading decides for all ranks: a rank that saw a file rank 0 just wrote
         # would skip a write the others wait for at its barrier.
-        row = distributed.all_gather_objects(_cached_row(result_file, key, ckpt))[0]
+        row = distributed.from_main(_cached_row(result_file, key, ckpt))
         fresh = row is None
         if fresh:
             for d in pipeline.image:
@@ -184,7 +184,7 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
             write_json(result_file, {"key": key, "row": row})
         row.update({"family": family.label if family else BASELINE, "swept": family.swept if family else None,
                     "value": value})
-        if distributed.all_gather_objects(fresh or not run.file(picture).exists())[0]:
+        if distributed.from_main(fresh or not run.file(picture).exists()):
             slow = any(isinstance(d, AdversarialFeatures) for d in pipeline.image)
             plain, guarded = _preview(opts, pipeline, n=12 if slow else 36)
             run.side_by_side(plain, guarded, picture)
