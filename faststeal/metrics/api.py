@@ -3,6 +3,10 @@
 Statistics of cacheable sources (real data sets, folders, array files) are stored under cache_dir(),
 keyed by source fingerprint, N, loader and extractor id (weights, protocol, precision), so a second run
 over the same real data is a file read.
+
+Under torchrun every rank calls these functions alike: each extracts its own batches (sources.owned), the
+statistics are summed over ranks (features gathered, for KID) so all ranks return the single-process
+result, and rank 0 alone writes the cache and shows progress.
 """
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ import warnings
 import torch
 from tqdm import tqdm
 
+from faststeal import distributed
+
 from . import dali, protocol
 from .extract import FeatureExtractor, default_device, extractor_id, weights_id
 from .frechet import BiasedFIDWarning, frechet_distance
 from .kid import kernel_inception_distance
-from .sources import Source, StatsSource, open_source
+from .sources import Source, StatsSource, open_source, owned_count
 from .stats import FeatureStats, cache_path
 
 _EXTRACTORS: dict = {}
@@ -25,6 +31,8 @@ _EXTRACTORS: dict = {}
 def get_extractor(device=None, precision: str = "float32", weights=None) -> FeatureExtractor:
     """A shared extractor per (device, precision, weights): loading the weights takes a second or two."""
     device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and device.index is None:  # plain "cuda": this rank's GPU, not always GPU 0
+        device = default_device()
     key = (str(device), precision, str(weights))
     if key not in _EXTRACTORS:
         _EXTRACTORS[key] = FeatureExtractor(weights=weights, device=device, precision=precision)
@@ -43,14 +51,14 @@ def _loader(loader: str) -> str:
 
 def iter_features(source: Source, n: int, batch: int, extractor: FeatureExtractor, loader: str = "auto",
                   progress: bool = False):
-    """Yield (b, 2048) float32 feature batches of the first n images of `source`."""
+    """Yield (b, 2048) float32 feature batches of this rank's share of the first n images of `source`."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     loader = _loader(loader)
     dev = extractor.device
     batches = (source.dali_batches if loader == "dali" else source.torch_batches)(n, batch, dev)
-    with tqdm(total=n, desc=f"features {source.spec}", unit="img", disable=not progress,
-              file=sys.stderr, leave=False) as bar:
+    with tqdm(total=owned_count(n, batch), desc=f"features {source.spec}", unit="img",
+              disable=not progress or not distributed.is_main(), file=sys.stderr, leave=False) as bar:
         for x in batches:
             feats = extractor.from_resized(x)
             bar.update(feats.shape[0])
@@ -71,17 +79,21 @@ def compute_stats(spec: str | Source, n: int | None = None, batch: int = 64, dev
     path = None
     if cache and source.fingerprint is not None:  # checked before loading the network: a hit is instant
         path = cache_path(source.fingerprint, count, loader, extractor_id(weights_id(weights), precision))
-        if path.is_file():
+        # hit or miss decided together: a rank that computed alone would wait forever in all_reduce
+        if distributed.all_true(path.is_file()):
             try:
-                return FeatureStats.load(path)
+                cached = FeatureStats.load(path)
             except ValueError:
-                pass  # unreadable cache entry: recompute and overwrite
+                cached = None  # unreadable cache entry: recompute and overwrite
+            if distributed.all_true(cached is not None):
+                return cached
     extractor = get_extractor(device, precision, weights)
     stats = FeatureStats(meta={"protocol": protocol.PROTOCOL, "source": source.spec,
                                "fingerprint": source.fingerprint, "extractor": extractor.id, "loader": loader,
                                "precision": precision})
     for feats in iter_features(source, count, batch, extractor, loader, progress):
         stats.update(feats)
+    stats.all_reduce()
     stats.meta["n"] = stats.n
     if path is not None:
         stats.save(path)
@@ -91,13 +103,18 @@ def compute_stats(spec: str | Source, n: int | None = None, batch: int = 64, dev
 def compute_features(spec: str | Source, n: int | None = None, batch: int = 64, device=None,
                      precision: str = "float32", loader: str = "auto", progress: bool = False,
                      weights=None) -> torch.Tensor:
-    """All (n, 2048) features on the CPU (for KID, which needs more than moments)."""
+    """All (n, 2048) features on the CPU (for KID, which needs more than moments), on every rank."""
     source = spec if isinstance(spec, Source) else open_source(spec)
     if isinstance(source, StatsSource):
         raise ValueError(f"{source.spec}: a statistics file has no per-image features; KID needs images")
     extractor = get_extractor(device, precision, weights)
-    return torch.cat([f.cpu() for f in iter_features(source, source.count(n), batch, extractor, loader,
-                                                     progress)])
+    mine = [f.cpu() for f in iter_features(source, source.count(n), batch, extractor, loader, progress)]
+    if not distributed.active():
+        return torch.cat(mine)
+    # batch k is the (k // world)-th batch of rank k % world (round-robin): interleave back into order
+    shares = distributed.all_gather_objects(mine)
+    world = len(shares)
+    return torch.cat([shares[k % world][k // world] for k in range(sum(map(len, shares)))])
 
 
 def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric: str = "fid",

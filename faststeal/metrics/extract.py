@@ -11,12 +11,15 @@ from pathlib import Path
 
 import torch
 
+from faststeal import distributed
+
 from . import protocol
 from .inception import DEFAULT_WEIGHTS_SHA1, _sha1, load_inception
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This rank's GPU under torchrun (each rank its own), else the first GPU, else the CPU."""
+    return distributed.device()
 
 
 def extractor_id(weights_id: str, precision: str) -> str:

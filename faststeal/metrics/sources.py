@@ -8,7 +8,8 @@
                               seed 0, drawn in fixed chunks so the images do not depend on the batch size)
 
 Each image source yields batches of protocol-resized float images in [0, 255] (protocol.py steps 1-3),
-by plain torch or by a DALI pipeline (dali.py).
+by plain torch or by a DALI pipeline (dali.py). Under torchrun each rank yields only its own batches
+(``owned``): the batch boundaries stay those of one process, so every image's features are unchanged.
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+
+from faststeal import distributed
 
 from . import protocol
 from .stats import FeatureStats, is_stats_file
@@ -28,6 +31,20 @@ GENERATOR_SUFFIXES = (".pt", ".pth", ".ckpt")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 Z_CHUNK = 1024  # latent codes are drawn in chunks of this many rows, whatever the batch size
 DEFAULT_GENERATOR_N = 10_000
+
+
+def owned(batches: Iterable) -> Iterator:
+    """This rank's batches of the single-process sequence (round-robin by index, ``distributed.owns_batch``).
+
+    Filtering the full sequence, rather than re-batching a shard, keeps every batch exactly as one process
+    would make it; the per-rank sums then add up to the single-process ones. In one process: all batches.
+    """
+    return (b for k, b in enumerate(batches) if distributed.owns_batch(k))
+
+
+def owned_count(n: int, batch: int) -> int:
+    """How many of the first n images this rank processes (for its progress bar)."""
+    return sum(min(batch, n - i) for i in owned(range(0, n, batch)))
 
 
 class SourceError(ValueError):
@@ -68,8 +85,7 @@ class TensorSource(Source):
         self.images = images
 
     def uint8_batches(self, n, batch, device):
-        for i in range(0, n, batch):
-            yield self.images[i:min(i + batch, n)]
+        return owned(self.images[i:min(i + batch, n)] for i in range(0, n, batch))
 
     def torch_batches(self, n, batch, device):
         for chunk in self.uint8_batches(n, batch, device):
@@ -101,20 +117,27 @@ class FolderSource(Source):
         arr = arr[:, :, None] if arr.ndim == 2 else arr
         return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
 
+    def _chunks(self, n, batch) -> list[list[Path]]:
+        return list(owned(self.files[i:min(i + batch, n)] for i in range(0, n, batch)))
+
     def torch_batches(self, n, batch, device):
         def load(files):
             resized = [protocol.resize_299(self.read(f)) for f in files]
             ch = max(r.shape[1] for r in resized)
             return torch.cat([r.expand(-1, ch, -1, -1) for r in resized])
 
-        chunks = [self.files[i:min(i + batch, n)] for i in range(0, n, batch)]
+        chunks = self._chunks(n, batch)
         with ThreadPoolExecutor(max_workers=2) as pool:  # decode the next batch while this one runs
             for out in pool.map(load, chunks):
                 yield out.to(device, non_blocking=True)
 
     def dali_batches(self, n, batch, device):
         from . import dali
-        return dali.folder_batches(self.files[:n], batch, device)
+
+        # Owned batches are full except perhaps the very last one, so re-batching their concatenation by
+        # `batch` reproduces the same boundaries.
+        files = [f for chunk in self._chunks(n, batch) for f in chunk]
+        return dali.folder_batches(files, batch, device) if files else iter(())
 
 
 class GeneratorSource(Source):
@@ -140,7 +163,7 @@ class GeneratorSource(Source):
 
     def uint8_batches(self, n, batch, device):
         g = self.generator.to(device)
-        for z in self._latents(n, batch):
+        for z in owned(self._latents(n, batch)):  # every rank draws all latents: the same z per image
             with torch.inference_mode():
                 yield protocol.to_uint8_nchw(g(z.to(device)))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,13 +54,19 @@ class FeatureStats:
         return self
 
     def all_reduce(self) -> "FeatureStats":
-        """Sum the moments over torch.distributed ranks (no-op when not initialised)."""
-        import torch.distributed as dist
+        """Sum the moments over torch.distributed ranks (no-op in one process).
 
-        if dist.is_available() and dist.is_initialized():
+        A rank that owned no batch contributes zeros, so every rank makes the same collective calls.
+        """
+        from faststeal import distributed
+
+        if distributed.active():
+            if self.total is None:
+                self.total = torch.zeros(self.dim, dtype=torch.float64)
+                self.outer = torch.zeros(self.dim, self.dim, dtype=torch.float64)
             n = torch.tensor([float(self.n)], dtype=torch.float64, device=self.total.device)
             for t in (n, self.total, self.outer):
-                dist.all_reduce(t)
+                distributed.all_sum(t)
             self.n = int(n.item())
         return self
 
@@ -83,19 +88,13 @@ class FeatureStats:
             raise ValueError(f"statistics hold {self.n} samples; need at least {k}")
 
     def save(self, path: str | Path) -> Path:
-        """Atomic write of an .npz with mu, sigma, n and meta (JSON)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        try:
-            np.savez(tmp, mu=self.mu.cpu().numpy(), sigma=self.sigma.cpu().numpy(), n=np.int64(self.n),
-                     meta=np.array(json.dumps(self.meta)))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        """Atomic write of an .npz with mu, sigma, n and meta (JSON); under torchrun rank 0 writes, all wait."""
+        from faststeal.fileio import atomic_write
+
+        # computed on every rank: too few samples fails everywhere, not on rank 0 alone before the barrier
+        arrays = dict(mu=self.mu.cpu().numpy(), sigma=self.sigma.cpu().numpy(), n=np.int64(self.n),
+                      meta=np.array(json.dumps(self.meta)))
+        return atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def from_moments(cls, mu, sigma, n: int, meta: dict | None = None) -> "FeatureStats":
