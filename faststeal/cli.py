@@ -98,7 +98,7 @@ def train_target(arch, data, classes, resolution, channels, latent_dim, width, b
 
 @main.command()
 @click.option("--target", required=True, help="checkpoint path or builtin:NAME")
-@click.option("--n", type=int, default=64, show_default=True)
+@click.option("-n", "--n", type=int, default=64, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--nrow", type=int, default=None, help="images per row (default: square)")
@@ -148,7 +148,7 @@ def export(checkpoint, out, dtype):
 @main.command("fid")
 @click.argument("a")
 @click.argument("b")
-@click.option("--n", type=int, default=None,
+@click.option("-n", "--n", type=int, default=None,
               help="images per side (default: all of a data set; 10000 samples of a generator)")
 @click.option("--batch", type=int, default=64, show_default=True)
 @click.option("--metric", type=click.Choice(["fid", "kid"]), default="fid", show_default=True)

@@ -160,18 +160,18 @@ def test_cli_under_torchrun_prints_the_single_process_fid(tmp_path):
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
     np.save(a, rng.integers(0, 256, (40, 1, 28, 28), dtype=np.uint8))
     np.save(b, rng.integers(0, 128, (40, 1, 28, 28), dtype=np.uint8))
-    args = ["fid", str(a), str(b), "--n", "40", "--batch", "8", "--json", "--loader", "torch"]
+    args = ["fid", str(a), str(b), "-n", "40", "--batch", "8", "--json", "--loader", "torch"]
 
     def run(launcher, cache):
         env = dict(os.environ, OMP_NUM_THREADS="1", FASTSTEAL_CACHE=str(tmp_path / cache))
-        cmd = [sys.executable, *launcher, "-m", "faststeal", *(["--"] if launcher else []), *args]
+        cmd = [sys.executable, *launcher, "-m", "faststeal", *args]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
         return [line for line in res.stdout.splitlines() if line.startswith("{")], res.stdout
 
     single, _ = run([], "cache1")          # separate caches: the second run must compute, not read
-    # "--": torchrun's argparse (Python 3.11) rejects the command's own "--n" as an ambiguous abbreviation of
-    # its options (--nnodes, ...); after "--" it passes everything on, and click skips the "--"
+    # "-n", not "--n": torchrun's argparse takes "--n" for an ambiguous abbreviation of its own --nnodes,
+    # --nproc_per_node, ... and stops (README, Scaling out)
     torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     multi, stdout = run(torchrun, "cache2")
     assert len(single) == 1 and len(multi) == 1 and stdout.count("FID ") == 1, stdout  # rank 1 is silent
