@@ -29,3 +29,35 @@ def test_end_to_end_extract_writes_every_report_file(tiny_target, tmp_path):
     # A second run reuses the queries and the finished attacks instead of paying again.
     again = run_extract(opts)
     assert again["fidelity"] == pytest.approx(metrics["fidelity"])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_extract_under_torchrun_matches_one_process(tiny_target, tmp_path):
+    """`torchrun --nproc_per_node 2 -m faststeal extract ...` (gloo): sharded queries, data-parallel attack
+    training and sharded FID give the single-process numbers for every variant; only rank 0 prints."""
+    import os
+    import subprocess
+    import sys
+
+    from multiproc import free_port
+
+    np.save(tmp_path / "real.npy", np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8))
+    real = str(tmp_path / "real.npy")
+    opts = ExtractOptions(target=str(tiny_target), attack="pggan", queries=48, attack_kimg=0.032, attack_width=8,
+                          batch=8, fid_n=16, real=real, real_count=16, target_discriminator=True,
+                          finetune_kimg=0.016, eval_data=real, out=str(tmp_path / "one"), progress=False)
+    one = run_extract(opts)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "faststeal", "extract", "--target", str(tiny_target), "--queries", "48", "--attack-kimg", "0.032",
+           "--attack-width", "8", "--batch", "8", "--fid-n", "16", "--real", real, "--real-count", "16",
+           "--target-discriminator", "--finetune-kimg", "0.016", "--eval-data", real, "--out", str(tmp_path / "two")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTSTEAL_CACHE=str(tmp_path / "cache2"))
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("report:") == 1                      # rank 1 is silent
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "two" / "queries" / "meta.json").read_text())["count"] == 48
+    assert [v["variant"] for v in two["variants"]] == [v["variant"] for v in one["variants"]]
+    for a, b in zip(two["variants"], one["variants"]):
+        assert a["fidelity"] == pytest.approx(b["fidelity"], rel=1e-3)
+        assert a["accuracy"] == pytest.approx(b["accuracy"], rel=1e-3)
