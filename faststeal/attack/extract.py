@@ -23,7 +23,10 @@ from .oracle import TargetOracle
 
 
 @dataclass
-class ExtractOptions:
+class AttackOptions:
+    """What every attack run shares (extract, sweep, defend): the target, the attack GAN's size, the budget,
+    the evaluation size and where the run folder goes."""
+
     target: str
     attack: str = "pggan"
     queries: int = 10_000
@@ -32,20 +35,24 @@ class ExtractOptions:
     attack_latent_dim: int = 128
     batch: int = 32
     fid_n: int = 2000
+    eval_data: str | None = None        # default: the target's own training data
+    prior: str = "normal"
+    seed: int = 0
+    out: str = "runs/extract"
+    progress: bool = True
+
+
+@dataclass
+class ExtractOptions(AttackOptions):
     real: str | None = None             # adversary's real data (accuracy extraction)
     real_count: int = 0
     target_discriminator: bool = False
     drs_rate: float = 0.5               # fraction of queries DRS keeps
     finetune_kimg: float | None = None  # default: attack_kimg / 3
-    eval_data: str | None = None        # default: the target's own training data
-    prior: str = "normal"
-    seed: int = 0
     query_set: str | None = None        # reuse a query-set folder
-    out: str = "runs/extract"
-    progress: bool = True
 
 
-def attack_config(opts: ExtractOptions, resolution: int, channels: int, kimg: float, *, grow: bool = True,
+def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: float, *, grow: bool = True,
                   seed_offset: int = 0) -> TrainConfig:
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
                        latent_dim=opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch, kimg=kimg,

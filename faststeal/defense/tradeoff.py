@@ -18,7 +18,7 @@ import torch
 
 from faststeal import distributed
 from faststeal.attack import queryset
-from faststeal.attack.extract import Evaluator, attack_config, train_attack
+from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, train_attack
 from faststeal.attack.oracle import TargetOracle
 from faststeal.checkpoint import load_checkpoint
 from faststeal.data import DataError, ImageSet
@@ -32,21 +32,9 @@ BASELINE = "none"
 
 
 @dataclass
-class DefendOptions:
-    target: str
+class DefendOptions(AttackOptions):
     defenses: list[str] = field(default_factory=list)   # one --defense value each (a family, maybe a sweep)
-    attack: str = "pggan"
-    queries: int = 10_000
-    attack_kimg: float = 80.0
-    attack_width: int = 64
-    attack_latent_dim: int = 128
-    batch: int = 32
-    fid_n: int = 2000
-    eval_data: str | None = None
-    prior: str = "normal"
-    seed: int = 0
     out: str = "runs/defend"
-    progress: bool = True
 
 
 def slug(spec: str) -> str:
