@@ -37,6 +37,18 @@ class DefendOptions(AttackOptions):
     out: str = "runs/defend"
 
 
+NO_EFFECT = 1e-3   # below this fraction of changed pixels a setting serves the undefended images
+
+
+def changed_fraction(base_dir: Path, served_dir: Path, n: int) -> float:
+    """Fraction of pixels in the first n served images that differ from the undefended answer to the same
+    query (both sets hold the same positions of the owner's code stream): 0 means the defense did nothing."""
+    a = queryset.load(base_dir, limit=n).images
+    b = queryset.load(served_dir, limit=n).images
+    m = min(len(a), len(b))
+    return float((a[:m] != b[:m]).float().mean()) if m else 0.0
+
+
 def slug(spec: str) -> str:
     """A file-name-safe, readable name for one setting: 'noise:sigma=0.1' -> 'noise-sigma0.1'."""
     s = re.sub(r"[^A-Za-z0-9.]+", "-", spec.replace("=", "")).strip("-")
@@ -183,6 +195,9 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
     for r in rows:
         for key in ("utility", "fidelity", "accuracy"):
             r[f"{key}_change"] = (None if r[key] is None or base[key] is None else r[key] - base[key])
+        r["changed_pixels"] = changed_fraction(run.file(base["queries_dir"]), run.file(r["queries_dir"]),
+                                               opts.fid_n)
+    idle = [r["defense"] for r in rows[1:] if r["changed_pixels"] < NO_EFFECT]
     metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
                "attack_kimg": opts.attack_kimg, "prior": opts.prior, "seed": opts.seed,
                "target_fid": base["target_fid"], "baseline": base, "settings": rows}
@@ -191,14 +206,21 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
     metrics["plots"] = plots
     run.write_metrics(metrics)
 
-    table = markdown_table(rows, ["defense", "utility", "fidelity", "accuracy", "served_vs_target"])
+    table = markdown_table(rows, ["defense", "utility", "fidelity", "accuracy", "served_vs_target",
+                                  "changed_pixels"])
+    if idle:
+        table += ("\n\n**No effect on this target:** " + ", ".join(f"`{d}`" for d in idle) + " served the "
+                  "undefended images (fewer than 0.1% of pixels changed). A latent defense that only rescales "
+                  "codes does nothing to a generator that normalises its latent input, as PGGAN does; any "
+                  "change in its fidelity or accuracy is training noise.")
     acc_note = ("" if base["real_note"] is None
                 else f"\n\nNo real data, so no utility or accuracy: {base['real_note']}")
     sections = [
         ("Definitions", "utility = FID(served images, real data): what honest users lose (lower is better "
                         "for them). fidelity = FID(attack, undefended target) and accuracy = FID(attack, real): "
                         "what the thief gets (higher means the defense works). served_vs_target = FID(served, "
-                        f"undefended target). {opts.queries} queries per setting ({opts.prior} prior), "
+                        "undefended target). changed_pixels = fraction of served pixels that differ from the "
+                        f"undefended answer to the same query. {opts.queries} queries per setting ({opts.prior} prior), "
                         f"{opts.attack} attack trained for {opts.attack_kimg} kimg, FID on {opts.fid_n} "
                         f"images per side (utility on min(fid_n, queries)); the first row is the undefended "
                         f"baseline measured in this run.{acc_note}"),

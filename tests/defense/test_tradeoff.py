@@ -42,6 +42,7 @@ def test_end_to_end_defend_writes_the_trade_off(tiny_target, tmp_path):
     assert saved["baseline"]["defense"] == "none" and saved["settings"][0]["utility_change"] == 0
     # the served distribution really differs from the undefended one
     assert saved["settings"][1]["served_vs_target"] > saved["settings"][0]["served_vs_target"]
+    assert saved["settings"][0]["changed_pixels"] == 0 and saved["settings"][1]["changed_pixels"] > 0.5
     for name in ("config.json", "report.md", "tradeoff-fidelity.png", "tradeoff-accuracy.png",
                  "samples-none.png", "samples-region-keep0.3-noise-sigma0.3.png"):
         assert (run / name).exists(), name
@@ -58,3 +59,18 @@ def test_end_to_end_defend_writes_the_trade_off(tiny_target, tmp_path):
     # a changed option is not served from the stored rows: the query set no longer matches and is refused
     with pytest.raises(Exception, match="queries"):
         run_defend(DefendOptions(**{**opts.__dict__, "seed": 1}))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_defense_that_changes_nothing_is_called_out(tiny_target, tmp_path):
+    """The tiny target is a PGGAN: it pixel-normalises z, so scaling codes (truncate psi) serves the same
+    images. The report must say so rather than present training noise as a defense."""
+    opts = DefendOptions(target=str(tiny_target), defenses=["truncate:psi=0.5"], attack="pggan", queries=32,
+                         attack_kimg=0.008, attack_width=8, attack_latent_dim=8, batch=8, fid_n=16,
+                         eval_data=None, out=str(tmp_path / "run"), progress=False)
+    np.save(tmp_path / "real.npy", np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8))
+    opts.eval_data = str(tmp_path / "real.npy")
+    metrics = run_defend(opts)
+    assert metrics["settings"][1]["changed_pixels"] < 1e-3
+    assert "No effect on this target" in (tmp_path / "run" / "report.md").read_text()
+
