@@ -359,9 +359,15 @@ def defend(target, defenses, queries, attack, attack_kimg, attack_width, batch, 
     def f(v):
         return "n/a" if v is None else f"{v:9.2f}"
 
-    click.echo(f"{'defense':<40} {'utility':>9} {'fidelity':>9} {'accuracy':>9}")
+    from .defense.tradeoff import NO_EFFECT
+
+    click.echo(f"{'defense':<40} {'utility':>9} {'fidelity':>9} {'accuracy':>9} {'changed':>8}")
     for r in m["settings"]:
-        click.echo(f"{r['defense']:<40} {f(r['utility'])} {f(r['fidelity'])} {f(r['accuracy'])}")
+        click.echo(f"{r['defense']:<40} {f(r['utility'])} {f(r['fidelity'])} {f(r['accuracy'])} "
+                   f"{r['changed_pixels']:8.1%}")
+    idle = [r["defense"] for r in m["settings"][1:] if r["changed_pixels"] < NO_EFFECT]
+    if idle:
+        click.echo(f"no effect on this target (served the undefended images): {', '.join(idle)}")
     click.echo(f"report: {out}/report.md")
 
 
