@@ -139,6 +139,15 @@ def all_gather_objects(obj) -> list:
     return out
 
 
+def gather_to_main(obj) -> list | None:
+    """Every rank's ``obj`` in rank order on rank 0 (None elsewhere): for data only rank 0 writes out."""
+    if not active():
+        return [obj]
+    out = [None] * world() if is_main() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
 def from_main(obj):
     """Rank 0's ``obj`` on every rank: for decisions (does this file exist? is this result cached?) that
     must come out the same everywhere, or the ranks would take different branches and stop meeting."""

@@ -53,3 +53,12 @@ def _from_main():
 
 def test_from_main_gives_every_rank_rank0s_value(tmp_path):
     assert run_ranks(_from_main, tmp_path=tmp_path) == ["rank 0", "rank 0"]
+
+
+def _gather_to_main():
+    return distributed.gather_to_main(distributed.rank() * 10)
+
+
+def test_gather_to_main_delivers_only_to_rank0(tmp_path):
+    assert distributed.gather_to_main("x") == ["x"]
+    assert run_ranks(_gather_to_main, tmp_path=tmp_path) == [[0, 10], None]

@@ -79,8 +79,9 @@ def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "",
               disable=not progress or not distributed.is_main(), dynamic_ncols=True) as bar:
         while meta["count"] < n:
             take = min(chunk_size, n - meta["count"])
-            if sharded:
-                images = torch.cat(distributed.all_gather_objects(oracle.query_shard(take, offset=meta["count"])))
+            if sharded:   # only rank 0 writes the chunk, so only rank 0 receives the other shares
+                shares = distributed.gather_to_main(oracle.query_shard(take, offset=meta["count"]))
+                images = torch.cat(shares) if shares is not None else None
             else:
                 images = oracle.query(take, offset=meta["count"])
             name = f"chunk-{len(meta['chunks']):05d}.npy"

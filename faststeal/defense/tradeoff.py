@@ -40,13 +40,12 @@ class DefendOptions(AttackOptions):
 NO_EFFECT = 1e-3   # below this fraction of changed pixels a setting serves the undefended images
 
 
-def changed_fraction(base_dir: Path, served_dir: Path, n: int) -> float:
-    """Fraction of pixels in the first n served images that differ from the undefended answer to the same
-    query (both sets hold the same positions of the owner's code stream): 0 means the defense did nothing."""
-    a = queryset.load(base_dir, limit=n).images
-    b = queryset.load(served_dir, limit=n).images
-    m = min(len(a), len(b))
-    return float((a[:m] != b[:m]).float().mean()) if m else 0.0
+def changed_fraction(undefended: torch.Tensor, served_dir: Path) -> float:
+    """Fraction of pixels of the served images that differ from the undefended answers to the same queries
+    (both sets hold the same positions of the owner's code stream): 0 means the defense did nothing."""
+    b = queryset.load(served_dir, limit=len(undefended)).images
+    m = min(len(undefended), len(b))
+    return float((undefended[:m] != b[:m]).float().mean()) if m else 0.0
 
 
 def slug(spec: str) -> str:
@@ -192,11 +191,11 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
         previews.append((spec, picture))
 
     base = rows[0]
+    undefended = queryset.load(run.file(base["queries_dir"]), limit=opts.fid_n).images
     for r in rows:
         for key in ("utility", "fidelity", "accuracy"):
             r[f"{key}_change"] = (None if r[key] is None or base[key] is None else r[key] - base[key])
-        r["changed_pixels"] = changed_fraction(run.file(base["queries_dir"]), run.file(r["queries_dir"]),
-                                               opts.fid_n)
+        r["changed_pixels"] = changed_fraction(undefended, run.file(r["queries_dir"]))
     idle = [r["defense"] for r in rows[1:] if r["changed_pixels"] < NO_EFFECT]
     metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
                "attack_kimg": opts.attack_kimg, "prior": opts.prior, "seed": opts.seed,

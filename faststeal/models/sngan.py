@@ -1,7 +1,8 @@
 """SNGAN (Miyato et al. 2018) ResNet generator and spectrally normalised ResNet discriminator.
 
-The generator uses batch norm (statistics synced across ranks under torchrun) and no spectral norm; every discriminator layer is spectrally normalised,
-with all power iterations done in one ``apply_spectral_norm`` call per forward.
+The generator uses batch norm (statistics synced across ranks under torchrun) and no spectral norm;
+every discriminator layer is spectrally normalised, with all power iterations done in one
+``apply_spectral_norm`` call per forward.
 """
 from __future__ import annotations
 
