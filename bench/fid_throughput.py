@@ -1,6 +1,9 @@
 """FID engine benchmark: feature extraction and the distance term, faststeal against the usual baselines.
 
-    python bench/fid_throughput.py [--n 64] [--batch 32] [--out bench/fid_throughput.json] [--bf16]
+    python bench/fid_throughput.py [--n 64] [--batch 32] [--out FILE.json] [--bf16]
+
+Results go to a new file bench/results/fid_throughput-<UTC time>.json unless --out names one. A contender
+that is not installed (torchmetrics comes with the [dev] extra) is a row marked "not installed".
 
 Extraction (same preprocessed 299x299 Fashion-MNIST images for every contender, float32, inference mode):
   faststeal     the project's Inception (BN folded, merged 1x1 convs, channels_last) + float64 stats update
@@ -25,7 +28,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _results import results_path  # noqa: E402
 from faststeal.data import load_fashion_mnist  # noqa: E402
 from faststeal.metrics import FeatureStats, frechet_distance, get_extractor, preprocess  # noqa: E402
 from faststeal.metrics.frechet import trace_sqrt_scipy  # noqa: E402
@@ -98,7 +103,7 @@ def bench_extraction(n: int, batch: int, device: torch.device, bf16: bool) -> di
         t_tm, _ = timed(run_tm)
         results["torchmetrics"] = {"images_per_s": n / t_tm, "extractor": "fid-helper TorchScript via feature="}
     except ImportError:
-        results["torchmetrics"] = {"images_per_s": None, "note": "pip install torchmetrics"}
+        results["torchmetrics"] = {"images_per_s": None, "note": "not installed (pip install torchmetrics)"}
     if bf16:
         results["bf16"] = bench_bf16(images, n, batch, device)
     return results
@@ -161,7 +166,7 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true", help="also measure bf16 autocast speed and FID error")
     p.add_argument("--ns-on-cpu", action="store_true", help="time Newton-Schulz on the CPU too (slow)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "fid_throughput.json"))
+    p.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device("cuda" if gpu else "cpu")
@@ -179,7 +184,10 @@ def main() -> None:
     print(f"{'contender':<14}{'img/s':>10}{'vs TorchScript':>16}")
     for k in ("faststeal", "torchscript", "torchmetrics"):
         v = ext[k]["images_per_s"]
-        print(f"{k:<14}{v if v is None else round(v, 2):>10}{'' if v is None else f'{v / base:.2f}x':>16}")
+        if v is None:
+            print(f"{k:<14}{'not installed':>26}")
+        else:
+            print(f"{k:<14}{v:>10.2f}{f'{v / base:.2f}x':>16}")
     print(f"max relative feature difference faststeal vs TorchScript: {ext['feature_max_rel_err_vs_torchscript']:.2e}")
     if "bf16" in ext:
         b = ext["bf16"]
@@ -192,6 +200,7 @@ def main() -> None:
         print(f"{k:<24}{v['seconds']:>10.3f}{ref_t / v['seconds']:>19.1f}x{v.get('rel_diff_vs_scipy', 0):>12.1e}")
     report["total_seconds"] = round(time.perf_counter() - start, 1)
     print(f"\ntotal {report['total_seconds']} s")
+    a.out = results_path("fid_throughput", a.out)
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         json.dump(report, f, indent=2)

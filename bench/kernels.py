@@ -33,6 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import results_path  # noqa: E402
 from faststeal import kernels
 from faststeal.data import ImageSet
 from faststeal.models import build_discriminator, build_generator, sngan
@@ -447,7 +449,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads; 1 by default because on a CPU shared with other jobs, OpenMP "
                          "barriers of a descheduled thread add 100x outliers")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("kernels.json")))
+    ap.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -502,6 +504,7 @@ def main(argv=None):
               "batch": args.batch, "width": args.width, "units": "ms, forward+backward, best of interleaved rounds, "
              + ("wall time" if DEVICE.type == "cuda" else "process CPU time"),
               "layers": layer_rows, "training_steps": step_rows, "summary": summary, "total_s": total}
+    args.out = results_path("kernels", args.out)
     Path(args.out).write_text(json.dumps(report, indent=1))
     log(f"wrote {args.out}")
 

@@ -26,6 +26,9 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import results_path  # noqa: E402
+
 
 def run(cmd: list[str], threads: int, cwd: str) -> tuple[float, str]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), FASTSTEAL_CACHE=os.path.join(cwd, "cache"))
@@ -73,7 +76,7 @@ def main() -> None:
     p.add_argument("--procs", type=int, default=2)
     p.add_argument("--fid-n", type=int, default=400)
     p.add_argument("--kimg", type=float, default=3.0)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "scaling.json"))
+    p.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as cwd:
         rows = [bench_fid(a.procs, a.fid_n, cwd), bench_train(a.procs, a.kimg, cwd)]
@@ -87,6 +90,7 @@ def main() -> None:
     result = {"date": datetime.date.today().isoformat(), "host": platform.node(), "cpus": os.cpu_count(),
               "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
               "procs": a.procs, "rows": rows}
+    a.out = results_path("scaling", a.out)
     with open(a.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {a.out}")

@@ -41,6 +41,18 @@ def resolve_path(path) -> Path:
     return Path(path)
 
 
+def content_digest(path) -> str:
+    """First 16 hex digits of the SHA-256 of a checkpoint's bytes: what results derived from it are keyed
+    on, so replacing the file behind a path never lets old results pass for the new target's."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(resolve_path(path), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def atomic_torch_save(obj, path) -> Path:
     """torch.save through an atomic write: a kill never leaves a half-written checkpoint."""
     return atomic_write(path, lambda f: torch.save(obj, f))

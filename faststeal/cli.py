@@ -17,12 +17,13 @@ class FriendlyGroup(click.Group):
     """Turn the library's input errors into one-line messages instead of tracebacks."""
 
     def invoke(self, ctx):
-        from .attack.oracle import BudgetExceeded
+        from .attack.extract import StaleCheckpoint
+        from .attack.oracle import BudgetExceeded, LatentsRefused
         from .train import TrainingDiverged
 
         try:
             return super().invoke(ctx)
-        except (DataError, CheckpointError, TrainingDiverged, BudgetExceeded) as exc:
+        except (DataError, CheckpointError, TrainingDiverged, BudgetExceeded, LatentsRefused, StaleCheckpoint) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 
@@ -35,8 +36,12 @@ def main(ctx):
 
     Every command also runs under `torchrun --nproc_per_node K -m faststeal ...` (see README, Scaling out).
     """
+    import warnings
+
     from . import distributed
 
+    # Warnings reach CLI users as one plain line, not with the source line that raised them.
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     if distributed.setup():
         ctx.call_on_close(distributed.teardown)
         if not distributed.is_main():          # one voice: rank 0 prints results, the others stay quiet
@@ -74,8 +79,7 @@ def train_target(arch, data, classes, resolution, channels, latent_dim, width, b
     from .data import load_dataset
     from .train import Trainer, TrainConfig
 
-    if threads:
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     resolution = int(resolution)
     dataset = load_dataset(data, resolution=resolution, channels=int(channels) if channels else None,
                            classes=classes)
@@ -184,13 +188,20 @@ def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json):
     if as_json:
         click.echo(json.dumps(result))
 
+DEFAULT_ATTACK_KIMG = 80.0
+
+
 def attack_size_options(f):
     """The size flags shared by extract, sweep and defend."""
     for opt in reversed([
-        click.option("--attack", type=click.Choice(["pggan", "sngan"]), default="pggan", show_default=True,
-                     help="architecture of the adversary's GAN (independent of the target's)"),
-        click.option("--attack-kimg", type=float, default=80.0, show_default=True,
+        click.option("--attack", type=click.Choice(["fast", "pggan", "sngan"]), default="fast", show_default=True,
+                     help="the adversary's GAN (independent of the target's): fast = PGGAN networks at full "
+                          "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers"),
+        click.option("--attack-kimg", type=float, default=DEFAULT_ATTACK_KIMG, show_default=True,
                      help="thousands of images the attack GAN trains on"),
+        click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
+                     help="images: the owner draws the codes; latents: the adversary chooses them and distils "
+                          "its copy on (code, image) pairs"),
         click.option("--attack-width", type=int, default=64, show_default=True),
         click.option("--batch", type=int, default=32, show_default=True),
         click.option("--fid-n", type=int, default=2000, show_default=True, help="images per side for each FID"),
@@ -205,10 +216,14 @@ def attack_size_options(f):
 
 
 def _set_threads(threads):
-    if threads:
-        import torch
+    """--threads, or the cores available to this process; a one-line warning when the CPU is busy."""
+    from . import cpu
 
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--threads")
+    _, warning = cpu.configure(threads)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @main.command()
@@ -222,9 +237,14 @@ def _set_threads(threads):
 @click.option("--drs-rate", type=float, default=0.5, show_default=True, help="fraction of queries DRS keeps")
 @click.option("--finetune-kimg", type=float, default=None, help="fine-tuning length on real data")
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
+@click.option("--distill", type=float, default=10.0, show_default=True,
+              help="weight of the paired L1 loss with --knowledge latents")
+@click.option("--curve-n", type=int, default=256, show_default=True,
+              help="samples per fidelity probe during training (0: no curve)")
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")
-def extract(target, queries, attack, attack_kimg, attack_width, batch, fid_n, prior, seed, eval_data, threads,
-            real, real_count, target_discriminator, drs_rate, finetune_kimg, query_set, out):
+def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
+            threads, real, real_count, target_discriminator, drs_rate, finetune_kimg, query_set, distill, curve_n,
+            out):
     """Steal a target GAN through its images; report fidelity and accuracy."""
     from .attack.extract import ExtractOptions, run_extract
 
@@ -234,18 +254,47 @@ def extract(target, queries, attack, attack_kimg, attack_width, batch, fid_n, pr
     name = Path(str(target).replace("builtin:", "")).stem
     out = out or f"runs/extract-{name}-{attack}-{queries}"
     opts = ExtractOptions(target=target, attack=attack, queries=queries, attack_kimg=attack_kimg,
-                          attack_width=attack_width, batch=batch, fid_n=fid_n, real=real, real_count=real_count,
-                          target_discriminator=target_discriminator, drs_rate=drs_rate,
+                          knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, real=real,
+                          real_count=real_count, target_discriminator=target_discriminator, drs_rate=drs_rate,
                           finetune_kimg=finetune_kimg, eval_data=eval_data, prior=prior, seed=seed,
-                          query_set=query_set, out=out)
+                          query_set=query_set, distill=distill, curve_n=curve_n, out=out)
     m = run_extract(opts)
     for v in m["variants"]:
         click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "
                    f"{'n/a' if v['accuracy'] is None else format(v['accuracy'], '8.2f')}")
-    click.echo(f"fidelity {m['fidelity']:.2f}  accuracy "
-               f"{'n/a' if m['accuracy'] is None else format(m['accuracy'], '.2f')}  target FID "
-               f"{'n/a' if m['target_fid'] is None else format(m['target_fid'], '.2f')}  ({queries} queries); "
-               f"report: {out}/report.md")
+    from .attack.extract import summary_line
+
+    click.echo(f"{summary_line(m)}; report: {out}/report.md")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
+@click.option("--label", "labels", multiple=True, help="one legend label per run (default: folder name)")
+def curves(runs, out, labels):
+    """Draw the fidelity curves of several extract runs on one plot (e.g. both knowledge levels).
+
+    Runs must share the target and the curve's sample size, so that the reference lines are the same.
+    """
+    from .attack.curve import plot_curves
+
+    if labels and len(labels) != len(runs):
+        raise click.BadParameter(f"give one --label per run ({len(runs)}), got {len(labels)}", param_hint="--label")
+    loaded, reference = {}, None
+    for i, run in enumerate(runs):
+        path = Path(run) / "metrics.json"
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise click.ClickException(f"{path}: not a finished extract run ({exc})") from None
+        if not m.get("curve") or not m.get("curve_reference"):
+            raise click.ClickException(f"{run}: has no fidelity curve (run extract with --curve-n > 0)")
+        if reference is not None and (m["curve_reference"]["n"] != reference["n"] or m["target"] != target):
+            raise click.ClickException(f"{run}: another target or curve size than {runs[0]}; plot them apart")
+        reference, target = reference or m["curve_reference"], m["target"]
+        loaded[labels[i] if labels else f"{Path(run).name} ({m.get('knowledge', 'images')})"] = m["curve"]
+    plot_curves(loaded, reference, out, title=f"extraction of {target}")
+    click.echo(f"wrote {out}")
 
 
 @main.command()
@@ -254,8 +303,8 @@ def extract(target, queries, attack, attack_kimg, attack_width, batch, fid_n, pr
 @attack_size_options
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--out", default=None, help="run folder; default runs/sweep-<target>-<attack>")
-def sweep(target, queries, attack, attack_kimg, attack_width, batch, fid_n, prior, seed, eval_data, threads,
-          query_set, out):
+def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
+          threads, query_set, out):
     """Train one attack per query budget; plot fidelity and accuracy against queries."""
     from .attack.extract import ExtractOptions
     from .attack.sweep import run_sweep
@@ -268,7 +317,7 @@ def sweep(target, queries, attack, attack_kimg, attack_width, batch, fid_n, prio
     name = Path(str(target).replace("builtin:", "")).stem
     out = out or f"runs/sweep-{name}-{attack}"
     opts = ExtractOptions(target=target, attack=attack, queries=max(budgets), attack_kimg=attack_kimg,
-                          attack_width=attack_width, batch=batch, fid_n=fid_n, eval_data=eval_data, prior=prior,
+                          knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, eval_data=eval_data, prior=prior,
                           seed=seed, query_set=query_set, out=out)
     m = run_sweep(opts, budgets)
     click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}")
@@ -307,8 +356,8 @@ def transfer(source, data, classes, kimg, evals, fid_n, batch, seed, threads, ou
 @click.option("--queries", type=int, default=10_000, show_default=True, help="query budget per setting (images)")
 @attack_size_options
 @click.option("--out", default=None, help="run folder; default runs/defend-<target>-<attack>-<queries>")
-def defend(target, defenses, queries, attack, attack_kimg, attack_width, batch, fid_n, prior, seed, eval_data,
-           threads, out):
+def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed,
+           eval_data, threads, out):
     """Serve the target through defenses; measure utility against what an attack still steals.
 
     For the undefended baseline and every defense setting: utility = FID(served images, real data);
@@ -349,7 +398,7 @@ def defend(target, defenses, queries, attack, attack_kimg, attack_width, batch, 
     name = Path(str(target).replace("builtin:", "")).stem
     out = out or f"runs/defend-{name}-{attack}-{queries}"
     opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
-                         attack_kimg=attack_kimg, attack_width=attack_width, batch=batch, fid_n=fid_n,
+                         attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
                          eval_data=eval_data, prior=prior, seed=seed, out=out)
     try:
         m = run_defend(opts)

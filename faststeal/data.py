@@ -34,6 +34,7 @@ class ImageSet:
     labels: torch.Tensor | None   # int64 (N,) or None
     fingerprint: str              # hex digest of the source and the transform applied
     source: str
+    codes: torch.Tensor | None = None   # float32 (N, latent_dim): the latent code behind each image, when known
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -274,8 +275,9 @@ def _stack_folder(arrays: list[np.ndarray], files: list[Path], resolution, chann
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1], the range every generator works in."""
-    return images.float().div_(127.5).sub_(1.0)
+    """uint8 [0, 255] -> float [-1, 1], the range every generator works in (in torch's default float dtype,
+    so a model built under float64 trains on float64 images)."""
+    return images.to(torch.get_default_dtype()).div_(127.5).sub_(1.0)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -295,6 +297,7 @@ class InfiniteBatches:
         if len(data) < batch_size:
             raise DataError(f"{data.source}: {len(data)} images but batch size {batch_size}; lower --batch")
         self.images = data.images
+        self.codes = data.codes
         self.batch_size = batch_size
         self.seed = seed
         self.take = take
@@ -309,14 +312,24 @@ class InfiniteBatches:
     def __iter__(self):
         return self
 
-    def __next__(self) -> torch.Tensor:
+    def _next_index(self) -> torch.Tensor:
         if self.pos + self.batch_size > len(self._order):
             self.epoch += 1
             self.pos = 0
             self._order = self._perm()
         idx = self._order[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
-        return to_float(self.images[idx if self.take is None else idx[self.take]])
+        return idx if self.take is None else idx[self.take]
+
+    def __next__(self) -> torch.Tensor:
+        return to_float(self.images[self._next_index()])
+
+    def next_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch of images with their latent codes (for sets bought with chosen codes)."""
+        if self.codes is None:
+            raise DataError("this image set has no latent codes; pairs need a query set bought with codes")
+        idx = self._next_index()
+        return to_float(self.images[idx]), self.codes[idx].to(torch.get_default_dtype())
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}

@@ -1,7 +1,10 @@
-"""GAN training: PGGAN (WGAN-GP, progressive growing) and SNGAN (hinge, n_dis critic steps).
+"""GAN training: PGGAN (WGAN-GP, progressive growing), SNGAN (hinge, n_dis critic steps) and the fast thief.
 
-One ``Trainer`` drives both; the architecture decides the losses, the optimiser betas and whether the
-networks grow. Progress is counted in images shown to the discriminator (kimg), as in PGGAN.
+One ``Trainer`` drives all three; the architecture decides the losses, the optimiser betas and whether the
+networks grow. "fast" trains PGGAN's networks at full resolution with the non-saturating logistic loss, lazy
+R1 (one double backward through D every ``R1_EVERY`` critic steps instead of WGAN-GP's at every step),
+differentiable augmentation and an EMA whose half-life ramps up with training, the recipe that reached the
+lowest fidelity per CPU-second in bench/attack_speed.py. Progress is counted in images shown to the discriminator (kimg), as in PGGAN.
 Checkpoints are atomic and hold everything needed to resume bit-exactly on a CPU.
 
 Under torchrun the same loop is data parallel: ``batch`` stays the global batch, each rank trains on its
@@ -22,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import distributed, losses
+from . import augment, distributed, losses
 from .checkpoint import CheckpointError, float_state, load_checkpoint, save_checkpoint
 from .data import ImageSet, InfiniteBatches, to_uint8
 from .grid import save_grid
@@ -30,9 +33,14 @@ from .models import build_discriminator, build_generator
 from .models.pggan import level_count
 
 ARCH_DEFAULTS = {
-    "pggan": dict(lr=1e-3, betas=(0.0, 0.99), n_dis=1),
-    "sngan": dict(lr=2e-4, betas=(0.0, 0.9), n_dis=5),
+    "pggan": dict(lr=1e-3, betas=(0.0, 0.99), n_dis=1, loss="wgan-gp", r1_gamma=0.0, augment="none",
+                  ema_rampup=None),
+    "sngan": dict(lr=2e-4, betas=(0.0, 0.9), n_dis=5, loss="hinge", r1_gamma=0.0, augment="none",
+                  ema_rampup=None),
+    "fast": dict(lr=2e-3, betas=(0.0, 0.99), n_dis=1, loss="logistic-r1", r1_gamma=0.1, augment="translation",
+                 ema_rampup=0.05),
 }
+R1_EVERY = 16          # lazy R1: penalise every 16th critic step, scaled by 16 (Karras et al. 2020)
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,6 +61,9 @@ class TrainConfig:
     ema_kimg: float = 5.0              # EMA half-life in thousands of images
     phase_kimg: float | None = None    # PGGAN: kimg per fade and per stable phase; None: split evenly
     grow: bool = True                  # PGGAN: False trains at full resolution from the start (fine-tuning)
+    r1_gamma: float | None = None      # fast: R1 weight; None: the architecture's default
+    augment: str | None = None         # DiffAugment policy ("translation,cutout", "none"); None: arch default
+    distill: float = 0.0               # > 0: weight of the paired L1 loss G(code) ~ served image (chosen latents)
     gp_lambda: float = 10.0
     drift: float = 0.001
     seed: int = 0
@@ -62,9 +73,11 @@ class TrainConfig:
     def resolved(self) -> dict:
         d = asdict(self)
         defaults = ARCH_DEFAULTS[self.arch]
-        d["lr"] = self.lr if self.lr is not None else defaults["lr"]
-        d["n_dis"] = self.n_dis if self.n_dis is not None else defaults["n_dis"]
+        for key in ("lr", "n_dis", "r1_gamma", "augment"):
+            d[key] = d[key] if d[key] is not None else defaults[key]
         d["betas"] = list(defaults["betas"])
+        d["loss"] = defaults["loss"]
+        d["ema_rampup"] = defaults["ema_rampup"]
         return d
 
     @classmethod
@@ -124,7 +137,11 @@ def rank_positions(batch: int, rank: int, world: int, group: int) -> torch.Tenso
     return grid[:, rank * per_rank:(rank + 1) * per_rank].reshape(-1)
 
 
-def ema_beta(batch: int, ema_kimg: float) -> float:
+def ema_beta(batch: int, ema_kimg: float, kimg: float | None = None, rampup: float | None = None) -> float:
+    """Per-step EMA decay for a half-life of ``ema_kimg``; with ``rampup`` the half-life is at most
+    rampup * kimg so far, so a short run's EMA does not remember its first, worst weights."""
+    if rampup is not None and kimg is not None:
+        ema_kimg = min(ema_kimg, kimg * rampup)
     return 0.5 ** (batch / max(ema_kimg * 1000.0, 1e-8))
 
 
@@ -143,11 +160,17 @@ class Trainer:
                  progress: bool = True):
         if config.arch not in ARCH_DEFAULTS:
             raise ValueError(f"arch must be one of {tuple(ARCH_DEFAULTS)}, got {config.arch!r}")
+        if config.distill > 0 and data.codes is None:
+            raise ValueError("distillation (distill > 0) needs images with their latent codes (--knowledge latents)")
+        if config.distill > 0 and data.codes.shape[1] != config.latent_dim:
+            raise ValueError(f"the codes have {data.codes.shape[1]} dimensions but the model's latent size is "
+                             f"{config.latent_dim}")
         if data.resolution != config.resolution or data.channels != config.channels:
             raise ValueError(f"data is {data.channels}x{data.resolution}x{data.resolution} but the model "
                              f"expects {config.channels}x{config.resolution}x{config.resolution}")
         self.config = config
         self.settings = config.resolved()
+        self.augment = augment.parse_policy(self.settings["augment"])
         self.data = data
         self.checkpoint_path = Path(checkpoint_path)
         self.run_dir = Path(run_dir) if run_dir else None
@@ -169,6 +192,10 @@ class Trainer:
                                        take=self.take if self.world > 1 else None)
         self.images_seen = 0
         self.steps = 0
+        self.d_steps = 0
+        self.last_paired = None
+        self.train_seconds = 0.0
+        self.curve: list[dict] = []          # fidelity probes during training (see run(probe=...))
         self.last_losses = {"loss_D": float("nan"), "loss_G": float("nan")}
         self.grid_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
 
@@ -210,37 +237,69 @@ class Trainer:
         """n_dis critic updates then one generator update; returns float losses."""
         level, alpha = self.level_alpha()
         kw = {} if level is None else {"level": level, "alpha": alpha}
-        pggan = self.config.arch == "pggan"
+        loss_kind = self.settings["loss"]
         self.G.train()
         self.D.train()
         G, D = self.G_train, self.D_train
+        paired = self.config.distill > 0
         for _ in range(self.settings["n_dis"]):
-            real = next(self.batches).to(self.device)
-            if pggan:
+            if paired:      # distillation: the fakes come from the codes that bought the real images
+                real, codes = (t.to(self.device) for t in self.batches.next_pair())
+            else:
+                real, codes = next(self.batches).to(self.device), self._latents()
+            if level is not None:
                 real = downscale_reals(real, level, alpha)
             with torch.no_grad():
-                fake = self.G(self._latents(), **kw)
-            d_real, d_fake = D(real, **kw), D(fake, **kw)
-            if pggan:
+                fake = self.G(codes, **kw)
+            d_real = D(augment.diff_augment(real, self.augment), **kw)
+            d_fake = D(augment.diff_augment(fake, self.augment), **kw)
+            if loss_kind == "wgan-gp":
                 eps = self._slice(torch.rand(self.config.batch, 1, 1, 1, dtype=real.dtype))
                 gp = losses.gradient_penalty(D, real, fake, eps=eps, **kw)
                 loss_d = losses.wgan_gp_d_loss(d_real, d_fake, gp, gp_lambda=self.config.gp_lambda,
                                                drift=self.config.drift)
-            else:
+            elif loss_kind == "hinge":
                 loss_d = losses.hinge_d_loss(d_real, d_fake)
+            else:
+                loss_d = losses.logistic_d_loss(d_real, d_fake)
+                if self.settings["r1_gamma"] > 0 and self.d_steps % R1_EVERY == 0:
+                    r1 = losses.r1_penalty(D, real, **kw)
+                    loss_d = loss_d + (self.settings["r1_gamma"] / 2 * R1_EVERY) * r1
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
+            self.d_steps += 1
             self.images_seen += self.config.batch
         self.D.requires_grad_(False)
-        d_fake = self.D(G(self._latents(), **kw), **kw)
-        loss_g = losses.wgan_g_loss(d_fake) if pggan else losses.hinge_g_loss(d_fake)
+        if paired:
+            target, codes = (t.to(self.device) for t in self.batches.next_pair())
+        else:
+            codes = self._latents()
+        fake = G(codes, **kw)
+        d_fake = self.D(augment.diff_augment(fake, self.augment), **kw)
+        if loss_kind == "wgan-gp":
+            loss_g = losses.wgan_g_loss(d_fake)
+        elif loss_kind == "hinge":
+            loss_g = losses.hinge_g_loss(d_fake)
+        else:
+            loss_g = losses.logistic_g_loss(d_fake)
+        if paired:
+            if level is not None:
+                target = downscale_reals(target, level, alpha)
+            paired_loss = losses.paired_l1(fake, target)
+            self.last_paired = float(paired_loss.detach())
+            loss_g = loss_g + self.config.distill * paired_loss
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
         self.D.requires_grad_(True)
-        update_ema(self.G_ema, self.G, ema_beta(self.config.batch, self.config.ema_kimg))
+        update_ema(self.G_ema, self.G, ema_beta(self.config.batch, self.config.ema_kimg, self.kimg,
+                                                self.settings["ema_rampup"]))
         self.steps += 1
+        return self._finish_step(loss_d, loss_g)
+
+    def _finish_step(self, loss_d: torch.Tensor, loss_g: torch.Tensor) -> dict:
+        """Average the losses over ranks for reporting and stop on NaN/inf."""
         both = torch.stack([loss_d.detach(), loss_g.detach()]).float().cpu()
         distributed.all_mean_([both])
         out = {"loss_D": both[0].item(), "loss_G": both[1].item()}
@@ -259,7 +318,8 @@ class Trainer:
             "config": cfg,
             "data_fingerprint": self.data.fingerprint,
             "progress": {"images_seen": self.images_seen, "steps": self.steps, "kimg": self.kimg,
-                         "level": level, "alpha": alpha, **self.last_losses},
+                         "level": level, "alpha": alpha, "train_seconds": self.train_seconds, **self.last_losses},
+            "curve": self.curve,
             "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
             "optim_G": self.opt_G.state_dict(), "optim_D": self.opt_D.state_dict(),
             "loader": self.batches.state(), "rng": torch.get_rng_state(),
@@ -299,6 +359,9 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         self.images_seen = int(state["progress"]["images_seen"])
         self.steps = int(state["progress"]["steps"])
+        self.d_steps = self.steps * self.settings["n_dis"]
+        self.train_seconds = float(state["progress"].get("train_seconds", 0.0))
+        self.curve = list(state.get("curve", []))
 
     # ----- samples --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -318,31 +381,59 @@ class Trainer:
             save_grid(grid, self.run_dir / "grid.png")
 
     # ----- the loop -------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self, probe=None, probe_kimg: float | None = None) -> dict:
+        """Train to ``config.kimg``. With ``probe`` (a callable scoring the EMA generator, see
+        attack/curve.py) a point is added to ``self.curve`` every ``probe_kimg`` and at the end; the time
+        spent probing is not counted as training time."""
         from tqdm import tqdm
 
         total = int(self.config.kimg * 1000)
         next_snap = (math.floor(self.kimg / self.config.snapshot_kimg) + 1) * self.config.snapshot_kimg
+        next_probe = None
+        if probe is not None:
+            probe_kimg = probe_kimg or max(self.config.kimg / 8, 0.001)
+            next_probe = (math.floor(self.kimg / probe_kimg) + 1) * probe_kimg
+            if not self.curve:
+                self._probe(probe)
         bar = tqdm(total=total, initial=self.images_seen, unit="img", unit_scale=True, disable=not self.progress,
-                   desc=f"train {self.config.arch}", dynamic_ncols=True)
+                   desc=f"train {self.config.arch}", dynamic_ncols=True, smoothing=0.05)
         start, start_seen = time.perf_counter(), self.images_seen
         while self.images_seen < total:
             before = self.images_seen
+            tick = time.perf_counter()
             out = self.step()
+            self.train_seconds += time.perf_counter() - tick     # probes and snapshots are not training time
             bar.update(self.images_seen - before)
             level, alpha = self.level_alpha()
             post = {"D": f"{out['loss_D']:.3f}", "G": f"{out['loss_G']:.3f}"}
+            if self.last_paired is not None:
+                post["L1"] = f"{float(self.last_paired):.3f}"
             if level is not None:
                 post["res"] = f"{2 ** (level + 2)}" + (f" a={alpha:.2f}" if alpha < 1 else "")
+            if self.curve:
+                post["fid@" + str(probe.n if probe is not None else "")] = f"{self.curve[-1]['fidelity_fid']:.1f}"
             bar.set_postfix(post, refresh=False)
+            if next_probe is not None and self.kimg >= next_probe and self.images_seen < total:
+                self._probe(probe)
+                next_probe += probe_kimg
             if self.kimg >= next_snap:
                 self.snapshot()
                 next_snap += self.config.snapshot_kimg
+        if probe is not None and (not self.curve or self.curve[-1]["images_seen"] < self.images_seen):
+            self._probe(probe)
         bar.close()
         self.snapshot()
         elapsed = time.perf_counter() - start
-        return {"kimg": self.kimg, "steps": self.steps, "seconds": elapsed,
+        return {"kimg": self.kimg, "steps": self.steps, "seconds": elapsed, "train_seconds": self.train_seconds,
                 "images_per_s": (self.images_seen - start_seen) / max(elapsed, 1e-9), **self.last_losses}
+
+    def _probe(self, probe) -> None:
+        self.G_ema.eval()
+        point = {"images_seen": self.images_seen, "kimg": self.kimg, "train_seconds": round(self.train_seconds, 2),
+                 **probe(self.G_ema)}
+        if self.last_paired is not None:
+            point["paired_l1"] = float(self.last_paired)
+        self.curve.append(point)
 
 
 def generate(generator, n: int, *, seed: int = 0, batch: int = 256, device="cpu") -> torch.Tensor:

@@ -28,9 +28,13 @@ class AttackOptions:
     the evaluation size and where the run folder goes."""
 
     target: str
-    attack: str = "pggan"
+    attack: str = "fast"
     queries: int = 10_000
     attack_kimg: float = 80.0
+    knowledge: str = "images"           # "latents": the adversary chooses the codes and distils on the pairs
+    distill: float = 10.0               # weight of the paired L1 loss with knowledge "latents"
+    curve_n: int = 256                  # samples per fidelity probe during training (0: no curve)
+    curve_points: int = 8               # probes spread over training (plus one at the start and the end)
     attack_width: int = 64
     attack_latent_dim: int = 128
     batch: int = 32
@@ -53,38 +57,80 @@ class ExtractOptions(AttackOptions):
 
 
 def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: float, *, grow: bool = True,
-                  seed_offset: int = 0) -> TrainConfig:
+                  seed_offset: int = 0, latent_dim: int | None = None, distill: float = 0.0) -> TrainConfig:
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
-                       latent_dim=opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch, kimg=kimg,
-                       snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow)
+                       latent_dim=latent_dim or opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch,
+                       kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
+                       distill=distill)
 
 
-def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=None, progress=True) -> Path:
-    """Train (or reuse, if ``path`` already finished) one attack GAN; returns its checkpoint.
+def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
+    """attack_config keywords for the adversary's knowledge: a distilled copy takes the target's code size."""
+    if opts.knowledge == "latents":
+        return {"latent_dim": target_config["latent_dim"], "distill": opts.distill}
+    return {}
 
-    Under torchrun every rank must take the same branch, so a file counts only if every rank sees it.
+
+# What a stored attack checkpoint must share with this run's settings to be reused or resumed. Its length
+# (kimg) may be shorter: the run then resumes it.
+REUSE_KEYS = ("arch", "resolution", "channels", "latent_dim", "width", "batch", "lr", "n_dis", "seed", "loss",
+              "r1_gamma", "augment", "distill", "ema_kimg", "grow", "phase_kimg", "gp_lambda", "drift")
+
+
+class StaleCheckpoint(ValueError):
+    """A run folder holds an attack trained with other settings or on other data."""
+
+
+def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=None, progress=True,
+                 probe=None, probe_kimg=None) -> dict:
+    """Train (resume, or reuse if ``path`` already finished) one attack GAN.
+
+    Returns {"checkpoint", "train_seconds", "curve"}. A stored file is reused only when every setting that
+    shaped it (REUSE_KEYS), its initialisation and its training data match; otherwise StaleCheckpoint says
+    which one differs. Under torchrun every rank must take the same branch, so a file counts only if every
+    rank sees it.
     """
     exists = distributed.all_true(path.exists())
     if exists:
         state = load_checkpoint(path)
-        if state["progress"]["kimg"] >= config.kimg and state.get("data_fingerprint") == data.fingerprint:
-            return path
+        want = config.resolved() | {"init_from": str(init_from) if init_from else None}
+        have = state["config"] | {"init_from": (state["config"].get("extra") or {}).get("init_from")}
+        for key in (*REUSE_KEYS, "init_from"):
+            if have.get(key) != want.get(key) and not (key == "phase_kimg" and not want.get("grow", True)):
+                raise StaleCheckpoint(
+                    f"{path}: was trained with {key}={have.get(key)!r}, this run has {key}={want.get(key)!r}; "
+                    f"use another --out, or delete the file to train again")
+        if state.get("data_fingerprint") != data.fingerprint:
+            raise StaleCheckpoint(f"{path}: was trained on other images ({state.get('data_fingerprint')}); "
+                                  f"use another --out, or delete the file to train again")
+        if state["progress"]["kimg"] >= config.kimg:
+            return {"checkpoint": path, "train_seconds": state["progress"].get("train_seconds"),
+                    "curve": state.get("curve", [])}
+    config.extra = {**config.extra, "init_from": str(init_from) if init_from else None}
     trainer = Trainer(config, data, checkpoint_path=path, run_dir=path.with_suffix(""), progress=progress)
-    if init_from is not None:
-        trainer.init_weights(init_from)
-    elif exists:
+    if exists:
         trainer.resume(path)
-    trainer.run()
-    return path
+    elif init_from is not None:
+        trainer.init_weights(init_from)
+    trainer.run(probe=probe, probe_kimg=probe_kimg)
+    return {"checkpoint": path, "train_seconds": trainer.train_seconds, "curve": trainer.curve}
 
 
 class Evaluator:
-    """FID statistics of the target and the real data, computed once and shared by every attack variant."""
+    """FID statistics of the target and the real data, computed once and shared by every attack variant.
+
+    Also the FID floor: FID between the target's evaluation sample and a second, independent sample of the
+    target at the same n, i.e. the score of a perfect copy at this n (FID is biased upwards at small n).
+    """
 
     def __init__(self, target: str, fid_n: int, eval_data: str | None, progress: bool = True):
+        from .curve import FLOOR_SEED
+
         self.fid_n, self.progress = fid_n, progress
         config = load_checkpoint(target)["config"]
         self.target_stats = generator_stats(target, fid_n, name="target", progress=progress, cache=True)
+        self.floor_stats = generator_stats(target, fid_n, seed=FLOOR_SEED, name="target (second sample)",
+                                           progress=progress, cache=True)
         try:
             self.real = real_data_for(config, eval_data)
         except (ValueError, OSError) as exc:
@@ -95,6 +141,9 @@ class Evaluator:
 
     def target_fid(self) -> float | None:
         return fid(self.target_stats, self.real_stats) if self.real_stats is not None else None
+
+    def fid_floor(self) -> float:
+        return fid(self.floor_stats, self.target_stats)
 
     def attack(self, checkpoint) -> dict:
         stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
@@ -125,23 +174,45 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
     target_cfg = load_checkpoint(opts.target)["config"]
     res, ch = target_cfg["resolution"], target_cfg["channels"]
 
-    # 1. Buy the queries (black box: only uint8 images come back).
+    # 1. Buy the queries (black box: only uint8 images, and with knowledge "latents" the codes it chose).
     oracle = TargetOracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed)
+    if opts.knowledge == "latents" and not oracle.accepts_latents:
+        raise queryset.DataError(f"{opts.target}: this target does not accept latent codes; "
+                                 f"use --knowledge images")
     qdir = Path(opts.query_set) if opts.query_set else run.file("queries")
-    queryset.collect(oracle, qdir, opts.queries, target=opts.target, progress=opts.progress)
+    queryset.collect(oracle, qdir, opts.queries, target=opts.target, progress=opts.progress,
+                     knowledge=opts.knowledge)
     queries = queryset.load(qdir, limit=opts.queries)
 
-    # 2. Fidelity extraction: an attack GAN trained on the queries alone.
-    base_cfg = attack_config(opts, res, ch, opts.attack_kimg)
-    attack_ckpt = train_attack(base_cfg, queries, run.file("attack.pt"), progress=opts.progress)
+    # 2. Fidelity extraction: an attack GAN trained on the queries alone (distilled on the pairs when the
+    #    adversary chose the codes), with its fidelity probed along the way.
+    distilling = opts.knowledge == "latents"
+    latent = knowledge_settings(opts, target_cfg).get("latent_dim")
+    base_cfg = attack_config(opts, res, ch, opts.attack_kimg, **knowledge_settings(opts, target_cfg))
+    probe = None
+    if opts.curve_n:
+        from .curve import FidelityProbe
+
+        probe = FidelityProbe(load_generator(opts.target), opts.curve_n, real=_real_or_none(target_cfg, opts))
+    trained = train_attack(base_cfg, queries, run.file("attack.pt"), progress=opts.progress, probe=probe,
+                           probe_kimg=opts.attack_kimg / max(opts.curve_points, 1))
+    attack_ckpt = trained["checkpoint"]
 
     # 3. Measure.
     ev = Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress)
     base = ev.attack(attack_ckpt)
-    metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
-               "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
-               "target_fid": ev.target_fid(), "attack_kimg": opts.attack_kimg, "seed": opts.seed}
-    variants = [{"variant": "queries only (fidelity extraction)", **base, "train_images": len(queries)}]
+    metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge, "queries": opts.queries,
+               "fid_n": opts.fid_n, "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
+               "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "attack_kimg": opts.attack_kimg,
+               "seed": opts.seed, "train_seconds": trained["train_seconds"], "curve": trained["curve"],
+               "curve_reference": probe.reference if probe is not None else None}
+    variants = [{"variant": "queries only (fidelity extraction)" if not distilling else
+                 "chosen latents (distillation)", **base, "train_images": len(queries)}]
+    if probe is not None and trained["curve"]:
+        from .curve import plot_curves
+
+        plot_curves({f"{opts.attack} ({opts.knowledge})": trained["curve"]}, probe.reference,
+                    run.file("curve.png"), title=f"extraction of {opts.target}")
 
     # 4. Accuracy extraction, same budget.
     real_subset = None
@@ -150,13 +221,14 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
                                             classes=(target_cfg.get("extra") or {}).get("classes")
                                             if opts.real == target_cfg.get("data_source") else None)
         ft_kimg = opts.finetune_kimg if opts.finetune_kimg is not None else opts.attack_kimg / 3
-        ft = train_attack(attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1), real_subset,
-                          run.file("attack-finetuned.pt"), init_from=attack_ckpt, progress=opts.progress)
+        ft = train_attack(attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1, latent_dim=latent),
+                          real_subset, run.file("attack-finetuned.pt"), init_from=attack_ckpt,
+                          progress=opts.progress)["checkpoint"]
         variants.append({"variant": f"+ fine-tune on {opts.real_count} real", **ev.attack(ft),
                          "train_images": opts.real_count})
         mixed = concat_sets(queries, real_subset)
-        mx = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2), mixed,
-                          run.file("attack-mixed.pt"), progress=opts.progress)
+        mx = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2, latent_dim=latent), mixed,
+                          run.file("attack-mixed.pt"), progress=opts.progress)["checkpoint"]
         variants.append({"variant": f"queries + {opts.real_count} real", **ev.attack(mx),
                          "train_images": len(mixed)})
     if opts.target_discriminator:
@@ -169,8 +241,8 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
             logits, calibration = drs.standardise(scores), "standardised scores (no real data)"
         keep = drs.rejection_sample(logits, rate=opts.drs_rate, seed=opts.seed)
         kept = ImageSet(queries.images[keep], None, f"{queries.fingerprint}:drs:{opts.drs_rate}", "drs")
-        dr = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3), kept,
-                          run.file("attack-drs.pt"), progress=opts.progress)
+        dr = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3, latent_dim=latent), kept,
+                          run.file("attack-drs.pt"), progress=opts.progress)["checkpoint"]
         variants.append({"variant": f"DRS with target D (kept {len(keep)}/{len(queries)})", **ev.attack(dr),
                          "train_images": len(keep), "calibration": calibration})
     metrics["variants"] = variants
@@ -181,17 +253,42 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
     run.write_metrics(metrics)
     acc_note = "" if ev.real_stats is not None else f"\n\nNo real data for accuracy: {ev.real_error}"
     table = markdown_table(variants, ["variant", "train_images", "fidelity", "accuracy"])
-    run.write_report(f"Extraction of {opts.target} with a {opts.attack} attack", [
-        ("Result", f"fidelity = FID(attack, target) = **{metrics['fidelity']:.2f}**; accuracy = FID(attack, real) "
-                   f"= **{_fmt(metrics['accuracy'])}**; the target's own FID(target, real) = "
-                   f"{_fmt(metrics['target_fid'])}. {opts.queries} queries ({opts.prior} prior), attack trained "
-                   f"for {opts.attack_kimg} kimg, FID on {opts.fid_n} images per side.{acc_note}"),
+    sections = [
+        ("Result", f"{summary_line(metrics)}\n\n{opts.queries} queries ({opts.prior} prior, knowledge: "
+                   f"{opts.knowledge}), attack trained for {opts.attack_kimg} kimg "
+                   f"({_fmt(metrics['train_seconds'], '.0f')} s of training), FID on {opts.fid_n} images per "
+                   f"side.{acc_note}\n\n{SPREAD_NOTE}"),
         ("Variants (same query budget)", table),
         ("Samples", "Left: target. Right: attack.\n\n![samples](samples.png)"),
-    ])
+    ]
+    if metrics["curve"]:
+        sections.append(("Convergence", f"Fidelity during training on {opts.curve_n} samples per point (FID at "
+                         f"this n is biased upwards: compare with the dashed lines at the same n).\n\n"
+                         f"![curve](curve.png)"))
+    run.write_report(f"Extraction of {opts.target} with a {opts.attack} attack", sections)
     return metrics
 
 
-def _fmt(v) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
+def _real_or_none(target_cfg: dict, opts: AttackOptions):
+    """The real data for the curve's reference line, or None when the target does not record it."""
+    try:
+        return real_data_for(target_cfg, opts.eval_data)
+    except (ValueError, OSError):
+        return None
+
+
+SPREAD_NOTE = ("FID below 2,048 images per side is biased upwards (singular covariances), so compare numbers "
+               "at the same n only. Numbers are bit-exact on one machine with the same thread count; across "
+               "CPUs and seeds they move: see README \"Results on a CPU\" for the measured spread.")
+
+
+def summary_line(m: dict) -> str:
+    """The one line that extract prints and report.md opens with."""
+    return (f"fidelity {_fmt(m['fidelity'])}  accuracy {_fmt(m['accuracy'])}  target FID {_fmt(m['target_fid'])}  "
+            f"FID floor {_fmt(m['fid_floor'])}  (FID on {m['fid_n']} per side, {m['queries']} queries, "
+            f"knowledge {m['knowledge']}, seed {m['seed']})")
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    return "n/a" if v is None else format(v, spec)
 

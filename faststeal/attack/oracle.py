@@ -22,6 +22,10 @@ class BudgetExceeded(RuntimeError):
     """A query asked for more images than the budget has left."""
 
 
+class LatentsRefused(ValueError):
+    """Codes were sent to a target that serves images for a count only."""
+
+
 @dataclass(frozen=True)
 class LatentPrior:
     """The distribution the owner draws latent codes from.
@@ -82,18 +86,22 @@ class TargetOracle:
     """
 
     def __init__(self, checkpoint, budget: int, prior="normal", seed: int = 0, *, batch: int = 256,
-                 latent_transform=None, image_transform=None, served: int = 0):
-        from faststeal.checkpoint import load_generator
+                 latent_transform=None, image_transform=None, served: int = 0, accept_latents: bool = True):
+        from faststeal.checkpoint import content_digest, load_generator
 
         if budget < 0:
             raise ValueError(f"budget must be >= 0, got {budget}")
         generator = load_generator(checkpoint)
+        # Which model this API serves (a model version, as real APIs announce): stored query sets are keyed
+        # on it, so images bought from one file never pass for another's behind the same path.
+        self.model_id = content_digest(checkpoint)
         self.latent_dim = generator.latent_dim
         self.resolution = generator.resolution
         self.channels = generator.channels
         self.budget = int(budget)
         self.prior = prior if isinstance(prior, LatentPrior) else LatentPrior.parse(prior)
         self.seed = seed
+        self.accepts_latents = bool(accept_latents)    # False: an API that takes only a count (level 1 only)
         self._serve = _make_server(generator, batch)
         self._latent_transform = latent_transform
         self._image_transform = image_transform
@@ -131,6 +139,8 @@ class TargetOracle:
         collection; by default the next position is used.
         """
         if isinstance(n_or_z, torch.Tensor):
+            if not self.accepts_latents:
+                raise LatentsRefused("this target serves images for a count only and does not accept latent codes")
             z = n_or_z.detach().float().cpu()
             if z.dim() != 2 or z.shape[1] != self.latent_dim:
                 raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")

@@ -2,8 +2,10 @@
 
 Layout of a query-set folder::
 
-    meta.json          {"count", "chunks": [names], "chunk_size", "shape", "prior", "seed", "target", ...}
+    meta.json          {"count", "chunks": [names], "chunk_size", "shape", "prior", "seed", "target",
+                        "knowledge", ...}
     chunk-00000.npy    uint8 (n, C, R, R)
+    codes-00000.npy    float32 (n, latent_dim): with knowledge "latents", the codes the adversary chose
 
 A chunk is written to a temp file and renamed, then meta.json is rewritten the same way; only chunks named
 in meta.json count. A collection killed at any point resumes from meta.json without losing or duplicating
@@ -25,6 +27,19 @@ from faststeal.data import DataError, ImageSet
 from faststeal.fileio import atomic_write, write_json
 
 META = "meta.json"
+KNOWLEDGE = ("images", "latents")
+
+
+def chosen_codes(seed: int, start: int, n: int, dim: int, block: int = 1000) -> torch.Tensor:
+    """Codes start..start+n of the adversary's own N(0, I) stream (positional, so collection resumes)."""
+    out, pos = [], start
+    while pos < start + n:
+        b = pos // block
+        codes = torch.randn(block, dim, generator=torch.Generator().manual_seed(seed * 999_983 + 17 + b))
+        lo, hi = pos - b * block, min(block, start + n - b * block)
+        out.append(codes[lo:hi])
+        pos = b * block + hi
+    return torch.cat(out)
 
 
 def read_meta(folder: Path) -> dict | None:
@@ -51,27 +66,39 @@ def _read_meta_everywhere(folder: Path) -> dict | None:
     return value
 
 
-def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "", progress: bool = True) -> dict:
+def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "", progress: bool = True,
+            knowledge: str = "images") -> dict:
     """Query the oracle until ``folder`` holds n images; resumes whatever is already there.
 
-    Returns the metadata. A folder holding queries from another target, prior or seed is refused. Under
-    torch.distributed every rank must call it with the same arguments (each chunk is split across ranks).
+    knowledge "images": the owner draws the codes from its prior (the adversary sees images only).
+    knowledge "latents": the adversary chooses the codes (N(0, I) from its seed) and keeps them beside the
+    images. Returns the metadata. A folder holding queries from another target, prior, seed or knowledge
+    level is refused. Under torch.distributed every rank must call it with the same arguments (prior draws
+    are split across ranks; chosen codes are served whole on every rank, so every budget is charged alike).
     """
+    if knowledge not in KNOWLEDGE:
+        raise ValueError(f"knowledge must be one of {KNOWLEDGE}, got {knowledge!r}")
+    if knowledge == "latents" and not getattr(oracle, "accepts_latents", True):
+        raise DataError("the target does not accept latent codes (it serves images for a count only); "
+                        "use --knowledge images")
     from tqdm import tqdm
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sharded = distributed.active()
-    identity = {"target": target, "prior": str(oracle.prior), "seed": oracle.seed,
-                "shape": [oracle.channels, oracle.resolution, oracle.resolution]}
+    identity = {"target": target, "target_sha256": getattr(oracle, "model_id", None),
+                "prior": str(oracle.prior), "seed": oracle.seed,
+                "shape": [oracle.channels, oracle.resolution, oracle.resolution], "knowledge": knowledge}
     meta = _read_meta_everywhere(folder) or {**identity, "count": 0, "chunks": [], "chunk_size": chunk_size}
+    meta.setdefault("knowledge", "images")          # sets written before knowledge levels existed
     for key, value in identity.items():
         if meta.get(key) != value:
             raise DataError(f"{folder}: holds queries with {key}={meta.get(key)!r}, this run has {value!r}; "
                             f"use another --query-set folder")
     if distributed.is_main():
-        for stray in folder.glob("chunk-*.npy"):        # written but never recorded: not part of the set
-            if stray.name not in meta["chunks"]:
+        recorded = set(meta["chunks"]) | {code_file(name) for name in meta["chunks"]}
+        for stray in [*folder.glob("chunk-*.npy"), *folder.glob("codes-*.npy")]:
+            if stray.name not in recorded:              # written but never recorded: not part of the set
                 stray.unlink()
     if oracle.served < meta["count"]:
         oracle._reserve(meta["count"] - oracle.served)  # what is on disk was bought from this budget
@@ -79,17 +106,25 @@ def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "",
               disable=not progress or not distributed.is_main(), dynamic_ncols=True) as bar:
         while meta["count"] < n:
             take = min(chunk_size, n - meta["count"])
-            if sharded:   # only rank 0 writes the chunk, so only rank 0 receives the other shares
+            name = f"chunk-{len(meta['chunks']):05d}.npy"
+            if knowledge == "latents":
+                codes = chosen_codes(oracle.seed, meta["count"], take, oracle.latent_dim)
+                images = oracle.query(codes)      # under torchrun every rank is charged and serves the same
+                atomic_write(folder / code_file(name), lambda f: np.save(f, codes.numpy()))
+            elif sharded:   # only rank 0 writes the chunk, so only rank 0 receives the other shares
                 shares = distributed.gather_to_main(oracle.query_shard(take, offset=meta["count"]))
                 images = torch.cat(shares) if shares is not None else None
             else:
                 images = oracle.query(take, offset=meta["count"])
-            name = f"chunk-{len(meta['chunks']):05d}.npy"
             atomic_write(folder / name, lambda f: np.save(f, images.numpy()))
             meta = {**meta, "count": meta["count"] + take, "chunks": meta["chunks"] + [name]}
             write_json(folder / META, meta)     # under torchrun: rank 0 writes, then every rank waits here
             bar.update(take)
     return meta
+
+
+def code_file(chunk_name: str) -> str:
+    return chunk_name.replace("chunk-", "codes-", 1)
 
 
 def load(folder, limit: int | None = None) -> ImageSet:
@@ -99,16 +134,25 @@ def load(folder, limit: int | None = None) -> ImageSet:
     if meta is None:
         raise DataError(f"{folder}: not a query set (no {META}); create one with `faststeal extract`")
     want = meta["count"] if limit is None else min(limit, meta["count"])
-    parts, have = [], 0
+    with_codes = meta.get("knowledge", "images") == "latents"
+    parts, code_parts, have = [], [], 0
     for name in meta["chunks"]:
         if have >= want:
             break
-        try:
-            arr = np.load(folder / name, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{folder / name}: unreadable chunk ({exc}); delete the folder and query again") from None
+        arr = _load_array(folder / name)
         parts.append(arr[: want - have])
+        if with_codes:
+            code_parts.append(_load_array(folder / code_file(name))[: want - have])
         have += parts[-1].shape[0]
     images = torch.from_numpy(np.concatenate(parts)) if parts else torch.empty(0, *meta["shape"], dtype=torch.uint8)
-    fingerprint = f"queries:{meta['target']}:{meta['prior']}:{meta['seed']}:{want}"
-    return ImageSet(images=images, labels=None, fingerprint=fingerprint, source=str(folder))
+    codes = torch.from_numpy(np.concatenate(code_parts)).float() if code_parts else None
+    fingerprint = (f"queries:{meta['target']}@{meta.get('target_sha256')}:{meta['prior']}:{meta['seed']}:"
+                   f"{meta.get('knowledge', 'images')}:{want}")
+    return ImageSet(images=images, labels=None, fingerprint=fingerprint, source=str(folder), codes=codes)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable chunk ({exc}); delete the folder and query again") from None

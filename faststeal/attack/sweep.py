@@ -11,7 +11,7 @@ from dataclasses import asdict, replace
 from faststeal.checkpoint import load_checkpoint
 
 from . import queryset
-from .extract import Evaluator, ExtractOptions, attack_config, train_attack
+from .extract import Evaluator, ExtractOptions, attack_config, knowledge_settings, train_attack
 from .oracle import TargetOracle
 
 
@@ -25,14 +25,15 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
     cfg = load_checkpoint(opts.target)["config"]
     oracle = TargetOracle(opts.target, budget=budgets[-1], prior=opts.prior, seed=opts.seed)
     qdir = opts.query_set or run.file("queries")
-    queryset.collect(oracle, qdir, budgets[-1], target=opts.target, progress=opts.progress)
+    queryset.collect(oracle, qdir, budgets[-1], target=opts.target, progress=opts.progress,
+                     knowledge=opts.knowledge)
     ev = Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress)
     rows = []
     for budget in budgets:
         data = queryset.load(qdir, limit=budget)
         ckpt = train_attack(attack_config(replace(opts, queries=budget), cfg["resolution"], cfg["channels"],
-                                          opts.attack_kimg), data, run.file(f"attack-{budget}.pt"),
-                            progress=opts.progress)
+                                          opts.attack_kimg, **knowledge_settings(opts, cfg)),
+                            data, run.file(f"attack-{budget}.pt"), progress=opts.progress)["checkpoint"]
         rows.append({"queries": budget, **ev.attack(ckpt)})
         run.write_metrics({"target": opts.target, "attack": opts.attack, "target_fid": ev.target_fid(),
                            "sweep": rows})
@@ -41,7 +42,8 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
         series["accuracy"] = ([r["queries"] for r in rows], [r["accuracy"] for r in rows])
     line_plot(run.file("sweep.png"), series, "queries (images bought)", "FID (lower = better copy)",
               f"{opts.attack} attack on {opts.target}", logx=True)
-    metrics = {"target": opts.target, "attack": opts.attack, "target_fid": ev.target_fid(), "sweep": rows,
+    metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge,
+               "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "sweep": rows,
                "attack_kimg": opts.attack_kimg, "fid_n": opts.fid_n}
     run.write_metrics(metrics)
     run.write_report(f"Query sweep against {opts.target}", [

@@ -18,7 +18,7 @@ import torch
 
 from faststeal import distributed
 from faststeal.attack import queryset
-from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, train_attack
+from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, knowledge_settings, train_attack
 from faststeal.attack.oracle import TargetOracle
 from faststeal.checkpoint import load_checkpoint
 from faststeal.data import DataError, ImageSet
@@ -91,9 +91,9 @@ def _collect(opts: DefendOptions, pipeline: DefensePipeline, folder: Path) -> Im
                           **pipeline.oracle_hooks())
     queryset.collect(oracle, folder, opts.queries, target=opts.target,
                      chunk_size=200 if any(isinstance(d, AdversarialFeatures) for d in pipeline.image) else 1000,
-                     progress=opts.progress)
+                     progress=opts.progress, knowledge=opts.knowledge)
     qs = queryset.load(folder, limit=opts.queries)
-    return ImageSet(qs.images, None, f"{qs.fingerprint}:defense:{spec}", qs.source)
+    return ImageSet(qs.images, None, f"{qs.fingerprint}:defense:{spec}", qs.source, codes=qs.codes)
 
 
 def _preview(opts: DefendOptions, pipeline: DefensePipeline, n: int = 36) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,11 +126,11 @@ class _LazyEvaluator:
 
 def _result_key(opts: DefendOptions, spec: str) -> dict:
     """Everything a setting's measured row depends on; a stored row is reused only if all of it matches."""
-    target = Path(opts.target)
-    stamp = [target.stat().st_size, target.stat().st_mtime_ns] if target.is_file() else None
+    from faststeal.checkpoint import content_digest
+
     keep = ("target", "attack", "queries", "attack_kimg", "attack_width", "attack_latent_dim", "batch", "fid_n",
-            "eval_data", "prior", "seed")
-    return {"defense": spec, "target_file": stamp, **{k: getattr(opts, k) for k in keep}}
+            "eval_data", "prior", "seed", "knowledge", "distill")
+    return {"defense": spec, "target_sha256": content_digest(opts.target), **{k: getattr(opts, k) for k in keep}}
 
 
 def _cached_row(path: Path, key: dict, ckpt: Path) -> dict | None:
@@ -155,7 +155,7 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
     plan = [(None, None, DefensePipeline([]))] + [(f, f.values[i] if f.swept else None, s)
                                                   for f in families for i, s in enumerate(f.settings)]
     rows, previews = [], []
-    cfg = attack_config(opts, res, ch, opts.attack_kimg)
+    cfg = attack_config(opts, res, ch, opts.attack_kimg, **knowledge_settings(opts, target_cfg))
     for family, value, pipeline in plan:
         spec, name = pipeline.spec(), slug(pipeline.spec())
         picture, result_file = f"samples-{name}.png", run.file(f"queries-{name}") / "result.json"

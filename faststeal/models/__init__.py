@@ -4,11 +4,13 @@ from __future__ import annotations
 from .pggan import PGGANDiscriminator, PGGANGenerator
 from .sngan import SNGANDiscriminator, SNGANGenerator
 
-ARCHS = ("pggan", "sngan")
+# "fast" is the default thief: PGGAN's equalized-LR networks trained at full resolution with another recipe
+# (see faststeal.train.ARCH_DEFAULTS); its checkpoints load like any other.
+ARCHS = ("pggan", "sngan", "fast")
 
 
 def build_generator(arch: str, resolution: int, channels: int, latent_dim: int, width: int):
-    if arch == "pggan":
+    if arch in ("pggan", "fast"):
         return PGGANGenerator(resolution, channels, latent_dim, width)
     if arch == "sngan":
         return SNGANGenerator(resolution, channels, latent_dim, width)
@@ -16,7 +18,7 @@ def build_generator(arch: str, resolution: int, channels: int, latent_dim: int, 
 
 
 def build_discriminator(arch: str, resolution: int, channels: int, width: int):
-    if arch == "pggan":
+    if arch in ("pggan", "fast"):
         return PGGANDiscriminator(resolution, channels, width)
     if arch == "sngan":
         return SNGANDiscriminator(resolution, channels, width)

@@ -13,7 +13,7 @@ def test_end_to_end_extract_writes_every_report_file(tiny_target, tmp_path):
     opts = ExtractOptions(target=str(tiny_target), attack="sngan", queries=48, attack_kimg=0.016, attack_width=8,
                           attack_latent_dim=8, batch=8, fid_n=16, real=str(tmp_path / "real.npy"), real_count=16,
                           target_discriminator=True, finetune_kimg=0.008, eval_data=str(tmp_path / "real.npy"),
-                          out=str(tmp_path / "run"), progress=False)
+                          curve_n=8, out=str(tmp_path / "run"), progress=False)
     metrics = run_extract(opts)
     run = tmp_path / "run"
     for name in ("config.json", "metrics.json", "report.md", "samples.png", "attack.pt", "attack-finetuned.pt",
@@ -45,12 +45,13 @@ def test_extract_under_torchrun_matches_one_process(tiny_target, tmp_path):
     real = str(tmp_path / "real.npy")
     opts = ExtractOptions(target=str(tiny_target), attack="pggan", queries=48, attack_kimg=0.032, attack_width=8,
                           batch=8, fid_n=16, real=real, real_count=16, target_discriminator=True,
-                          finetune_kimg=0.016, eval_data=real, out=str(tmp_path / "one"), progress=False)
+                          finetune_kimg=0.016, eval_data=real, curve_n=8, out=str(tmp_path / "one"), progress=False)
     one = run_extract(opts)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "faststeal", "extract", "--target", str(tiny_target), "--queries", "48", "--attack-kimg", "0.032",
            "--attack-width", "8", "--batch", "8", "--fid-n", "16", "--real", real, "--real-count", "16",
-           "--target-discriminator", "--finetune-kimg", "0.016", "--eval-data", real, "--out", str(tmp_path / "two")]
+           "--target-discriminator", "--finetune-kimg", "0.016", "--eval-data", real, "--curve-n", "8",
+           "--out", str(tmp_path / "two")]
     env = dict(os.environ, OMP_NUM_THREADS="1", FASTSTEAL_CACHE=str(tmp_path / "cache2"))
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -58,6 +59,38 @@ def test_extract_under_torchrun_matches_one_process(tiny_target, tmp_path):
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert json.loads((tmp_path / "two" / "queries" / "meta.json").read_text())["count"] == 48
     assert [v["variant"] for v in two["variants"]] == [v["variant"] for v in one["variants"]]
+    assert [p["images_seen"] for p in two["curve"]] == [p["images_seen"] for p in one["curve"]]
     for a, b in zip(two["variants"], one["variants"]):
         assert a["fidelity"] == pytest.approx(b["fidelity"], rel=1e-3)
         assert a["accuracy"] == pytest.approx(b["accuracy"], rel=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_chosen_latent_extraction_records_its_curve(tiny_target, tmp_path):
+    np.save(tmp_path / "real.npy", np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8))
+    opts = ExtractOptions(target=str(tiny_target), attack="fast", knowledge="latents", queries=48,
+                          attack_kimg=0.032, attack_width=8, batch=8, fid_n=16, curve_n=8, curve_points=2,
+                          eval_data=str(tmp_path / "real.npy"), out=str(tmp_path / "run"), progress=False)
+    m = run_extract(opts)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("knowledge", "fid_floor", "train_seconds", "curve", "curve_reference"):
+        assert key in saved, key
+    assert saved["knowledge"] == "latents" and saved["fid_floor"] >= 0 and saved["train_seconds"] > 0
+    seen = [p["images_seen"] for p in m["curve"]]
+    assert seen == sorted(seen) and seen[0] == 0 and seen[-1] >= 32 and len(seen) >= 3
+    assert all("paired_l1" in p for p in m["curve"][1:])
+    assert (tmp_path / "run" / "curve.png").stat().st_size > 1000
+    assert "FID floor" in (tmp_path / "run" / "report.md").read_text()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_target, tmp_path):
+    from faststeal.attack.extract import StaleCheckpoint
+
+    base = dict(target=str(tiny_target), queries=32, attack_kimg=0.016, attack_width=8, attack_latent_dim=8,
+                batch=8, fid_n=8, curve_n=0, out=str(tmp_path / "run"), progress=False)
+    run_extract(ExtractOptions(attack="fast", **base))
+    for change in ({"attack": "pggan"}, {"attack": "fast", "attack_width": 16}, {"attack": "fast", "seed": 1}):
+        opts = ExtractOptions(**{**base, **change})
+        with pytest.raises((StaleCheckpoint, Exception), match="trained with|holds queries"):
+            run_extract(opts)

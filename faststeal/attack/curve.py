@@ -1,0 +1,92 @@
+"""Convergence you can see: fidelity of the copy measured during training, against time and images seen.
+
+A probe holds Inception features of a small fixed sample of the target (and of the real data), then scores
+the attack's EMA generator on a sample of the same size. At small n FID is biased upwards, so every point
+is drawn beside two reference lines at that same n: the target's own FID(target, real) and the FID floor,
+FID between two independent sample sets of the target (what a perfect copy would score). KID, unbiased at
+small n, is recorded too. The run's headline numbers remain FID on --fid-n images.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from faststeal.data import ImageSet
+from faststeal.train import generate
+
+PROBE_SEED, FLOOR_SEED = 54321, 98765     # sample seeds, distinct from the final evaluation's (12345)
+
+
+def _features(images: torch.Tensor, batch: int = 50) -> torch.Tensor:
+    from faststeal.metrics import get_extractor
+
+    extractor = get_extractor()
+    return torch.cat([extractor(images[i:i + batch]).cpu() for i in range(0, images.shape[0], batch)]).double()
+
+
+def _fid(a: torch.Tensor, b: torch.Tensor) -> float:
+    from faststeal.metrics import BiasedFIDWarning, frechet_distance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BiasedFIDWarning)      # biased at small n by design; see the lines
+        return float(frechet_distance(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T)))
+
+
+def _kid(a: torch.Tensor, b: torch.Tensor) -> float:
+    from faststeal.metrics import kernel_inception_distance
+
+    return kernel_inception_distance(a, b, subsets=20)[0]
+
+
+class FidelityProbe:
+    """Scores generators against the target on ``n`` samples; builds its references on creation."""
+
+    def __init__(self, target_generator, n: int = 256, real: ImageSet | None = None):
+        if n < 2:
+            raise ValueError(f"the curve needs at least 2 samples per point, got {n}")
+        self.n = n
+        self.target = _features(generate(target_generator, n, seed=PROBE_SEED))
+        twin = _features(generate(target_generator, n, seed=FLOOR_SEED))
+        self.reference = {"n": n, "fid_floor": _fid(twin, self.target), "kid_floor": _kid(twin, self.target)}
+        if real is not None:
+            g = torch.Generator().manual_seed(PROBE_SEED)
+            pick = torch.randperm(len(real), generator=g)[:n]
+            r = _features(real.images[pick])
+            self.reference.update(target_fid=_fid(self.target, r), target_kid=_kid(self.target, r))
+
+    def __call__(self, generator) -> dict:
+        """{fidelity_fid, fidelity_kid} of one generator (eval mode, fixed sample seed)."""
+        feats = _features(generate(generator, self.n, seed=PROBE_SEED + 1))
+        return {"fidelity_fid": _fid(feats, self.target), "fidelity_kid": _kid(feats, self.target)}
+
+
+def plot_curves(curves: dict[str, list[dict]], reference: dict, path, title: str = "") -> None:
+    """Fidelity (probe FID and KID) against training seconds, one line per run, reference lines dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from faststeal.fileio import atomic_write
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, points in curves.items():
+        t = [p["train_seconds"] for p in points]
+        axes[0].plot(t, [p["fidelity_fid"] for p in points], marker="o", label=label)
+        axes[1].plot(t, [p["fidelity_kid"] for p in points], marker="o", label=label)
+    n = reference["n"]
+    for ax, key, name in ((axes[0], "fid", "FID"), (axes[1], "kid", "KID")):
+        if f"target_{key}" in reference:
+            ax.axhline(reference[f"target_{key}"], color="grey", ls="--", label=f"target's own {name}(target, real)")
+        ax.axhline(reference[f"{key}_floor"], color="black", ls=":", label=f"{name} floor (two target samples)")
+        ax.set_xlabel("training time (s)")
+        ax.set_ylabel(f"fidelity: {name}(attack, target), n={n}")
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
