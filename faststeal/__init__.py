@@ -1,10 +1,6 @@
 """faststeal: steal a GAN through its outputs, measure how well it worked, and defend against it."""
 __version__ = "0.1.0"
 
-from .cpu import prefer_passive_waits  # noqa: E402
-
-prefer_passive_waits()      # before torch loads OpenMP; see cpu.py
-
 from .checkpoint import load_discriminator, load_generator  # noqa: E402
 
 __all__ = ["__version__", "load_generator", "load_discriminator"]

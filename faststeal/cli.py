@@ -188,22 +188,20 @@ def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json):
     if as_json:
         click.echo(json.dumps(result))
 
-DEFAULT_ATTACK_KIMG = 80.0
-
-
 def attack_size_options(f):
     """The size flags shared by extract, sweep and defend."""
     for opt in reversed([
         click.option("--attack", type=click.Choice(["fast", "pggan", "sngan"]), default="fast", show_default=True,
                      help="the adversary's GAN (independent of the target's): fast = PGGAN networks at full "
                           "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers"),
-        click.option("--attack-kimg", type=float, default=DEFAULT_ATTACK_KIMG, show_default=True,
-                     help="thousands of images the attack GAN trains on"),
+        click.option("--attack-kimg", type=float, default=None,
+                     help="thousands of images the attack GAN trains on [default: fast 60, or 80 with "
+                          "--knowledge latents; pggan/sngan 80]"),
         click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
         click.option("--attack-width", type=int, default=64, show_default=True),
-        click.option("--batch", type=int, default=32, show_default=True),
+        click.option("--batch", type=int, default=None, help="[default: 16 for fast, 32 for pggan/sngan]"),
         click.option("--fid-n", type=int, default=2000, show_default=True, help="images per side for each FID"),
         click.option("--prior", default="normal", show_default=True,
                      help="owner's latent prior: normal, uniform, truncated[:T]"),
@@ -239,7 +237,7 @@ def _set_threads(threads):
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--distill", type=float, default=10.0, show_default=True,
               help="weight of the paired L1 loss with --knowledge latents")
-@click.option("--curve-n", type=int, default=256, show_default=True,
+@click.option("--curve-n", type=int, default=128, show_default=True,
               help="samples per fidelity probe during training (0: no curve)")
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")
 def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
@@ -252,7 +250,7 @@ def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch
     if real and real_count <= 0:
         raise click.BadParameter("give --real-count K with --real", param_hint="--real-count")
     name = Path(str(target).replace("builtin:", "")).stem
-    out = out or f"runs/extract-{name}-{attack}-{queries}"
+    out = out or f"runs/extract-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
     opts = ExtractOptions(target=target, attack=attack, queries=queries, attack_kimg=attack_kimg,
                           knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, real=real,
                           real_count=real_count, target_discriminator=target_discriminator, drs_rate=drs_rate,

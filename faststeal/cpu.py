@@ -1,23 +1,14 @@
-"""CPU thread policy: how many threads torch uses, and how they wait.
+"""CPU thread policy: how many threads torch uses, and a warning when the cores are already taken.
 
-OpenMP threads that finish early spin-wait for the others by default. With the CPU to itself that wins a
-little; beside another job it is ruinous: the spinners steal the cores the other job's threads need (seen
-here: training at ~100 img/s fell to ~5 img/s beside a second torch process, 88% of samples inside
-libgomp). faststeal therefore asks for the passive wait policy before torch loads OpenMP (``import
-faststeal`` does it first thing; a value the user set wins), uses as many threads as cores this process
-may run on, and warns when the machine is already busy.
+Two torch processes that each run one thread per core on the same cores fight: OpenMP threads wait for
+descheduled siblings at every parallel region. Measured on the 2-core CPU (README, "Sharing the CPU"): two
+trainings with 2 threads each ran at 4-40 img/s where one alone ran at 113-141 img/s, while the passive
+OpenMP wait policy did not prevent it and cost 0-15% alone, so it is not set. What holds up is one thread
+per job, which the warning below asks for.
 """
 from __future__ import annotations
 
 import os
-
-PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
-
-
-def prefer_passive_waits() -> None:
-    """Set the passive OpenMP wait policy unless the user chose one; effective only before torch loads."""
-    for key, value in PASSIVE.items():
-        os.environ.setdefault(key, value)
 
 
 def available_cores() -> int:
@@ -29,7 +20,7 @@ def available_cores() -> int:
 
 
 def busy_cores() -> float:
-    """Runnable work on the machine over the last minute (load average), excluding nothing."""
+    """Runnable work on the machine over the last minute (load average; lags by up to a minute)."""
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):

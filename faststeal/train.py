@@ -64,6 +64,7 @@ class TrainConfig:
     r1_gamma: float | None = None      # fast: R1 weight; None: the architecture's default
     augment: str | None = None         # DiffAugment policy ("translation,cutout", "none"); None: arch default
     distill: float = 0.0               # > 0: weight of the paired L1 loss G(code) ~ served image (chosen latents)
+    distill_only_kimg: float = 0.0     # distillation: first train G on the paired loss alone (no D) this long
     gp_lambda: float = 10.0
     drift: float = 0.001
     seed: int = 0
@@ -235,6 +236,8 @@ class Trainer:
 
     def step(self) -> dict:
         """n_dis critic updates then one generator update; returns float losses."""
+        if self.config.distill > 0 and self.kimg < self.config.distill_only_kimg:
+            return self._regression_step()
         level, alpha = self.level_alpha()
         kw = {} if level is None else {"level": level, "alpha": alpha}
         loss_kind = self.settings["loss"]
@@ -298,6 +301,31 @@ class Trainer:
         self.steps += 1
         return self._finish_step(loss_d, loss_g)
 
+    def _regression_step(self) -> dict:
+        """Distillation without a discriminator: G(code) regressed onto the served image (L1).
+
+        About three times cheaper per image than an adversarial step, it gets the copy close fast; the
+        adversarial term added afterwards removes the blur that regression leaves where G is unsure.
+        """
+        kw = {}
+        level, alpha = self.level_alpha()
+        if level is not None:
+            kw = {"level": level, "alpha": alpha}
+        self.G.train()
+        target, codes = (t.to(self.device) for t in self.batches.next_pair())
+        if level is not None:
+            target = downscale_reals(target, level, alpha)
+        paired_loss = losses.paired_l1(self.G_train(codes, **kw), target)
+        self.opt_G.zero_grad(set_to_none=True)
+        (self.config.distill * paired_loss).backward()
+        self.opt_G.step()
+        self.last_paired = float(paired_loss.detach())
+        self.images_seen += self.config.batch
+        update_ema(self.G_ema, self.G, ema_beta(self.config.batch, self.config.ema_kimg, self.kimg,
+                                                self.settings["ema_rampup"]))
+        self.steps += 1
+        return self._finish_step(torch.zeros(()), paired_loss)
+
     def _finish_step(self, loss_d: torch.Tensor, loss_g: torch.Tensor) -> dict:
         """Average the losses over ranks for reporting and stop on NaN/inf."""
         both = torch.stack([loss_d.detach(), loss_g.detach()]).float().cpu()
@@ -318,7 +346,8 @@ class Trainer:
             "config": cfg,
             "data_fingerprint": self.data.fingerprint,
             "progress": {"images_seen": self.images_seen, "steps": self.steps, "kimg": self.kimg,
-                         "level": level, "alpha": alpha, "train_seconds": self.train_seconds, **self.last_losses},
+                         "level": level, "alpha": alpha, "train_seconds": self.train_seconds, "d_steps": self.d_steps,
+                         **self.last_losses},
             "curve": self.curve,
             "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
             "optim_G": self.opt_G.state_dict(), "optim_D": self.opt_D.state_dict(),
@@ -359,7 +388,7 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         self.images_seen = int(state["progress"]["images_seen"])
         self.steps = int(state["progress"]["steps"])
-        self.d_steps = self.steps * self.settings["n_dis"]
+        self.d_steps = int(state["progress"].get("d_steps", self.steps * self.settings["n_dis"]))
         self.train_seconds = float(state["progress"].get("train_seconds", 0.0))
         self.curve = list(state.get("curve", []))
 

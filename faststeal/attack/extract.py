@@ -22,6 +22,14 @@ from . import drs, queryset
 from .oracle import TargetOracle
 
 
+def default_attack_kimg(attack: str, knowledge: str) -> float:
+    """Training length that fits the default extraction into ~15 min (images) or ~10 min (chosen latents)
+    on an idle 2-core CPU with the target's statistics cached (README, "Results on a CPU")."""
+    if attack != "fast":
+        return 80.0
+    return 80.0 if knowledge == "latents" else 60.0
+
+
 @dataclass
 class AttackOptions:
     """What every attack run shares (extract, sweep, defend): the target, the attack GAN's size, the budget,
@@ -30,14 +38,21 @@ class AttackOptions:
     target: str
     attack: str = "fast"
     queries: int = 10_000
-    attack_kimg: float = 80.0
+    attack_kimg: float | None = None    # None: default_attack_kimg(attack, knowledge)
     knowledge: str = "images"           # "latents": the adversary chooses the codes and distils on the pairs
     distill: float = 10.0               # weight of the paired L1 loss with knowledge "latents"
-    curve_n: int = 256                  # samples per fidelity probe during training (0: no curve)
-    curve_points: int = 8               # probes spread over training (plus one at the start and the end)
+    distill_only: float = 0.75          # fraction of attack_kimg trained on the paired loss alone (no D)
+    curve_n: int = 128                  # samples per fidelity probe during training (0: no curve)
+    curve_points: int = 6               # probes spread over training (plus one at the start and the end)
+
+    def __post_init__(self):
+        if self.attack_kimg is None:
+            self.attack_kimg = default_attack_kimg(self.attack, self.knowledge)
+        if self.batch is None:
+            self.batch = 16 if self.attack == "fast" else 32
     attack_width: int = 64
     attack_latent_dim: int = 128
-    batch: int = 32
+    batch: int | None = None            # None: 16 for the fast thief (more steps per image), 32 for pggan/sngan
     fid_n: int = 2000
     eval_data: str | None = None        # default: the target's own training data
     prior: str = "normal"
@@ -57,24 +72,26 @@ class ExtractOptions(AttackOptions):
 
 
 def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: float, *, grow: bool = True,
-                  seed_offset: int = 0, latent_dim: int | None = None, distill: float = 0.0) -> TrainConfig:
+                  seed_offset: int = 0, latent_dim: int | None = None, distill: float = 0.0,
+                  distill_only_kimg: float = 0.0) -> TrainConfig:
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
                        latent_dim=latent_dim or opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch,
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
-                       distill=distill)
+                       distill=distill, distill_only_kimg=distill_only_kimg)
 
 
 def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
     """attack_config keywords for the adversary's knowledge: a distilled copy takes the target's code size."""
     if opts.knowledge == "latents":
-        return {"latent_dim": target_config["latent_dim"], "distill": opts.distill}
+        return {"latent_dim": target_config["latent_dim"], "distill": opts.distill,
+                "distill_only_kimg": opts.distill_only * opts.attack_kimg}
     return {}
 
 
 # What a stored attack checkpoint must share with this run's settings to be reused or resumed. Its length
 # (kimg) may be shorter: the run then resumes it.
 REUSE_KEYS = ("arch", "resolution", "channels", "latent_dim", "width", "batch", "lr", "n_dis", "seed", "loss",
-              "r1_gamma", "augment", "distill", "ema_kimg", "grow", "phase_kimg", "gp_lambda", "drift")
+              "r1_gamma", "augment", "distill", "distill_only_kimg", "ema_kimg", "grow", "phase_kimg", "gp_lambda", "drift")
 
 
 class StaleCheckpoint(ValueError):
