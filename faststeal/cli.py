@@ -26,6 +26,10 @@ class FriendlyGroup(click.Group):
         except (DataError, CheckpointError, TrainingDiverged, BudgetExceeded, LatentsRefused, StaleCheckpoint) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except click.BadParameter as exc:        # a bad value: one line that names the option, no usage dump
+            hint = exc.param_hint if isinstance(exc.param_hint, str) else None
+            click.echo(f"error: {hint + ': ' if hint else ''}{exc.message}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=FriendlyGroup)
@@ -213,6 +217,39 @@ def attack_size_options(f):
     return f
 
 
+def _check_attack_options(queries=None, attack_kimg=None, attack_width=None, batch=None, fid_n=None, prior=None,
+                          out=None, **extra):
+    """Reject bad sizes before any query is bought or any image trained on: one line each."""
+    from .attack.oracle import LatentPrior
+
+    def positive(value, flag, low=1):
+        if value is not None and value < low:
+            raise click.BadParameter(f"must be >= {low}, got {value}", param_hint=flag)
+
+    positive(queries, "--queries")
+    positive(attack_width, "--attack-width")
+    positive(batch, "--batch")
+    positive(fid_n, "--fid-n", 2)
+    if attack_kimg is not None and attack_kimg <= 0:
+        raise click.BadParameter(f"must be > 0, got {attack_kimg}", param_hint="--attack-kimg")
+    if prior is not None:
+        try:
+            LatentPrior.parse(prior)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--prior") from None
+    for flag, value in extra.items():
+        if value is not None and value < 0:
+            raise click.BadParameter(f"must be >= 0, got {value}", param_hint=flag)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise click.BadParameter(f"{out} is a file; give a folder for the run", param_hint="--out")
+    if out is not None:
+        probe = Path(out)
+        while not probe.exists():
+            probe = probe.parent
+        if not os.access(probe, os.W_OK):
+            raise click.BadParameter(f"{probe} is not writable; choose another folder", param_hint="--out")
+
+
 def _set_threads(threads):
     """--threads, or the cores available to this process; a one-line warning when the CPU is busy."""
     from . import cpu
@@ -246,11 +283,15 @@ def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch
     """Steal a target GAN through its images; report fidelity and accuracy."""
     from .attack.extract import ExtractOptions, run_extract
 
-    _set_threads(threads)
     if real and real_count <= 0:
         raise click.BadParameter("give --real-count K with --real", param_hint="--real-count")
+    if curve_n == 1:
+        raise click.BadParameter("must be 0 (no curve) or >= 2", param_hint="--curve-n")
     name = Path(str(target).replace("builtin:", "")).stem
     out = out or f"runs/extract-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
+    _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, out, **{
+        "--distill": distill, "--curve-n": curve_n, "--finetune-kimg": finetune_kimg, "--real-count": real_count})
+    _set_threads(threads)
     opts = ExtractOptions(target=target, attack=attack, queries=queries, attack_kimg=attack_kimg,
                           knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, real=real,
                           real_count=real_count, target_discriminator=target_discriminator, drs_rate=drs_rate,
@@ -307,16 +348,19 @@ def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, 
     from .attack.extract import ExtractOptions
     from .attack.sweep import run_sweep
 
-    _set_threads(threads)
     try:
         budgets = [int(q) for q in queries.split(",") if q.strip()]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {queries!r}", param_hint="--queries")
+    if not budgets or min(budgets) < 1:
+        raise click.BadParameter(f"every budget must be >= 1, got {queries!r}", param_hint="--queries")
     name = Path(str(target).replace("builtin:", "")).stem
-    out = out or f"runs/sweep-{name}-{attack}"
+    out = out or f"runs/sweep-{name}-{attack}" + ("-latents" if knowledge == "latents" else "")
+    _check_attack_options(None, attack_kimg, attack_width, batch, fid_n, prior, out)
+    _set_threads(threads)
     opts = ExtractOptions(target=target, attack=attack, queries=max(budgets), attack_kimg=attack_kimg,
-                          knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, eval_data=eval_data, prior=prior,
-                          seed=seed, query_set=query_set, out=out)
+                          knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
+                          eval_data=eval_data, prior=prior, seed=seed, query_set=query_set, out=out)
     m = run_sweep(opts, budgets)
     click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}")
     for r in m["sweep"]:
@@ -385,16 +429,15 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
     from .defense import DefenseError, parse_family
     from .defense.tradeoff import DefendOptions, run_defend
 
-    _set_threads(threads)
-    if queries < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--queries")
     for text in defenses:
         try:
             parse_family(text, seed=seed)
         except DefenseError as exc:
             raise click.BadParameter(str(exc), param_hint="--defense")
     name = Path(str(target).replace("builtin:", "")).stem
-    out = out or f"runs/defend-{name}-{attack}-{queries}"
+    out = out or f"runs/defend-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
+    _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, out)
+    _set_threads(threads)
     opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
                          attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
                          eval_data=eval_data, prior=prior, seed=seed, out=out)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 from click.testing import CliRunner
@@ -36,3 +37,26 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     assert res.exit_code == 2 and res.output.strip().startswith("error:") and "no such checkpoint" in res.output
     res = runner.invoke(main, ["train-target", "--data", str(tmp_path / "missing"), "--out", "x.pt"])
     assert res.exit_code == 2 and "no such file or folder" in res.output
+
+
+def test_bad_attack_options_stop_before_any_work_with_one_line(tmp_path, tiny_target):
+    (tmp_path / "afile").write_text("x")
+    runner = CliRunner()
+    cases = [
+        (["extract", "--queries", "-5"], "--queries"),
+        (["extract", "--prior", "bogus"], "--prior"),
+        (["extract", "--batch", "0"], "--batch"),
+        (["extract", "--fid-n", "1"], "--fid-n"),
+        (["extract", "--attack-kimg", "0"], "--attack-kimg"),
+        (["extract", "--curve-n", "1"], "--curve-n"),
+        (["extract", "--out", str(tmp_path / "afile")], "--out"),
+        (["sweep", "--queries", "0,-5"], "--queries"),
+        (["defend", "--defense", "noise:sigma=0.1", "--queries", "0"], "--queries"),
+    ]
+    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
+        for args, flag in cases:
+            res = runner.invoke(main, [args[0], "--target", str(tiny_target), *args[1:]])
+            lines = [line for line in res.output.splitlines() if line.strip()]
+            assert res.exit_code == 2, (args, res.output)
+            assert len(lines) == 1 and lines[0].startswith("error:") and flag in lines[0], (args, res.output)
+        assert not (Path(cwd) / "runs").exists()           # refused before any folder was made
