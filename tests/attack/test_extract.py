@@ -48,7 +48,8 @@ def test_extract_under_torchrun_matches_one_process(tiny_target, tmp_path):
                           finetune_kimg=0.016, eval_data=real, curve_n=8, out=str(tmp_path / "one"), progress=False)
     one = run_extract(opts)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "faststeal", "extract", "--target", str(tiny_target), "--queries", "48", "--attack-kimg", "0.032",
+           "-m", "faststeal", "extract", "--target", str(tiny_target), "--attack", "pggan", "--queries", "48",
+           "--attack-kimg", "0.032",
            "--attack-width", "8", "--batch", "8", "--fid-n", "16", "--real", real, "--real-count", "16",
            "--target-discriminator", "--finetune-kimg", "0.016", "--eval-data", real, "--curve-n", "8",
            "--out", str(tmp_path / "two")]
