@@ -3,8 +3,8 @@
 One ``Trainer`` drives all three; the architecture decides the losses, the optimiser betas and whether the
 networks grow. "fast" trains PGGAN's networks at full resolution with the non-saturating logistic loss, lazy
 R1 (one double backward through D every ``R1_EVERY`` critic steps instead of WGAN-GP's at every step),
-differentiable augmentation and an EMA whose half-life ramps up with training, the recipe that reached the
-lowest fidelity per CPU-second in bench/attack_speed.py. Progress is counted in images shown to the discriminator (kimg), as in PGGAN.
+differentiable augmentation and an EMA whose half-life ramps up with training (compared with the PGGAN
+attacker in bench/attack_speed.py). Progress is counted in images shown to the discriminator (kimg), as in PGGAN.
 Checkpoints are atomic and hold everything needed to resume bit-exactly on a CPU.
 
 Under torchrun the same loop is data parallel: ``batch`` stays the global batch, each rank trains on its

@@ -141,13 +141,10 @@ class Evaluator:
     """
 
     def __init__(self, target: str, fid_n: int, eval_data: str | None, progress: bool = True):
-        from .curve import FLOOR_SEED
-
         self.fid_n, self.progress = fid_n, progress
         config = load_checkpoint(target)["config"]
+        self.target, self._floor = target, None
         self.target_stats = generator_stats(target, fid_n, name="target", progress=progress, cache=True)
-        self.floor_stats = generator_stats(target, fid_n, seed=FLOOR_SEED, name="target (second sample)",
-                                           progress=progress, cache=True)
         try:
             self.real = real_data_for(config, eval_data)
         except (ValueError, OSError) as exc:
@@ -160,7 +157,14 @@ class Evaluator:
         return fid(self.target_stats, self.real_stats) if self.real_stats is not None else None
 
     def fid_floor(self) -> float:
-        return fid(self.floor_stats, self.target_stats)
+        """Computed on first use (a second fid_n-image sample of the target, cached): defend never asks."""
+        from .curve import FLOOR_SEED
+
+        if self._floor is None:
+            second = generator_stats(self.target, self.fid_n, seed=FLOOR_SEED, name="target (second sample)",
+                                     progress=self.progress, cache=True)
+            self._floor = fid(second, self.target_stats)
+        return self._floor
 
     def attack(self, checkpoint) -> dict:
         stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
