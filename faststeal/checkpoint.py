@@ -74,8 +74,7 @@ def load_checkpoint(path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with code, random bytes: all one message
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointError(f"{path}: not a readable faststeal checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a readable faststeal checkpoint ({_first_sentence(exc)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a faststeal checkpoint (no '{FORMAT}' marker); "
                               f"train one with `faststeal train-target`")
@@ -121,12 +120,28 @@ def build_from_config(config: dict):
 def _load_network(path, key: str, pick: int, what: str) -> nn.Module:
     """Build the network a checkpoint's config describes and load state ``key`` into it (eval, frozen)."""
     state = load_checkpoint(path)
-    net = build_from_config(state["config"])[pick]
+    try:
+        net = build_from_config(state["config"])[pick]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its config does not describe a network ({_first_sentence(exc)}); "
+                              f"the file is damaged or was edited") from None
     try:
         net.load_state_dict(float_state(state[key]))
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: {what} weights do not match its config ({str(exc)[:120]})") from None
+    except (RuntimeError, AttributeError, TypeError) as exc:
+        raise CheckpointError(f"{path}: {what} weights do not match its config ({_first_sentence(exc)})") from None
+    broken = [name for name, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise CheckpointError(f"{path}: {what} weights hold NaN or infinite values ({broken[0]}"
+                              f"{f' and {len(broken) - 1} more' if len(broken) > 1 else ''}); the training "
+                              f"diverged: use an earlier snapshot")
     return net.eval().requires_grad_(False)
+
+
+def _first_sentence(exc: Exception, limit: int = 160) -> str:
+    """The first line/sentence of an exception's message, for one-line errors."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    text = text.split(". ")[0]
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def load_generator(path, device="cpu") -> ImageGenerator:

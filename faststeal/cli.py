@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import click
@@ -19,17 +20,34 @@ class FriendlyGroup(click.Group):
     def invoke(self, ctx):
         from .attack.extract import StaleCheckpoint
         from .attack.oracle import BudgetExceeded, LatentsRefused
+        from .fileio import UnreadableFile, UnwritablePath
+        from .metrics.inception import WeightsError
+        from .metrics.sources import SourceError
         from .train import TrainingDiverged
 
+        known = (DataError, CheckpointError, TrainingDiverged, BudgetExceeded, LatentsRefused, StaleCheckpoint,
+                 UnreadableFile, UnwritablePath, WeightsError, SourceError)
         try:
             return super().invoke(ctx)
-        except (DataError, CheckpointError, TrainingDiverged, BudgetExceeded, LatentsRefused, StaleCheckpoint) as exc:
+        except known as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            # Input the checks above did not foresee: still one line, the traceback only on request.
+            if os.environ.get("FASTSTEAL_DEBUG"):
+                raise
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            click.echo(f"error: {text} (set FASTSTEAL_DEBUG=1 for the traceback)", err=True)
             sys.exit(2)
         except click.BadParameter as exc:        # a bad value: one line that names the option, no usage dump
             hint = exc.param_hint if isinstance(exc.param_hint, str) else None
             click.echo(f"error: {hint + ': ' if hint else ''}{exc.message}", err=True)
             sys.exit(2)
+        except click.ClickException as exc:
+            if isinstance(exc, click.UsageError):   # a missing option or unknown flag: click's usage help
+                raise
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
 
 
 @click.group(cls=FriendlyGroup)
@@ -75,14 +93,25 @@ def main(ctx):
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="sample grids go here; default runs/<out name>")
 @click.option("--resume", is_flag=True, help="continue from --out if it exists")
+@click.option("--force", is_flag=True, help="start over even if --out exists (it is replaced)")
 def train_target(arch, data, classes, resolution, channels, latent_dim, width, batch, kimg, lr, n_dis,
-                 phase_kimg, ema_kimg, snapshot_kimg, seed, threads, out, run_dir, resume):
+                 phase_kimg, ema_kimg, snapshot_kimg, seed, threads, out, run_dir, resume, force):
     """Train a target GAN on real data and write a checkpoint."""
     import torch
 
     from .data import load_dataset
     from .train import Trainer, TrainConfig
 
+    for flag, value, low in (("--latent-dim", latent_dim, 1), ("--width", width, 1), ("--batch", batch, 1),
+                             ("--n-dis", n_dis, 1)):
+        if value is not None and value < low:
+            raise click.BadParameter(f"must be >= {low}, got {value}", param_hint=flag)
+    for flag, value in (("--kimg", kimg), ("--lr", lr), ("--phase-kimg", phase_kimg), ("--ema-kimg", ema_kimg),
+                        ("--snapshot-kimg", snapshot_kimg)):
+        if value is not None and not value > 0:
+            raise click.BadParameter(f"must be > 0, got {value}", param_hint=flag)
+    if not resume:
+        _check_out_file(out, force, (".pt", ".pth", ".ckpt"))
     _set_threads(threads)
     resolution = int(resolution)
     dataset = load_dataset(data, resolution=resolution, channels=int(channels) if channels else None,
@@ -110,14 +139,18 @@ def train_target(arch, data, classes, resolution, channels, latent_dim, width, b
 @click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--nrow", type=int, default=None, help="images per row (default: square)")
-def sample(target, n, out, seed, nrow):
+@click.option("--force", is_flag=True, help="overwrite --out if it exists")
+def sample(target, n, out, seed, nrow, force):
     """Write a grid of generated images from a checkpoint."""
     from . import load_generator
     from .grid import save_grid
-    from .train import generate
+    from .sampling import generate
 
     if n < 1:
         raise click.BadParameter("must be >= 1", param_hint="--n")
+    if nrow is not None and nrow < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--nrow")
+    _check_out_file(out, force, (".png", ".jpg", ".jpeg", ".webp"))
     generator = load_generator(target)
     start = time.perf_counter()
     images = generate(generator, n, seed=seed)
@@ -142,12 +175,14 @@ def info(checkpoint):
 @click.argument("checkpoint")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True)
-def export(checkpoint, out, dtype):
+@click.option("--force", is_flag=True, help="overwrite OUT if it exists")
+def export(checkpoint, out, dtype, force):
     """Write a small copy of CHECKPOINT for serving: EMA generator and discriminator only, no resume state."""
     import torch
 
     from .checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
 
+    _check_out_file(out, force, (".pt", ".pth", ".ckpt"), flag="OUT")
     state = slim_checkpoint(load_checkpoint(checkpoint), getattr(torch, dtype))
     path = save_checkpoint(state, out)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {dtype})")
@@ -173,19 +208,14 @@ def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json):
     (mu, sigma) or a generator checkpoint (.pt / builtin:NAME).
     """
     from .metrics import compute_metric
-    from .metrics.inception import WeightsError
-    from .metrics.sources import SourceError
 
     if n is not None and n < 2:
         raise click.BadParameter("must be >= 2", param_hint="--n")
     if batch < 1:
         raise click.BadParameter("must be >= 1", param_hint="--batch")
     start = time.perf_counter()
-    try:
-        result = compute_metric(a, b, n=n, batch=batch, metric=metric, device=device, precision=precision,
-                                loader=loader, cache=not no_cache, progress=not as_json)
-    except (SourceError, WeightsError) as exc:
-        raise click.ClickException(str(exc)) from None
+    result = compute_metric(a, b, n=n, batch=batch, metric=metric, device=device, precision=precision,
+                            loader=loader, cache=not no_cache, progress=not as_json)
     result["seconds"] = round(time.perf_counter() - start, 2)
     click.echo(f"{metric.upper()} {result[metric]:.4f}  (n1={result['n1']}, n2={result['n2']}, "
                f"protocol {result['protocol']}, {result['seconds']:.1f} s)")
@@ -212,6 +242,8 @@ def attack_size_options(f):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--eval-data", default=None, help="real data for accuracy; default: the target's own"),
         click.option("--threads", type=int, default=None, help="torch CPU threads"),
+        click.option("--fresh", is_flag=True,
+                     help="start over: delete the run folder's queries, attack checkpoints and results first"),
     ]):
         f = opt(f)
     return f
@@ -240,14 +272,28 @@ def _check_attack_options(queries=None, attack_kimg=None, attack_width=None, bat
     for flag, value in extra.items():
         if value is not None and value < 0:
             raise click.BadParameter(f"must be >= 0, got {value}", param_hint=flag)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise click.BadParameter(f"{out} is a file; give a folder for the run", param_hint="--out")
     if out is not None:
-        probe = Path(out)
-        while not probe.exists():
-            probe = probe.parent
-        if not os.access(probe, os.W_OK):
-            raise click.BadParameter(f"{probe} is not writable; choose another folder", param_hint="--out")
+        _check_out_folder(out)
+
+
+def _check_out_folder(out, flag="--out"):
+    """The run folder exists (created now) and takes files; one line naming the option otherwise."""
+    from .fileio import UnwritablePath, check_writable_folder
+
+    try:
+        check_writable_folder(out)
+    except UnwritablePath as exc:
+        raise click.BadParameter(str(exc), param_hint=flag) from None
+
+
+def _check_out_file(out, force: bool, suffixes: tuple[str, ...], flag="--out"):
+    """An output file: a known suffix, a writable folder, and no existing file unless --force."""
+    out = Path(out)
+    if out.suffix.lower() not in suffixes:
+        raise click.BadParameter(f"{out}: use one of {', '.join(suffixes)}", param_hint=flag)
+    if out.exists() and not force:
+        raise click.BadParameter(f"{out} exists; pass --force to overwrite it", param_hint=flag)
+    _check_out_folder(out.parent if str(out.parent) else ".", flag)
 
 
 def _set_threads(threads):
@@ -279,7 +325,7 @@ def _set_threads(threads):
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")
 def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
             threads, real, real_count, target_discriminator, drs_rate, finetune_kimg, query_set, distill, curve_n,
-            out):
+            out, fresh):
     """Steal a target GAN through its images; report fidelity and accuracy."""
     from .attack.extract import ExtractOptions, run_extract
 
@@ -296,7 +342,7 @@ def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch
                           knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, real=real,
                           real_count=real_count, target_discriminator=target_discriminator, drs_rate=drs_rate,
                           finetune_kimg=finetune_kimg, eval_data=eval_data, prior=prior, seed=seed,
-                          query_set=query_set, distill=distill, curve_n=curve_n, out=out)
+                          query_set=query_set, distill=distill, curve_n=curve_n, out=out, fresh=fresh)
     m = run_extract(opts)
     for v in m["variants"]:
         click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "
@@ -319,7 +365,7 @@ def curves(runs, out, labels):
 
     if labels and len(labels) != len(runs):
         raise click.BadParameter(f"give one --label per run ({len(runs)}), got {len(labels)}", param_hint="--label")
-    loaded, reference = {}, None
+    loaded, reference, target = {}, None, None
     for i, run in enumerate(runs):
         path = Path(run) / "metrics.json"
         try:
@@ -343,7 +389,7 @@ def curves(runs, out, labels):
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--out", default=None, help="run folder; default runs/sweep-<target>-<attack>")
 def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
-          threads, query_set, out):
+          threads, fresh, query_set, out):
     """Train one attack per query budget; plot fidelity and accuracy against queries."""
     from .attack.extract import ExtractOptions
     from .attack.sweep import run_sweep
@@ -360,7 +406,7 @@ def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, 
     _set_threads(threads)
     opts = ExtractOptions(target=target, attack=attack, queries=max(budgets), attack_kimg=attack_kimg,
                           knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
-                          eval_data=eval_data, prior=prior, seed=seed, query_set=query_set, out=out)
+                          eval_data=eval_data, prior=prior, seed=seed, query_set=query_set, out=out, fresh=fresh)
     m = run_sweep(opts, budgets)
     click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}")
     for r in m["sweep"]:
@@ -384,6 +430,11 @@ def transfer(source, data, classes, kimg, evals, fid_n, batch, seed, threads, ou
     """Fine-tune a stolen model on a new domain vs training from scratch (FID curves)."""
     from .attack.transfer import TransferOptions, run_transfer
 
+    if kimg <= 0:
+        raise click.BadParameter(f"must be > 0, got {kimg}", param_hint="--kimg")
+    if evals < 1:
+        raise click.BadParameter(f"must be >= 1, got {evals}", param_hint="--evals")
+    _check_attack_options(batch=batch, fid_n=fid_n, out=out)
     _set_threads(threads)
     m = run_transfer(TransferOptions(source=source, data=data, classes=classes, kimg=kimg, evals=evals,
                                      fid_n=fid_n, batch=batch, seed=seed, out=out))
@@ -399,7 +450,7 @@ def transfer(source, data, classes, kimg, evals, fid_n, batch, seed, threads, ou
 @attack_size_options
 @click.option("--out", default=None, help="run folder; default runs/defend-<target>-<attack>-<queries>")
 def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed,
-           eval_data, threads, out):
+           eval_data, threads, fresh, out):
     """Serve the target through defenses; measure utility against what an attack still steals.
 
     For the undefended baseline and every defense setting: utility = FID(served images, real data);
@@ -440,7 +491,7 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
     _set_threads(threads)
     opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
                          attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
-                         eval_data=eval_data, prior=prior, seed=seed, out=out)
+                         eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh)
     try:
         m = run_defend(opts)
     except DefenseError as exc:

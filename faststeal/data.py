@@ -96,47 +96,72 @@ def load_fashion_mnist(split: str = "train", root: Path | None = None) -> tuple[
     return images, labels
 
 
-def _read_image_file(path: Path) -> np.ndarray:
+GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def read_image_file(path: Path) -> np.ndarray:
+    """One image file -> uint8 (H, W, C), C in {1, 3}: the one decoder behind training data and FID.
+
+    Grey files stay 1-channel whatever their bit depth (16-bit and 32-bit grey are scaled to 8 bits, not
+    clipped); everything else becomes RGB, transparency dropped.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGBA" if "A" in im.getbands() else "RGB").convert("RGB")
-            arr = np.array(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            if im.mode in GREY_MODES and im.mode not in ("1", "L"):
+                arr = _scale_to_uint8(np.asarray(im), im.mode)
+            else:
+                im = im.convert("L" if im.mode in GREY_MODES else "RGB")
+                arr = np.array(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc.__class__.__name__}); remove or replace the "
                         f"file") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr
+    return np.ascontiguousarray(arr[:, :, None] if arr.ndim == 2 else arr)
+
+
+def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """High-bit-depth grey to 8 bits: 16-bit (and 'I' files holding 16-bit values) by /257, floats in [0, 1]."""
+    if mode == "F":
+        return np.clip(np.round(arr.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    wide = arr.astype(np.int64)
+    if mode == "I" and wide.max(initial=0) <= 255:
+        return np.clip(wide, 0, 255).astype(np.uint8)   # an 8-bit image stored in a 32-bit mode
+    return np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files under a folder, recursively, in sorted order (the order every reader uses)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def load_image_folder(folder: Path, limit: int | None = None) -> tuple[list[np.ndarray], list[Path]]:
     """All PNG/JPEG/... images under a folder (recursively, sorted) as a list of HWC uint8 arrays."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(folder)
     if not files:
         raise DataError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     if limit is not None:
         files = files[:limit]
-    return [_read_image_file(p) for p in files], files
+    return [read_image_file(p) for p in files], files
 
 
 def load_array_file(path: Path) -> np.ndarray:
     """A uint8 array (N, H, W), (N, H, W, C) or (N, C, H, W) from .npy or .npz (key 'images' or the only key)."""
+    from .fileio import UnreadableFile, read_numpy
+
     try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
-                if key is None:
-                    raise DataError(f"{path}: .npz holds {keys}; name the image array 'images'")
-                arr = z[key]
-        else:
-            arr = np.load(path, allow_pickle=False)
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read array ({exc}); the file is corrupt or not a numpy file") from None
+        loaded = read_numpy(path)
+    except UnreadableFile as exc:
+        raise DataError(str(exc)) from None
+    if isinstance(loaded, dict):
+        keys = list(loaded)
+        key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise DataError(f"{path}: .npz holds {keys}; name the image array 'images'")
+        arr = loaded[key]
+    else:
+        arr = loaded
     if arr.dtype != np.uint8:
         raise DataError(f"{path}: dtype is {arr.dtype}, expected uint8 images in [0, 255]")
     if arr.ndim == 3:
@@ -210,6 +235,47 @@ def _fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
+GENERATOR_SUFFIXES = (".pt", ".pth", ".ckpt")
+SOURCE_GRAMMAR = ("fashion-mnist[:train|test], an image folder, a uint8 .npy/.npz, a statistics .npz (mu, sigma) "
+                  "or a generator checkpoint (.pt, builtin:NAME)")
+
+
+def source_kind(spec: str) -> str:
+    """The one grammar of image sources: 'fashion-mnist', 'folder', 'array', 'stats' or 'generator'.
+
+    Training data accepts the first three; FID accepts all five (metrics.sources). Raises DataError for a
+    string that names nothing usable.
+    """
+    spec = str(spec)
+    if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
+        return "fashion-mnist"
+    if spec.startswith("builtin:"):
+        return "generator"
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"{spec}: no such file or folder; give {SOURCE_GRAMMAR}")
+    if path.is_dir():
+        return "folder"
+    if path.suffix == ".npz":
+        from .metrics.stats import is_stats_file
+
+        return "stats" if is_stats_file(path) else "array"
+    if path.suffix == ".npy":
+        return "array"
+    if path.suffix in GENERATOR_SUFFIXES:
+        return "generator"
+    raise DataError(f"{spec}: unsupported file type; give {SOURCE_GRAMMAR}")
+
+
+def folder_fingerprint(files: list[Path]) -> str:
+    """Every file's name, size and modification time: any change to the folder changes the key."""
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def load_dataset(spec: str, resolution: int | None = None, channels: int | None = None,
                  classes=None, limit: int | None = None) -> ImageSet:
     """Load a data source by name.
@@ -221,32 +287,30 @@ def load_dataset(spec: str, resolution: int | None = None, channels: int | None 
     spec = str(spec)
     classes = parse_classes(classes)
     labels = None
-    if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
+    kind = source_kind(spec)
+    if kind == "fashion-mnist":
         split = spec.split(":", 1)[1] if ":" in spec else "train"
         arr, lab = load_fashion_mnist(split)
         images = torch.from_numpy(arr.copy()).unsqueeze(1)
         labels = torch.from_numpy(lab.astype(np.int64))
         ident = ("fashion-mnist", split, arr.shape, int(arr[:64].sum()), int(lab.sum()))
-    else:
+    elif kind == "folder":
         path = Path(spec)
-        if not path.exists():
-            raise DataError(f"{spec}: no such file or folder; give fashion-mnist[:train|test], an image "
-                            f"folder or a uint8 .npy/.npz file")
-        if path.is_dir():
-            arrays, files = load_image_folder(path, limit=None if classes else limit)
-            images = _stack_folder(arrays, files, resolution, channels)
-            subdirs = sorted({f.relative_to(path).parts[0] for f in files if len(f.relative_to(path).parts) > 1})
-            if subdirs and all(len(f.relative_to(path).parts) > 1 for f in files):
-                index = {d: i for i, d in enumerate(subdirs)}
-                labels = torch.tensor([index[f.relative_to(path).parts[0]] for f in files])
-            ident = ("folder", str(path.resolve()), len(files), [f.stat().st_size for f in files[:256]])
-        elif path.suffix in (".npy", ".npz"):
-            arr = load_array_file(path)
-            images = torch.from_numpy(arr)
-            st = path.stat()
-            ident = ("array", str(path.resolve()), arr.shape, st.st_size, st.st_mtime_ns)
-        else:
-            raise DataError(f"{spec}: unsupported file type; use an image folder or a uint8 .npy/.npz file")
+        arrays, files = load_image_folder(path, limit=None if classes else limit)
+        images = _stack_folder(arrays, files, resolution, channels)
+        subdirs = sorted({f.relative_to(path).parts[0] for f in files if len(f.relative_to(path).parts) > 1})
+        if subdirs and all(len(f.relative_to(path).parts) > 1 for f in files):
+            index = {d: i for i, d in enumerate(subdirs)}
+            labels = torch.tensor([index[f.relative_to(path).parts[0]] for f in files])
+        ident = ("folder", str(path.resolve()), len(files), folder_fingerprint(files))
+    elif kind == "array":
+        path = Path(spec)
+        arr = load_array_file(path)
+        images = torch.from_numpy(arr)
+        ident = ("array", arr.shape, hashlib.sha256(arr.tobytes()).hexdigest()[:16])   # content, not path
+    else:
+        raise DataError(f"{spec}: a {'statistics file' if kind == 'stats' else 'generator checkpoint'} is not "
+                        f"image data; give fashion-mnist[:train|test], an image folder or a uint8 .npy/.npz file")
     if classes is not None:
         if labels is None:
             raise DataError(f"{spec}: class subsets need labels (Fashion-MNIST or a folder of class subfolders)")

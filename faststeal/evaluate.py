@@ -11,7 +11,7 @@ import hashlib
 import torch
 
 from .data import ImageSet, load_dataset
-from .train import generate
+from .sampling import SAMPLE_SEED, SAMPLER_ID, generate
 
 
 def image_stats(images: torch.Tensor, name: str, fingerprint: str | None = None, batch: int = 50,
@@ -36,7 +36,7 @@ def fid(stats_a, stats_b) -> float:
                                   n2=stats_b.n))
 
 
-def generator_stats(checkpoint_or_generator, n: int, *, seed: int = 12345, name: str = "generator",
+def generator_stats(checkpoint_or_generator, n: int, *, seed: int = SAMPLE_SEED, name: str = "generator",
                     progress: bool = True, cache: bool = False):
     """Statistics of n samples of a generator (checkpoint path, builtin:NAME or loaded ImageGenerator)."""
     from .checkpoint import load_generator, resolve_path
@@ -45,7 +45,7 @@ def generator_stats(checkpoint_or_generator, n: int, *, seed: int = 12345, name:
     if not isinstance(gen, torch.nn.Module) and cache:
         # A checkpoint file's samples are a pure function of its bytes, n and seed: cache their statistics.
         digest = hashlib.sha256(resolve_path(gen).read_bytes()).hexdigest()[:16]
-        fingerprint = f"generator:{digest}:seed{seed}:n{n}"
+        fingerprint = f"generator:{digest}:{SAMPLER_ID}:seed{seed}:n{n}"
     if not isinstance(gen, torch.nn.Module):
         gen = load_generator(gen)
     return image_stats(generate(gen, n, seed=seed), name, fingerprint=fingerprint, progress=progress)

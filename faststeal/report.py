@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .fileio import atomic_write, write_json, write_text
+from .fileio import atomic_write, remove_stale_temps, write_json, write_text
 from .grid import make_grid, save_png
 
 
@@ -34,6 +34,7 @@ class RunFolder:
     def __init__(self, path, command: str, options: dict):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.path)      # leftovers of a run that was killed mid-write
         self.started = time.time()
         self.command = command
         self.config = {"command": command, "argv": sys.argv, "options": options, "versions": versions(),
@@ -42,6 +43,28 @@ class RunFolder:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    # What attack runs (extract, sweep, defend) write here besides config.json: what --fresh removes. A
+    # --query-set folder the user named elsewhere is theirs to keep.
+    PRODUCTS = ("queries*", "attack*", "metrics.json", "report.md", "*.png")
+
+    def start_over(self, fresh: bool) -> list[str]:
+        """With ``fresh``: delete what an earlier run left here (PRODUCTS only; other files stay).
+
+        Rank 0 deletes; every rank waits until it has.
+        """
+        import shutil
+
+        from . import distributed
+
+        if not fresh:
+            return []
+        gone = sorted({p for pattern in self.PRODUCTS for p in self.path.glob(pattern)})
+        if distributed.is_main():
+            for p in gone:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        distributed.barrier()
+        return [p.name for p in gone]
 
     def write_metrics(self, metrics: dict) -> Path:
         metrics = {**metrics, "wall_seconds": round(time.time() - self.started, 1)}

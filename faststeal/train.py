@@ -464,14 +464,3 @@ class Trainer:
             point["paired_l1"] = float(self.last_paired)
         self.curve.append(point)
 
-
-def generate(generator, n: int, *, seed: int = 0, batch: int = 256, device="cpu") -> torch.Tensor:
-    """n uint8 images from an ImageGenerator with z ~ N(0, I) drawn from ``seed``."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    with torch.no_grad():
-        for start in range(0, n, batch):
-            z = torch.randn(min(batch, n - start), generator.latent_dim, generator=g)
-            out.append(to_uint8(generator(z.to(device))).cpu())
-    return torch.cat(out) if out else torch.empty(0, generator.channels, generator.resolution,
-                                                  generator.resolution, dtype=torch.uint8)

@@ -65,3 +65,22 @@ def test_bad_files_get_one_line_errors(tmp_path):
         assert "\n" not in str(info.value) and str(path) in str(info.value)
     with pytest.raises(CheckpointError, match="unknown built-in"):
         load_checkpoint("builtin:nope")
+
+
+def test_nan_weights_and_a_broken_config_are_refused(tmp_path):
+    state, _ = make_state()
+    state["G_ema"] = {k: v.clone() for k, v in state["G_ema"].items()}
+    next(v for v in state["G_ema"].values() if v.is_floating_point()).fill_(float("nan"))
+    nan = save_checkpoint(state, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="NaN or infinite") as info:
+        faststeal.load_generator(nan)
+    assert "\n" not in str(info.value)
+    state, _ = make_state()
+    state["config"] = {**state["config"], "arch": "nosuch", "width": "wide"}
+    broken = save_checkpoint(state, tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match="config does not describe a network"):
+        faststeal.load_generator(broken)
+    state, _ = make_state()
+    del state["config"]["latent_dim"]
+    with pytest.raises(CheckpointError, match="config does not describe a network"):
+        faststeal.load_generator(save_checkpoint(state, tmp_path / "nolatent.pt"))

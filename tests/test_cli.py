@@ -60,3 +60,29 @@ def test_bad_attack_options_stop_before_any_work_with_one_line(tmp_path, tiny_ta
             assert res.exit_code == 2, (args, res.output)
             assert len(lines) == 1 and lines[0].startswith("error:") and flag in lines[0], (args, res.output)
         assert not (Path(cwd) / "runs").exists()           # refused before any folder was made
+
+
+def test_late_failures_and_tracebacks_are_now_one_line_errors_before_work(tmp_path, tiny_target):
+    """Each case once ended in a traceback or failed only after minutes of work."""
+    from faststeal.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(tiny_target)
+    state["config"] = {**state["config"], "arch": "nosuch"}
+    broken = save_checkpoint(state, tmp_path / "broken.pt")
+    (tmp_path / "taken.png").write_bytes(b"keep me")
+    (tmp_path / "taken.pt").write_bytes(b"keep me")
+    runner = CliRunner()
+    cases = [
+        (["sample", "--target", str(broken), "--out", str(tmp_path / "g.png")], "config does not describe"),
+        (["sample", "--target", str(tiny_target), "--out", str(tmp_path / "taken.png")], "--force"),
+        (["sample", "--target", str(tiny_target), "--out", str(tmp_path / "grid.txt")], ".png"),
+        (["train-target", "--out", str(tmp_path / "taken.pt"), "--kimg", "0.01"], "--force"),
+        (["extract", "--target", str(tiny_target), "--out", "/proc/faststeal-run"], "cannot write into"),
+        (["export", str(tiny_target), str(tmp_path / "taken.pt")], "--force"),
+    ]
+    for args, words in cases:
+        res = runner.invoke(main, args)
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), (args, res.output)
+        assert words in lines[0], (args, lines[0])
+    assert (tmp_path / "taken.png").read_bytes() == b"keep me" and (tmp_path / "taken.pt").read_bytes() == b"keep me"

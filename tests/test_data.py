@@ -1,4 +1,5 @@
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -136,3 +137,39 @@ def test_batches_are_seeded_and_resumable():
     assert all(torch.equal(x, y) for x, y in zip(seq[4:], [next(c) for _ in range(3)]))
     with pytest.raises(DataError, match="lower --batch"):
         InfiniteBatches(data, 11, seed=0)
+
+
+def test_16_bit_grey_png_is_one_grey_channel_for_training_and_for_fid(tmp_path):
+    """One decoder: a 16-bit grey file is 1-channel, scaled (not clipped) to 8 bits, by both readers."""
+    from faststeal.metrics.sources import FolderSource
+
+    wide = np.arange(0, 65536, 65536 // 256, dtype=np.uint16).reshape(16, 16)
+    Image.fromarray(wide).save(tmp_path / "a16.png")
+    Image.fromarray((wide >> 8).astype(np.uint8)).save(tmp_path / "b8.png")
+    ds = load_dataset(str(tmp_path))
+    assert ds.images.shape == (2, 1, 16, 16)
+    torch.testing.assert_close(ds.images[0].int(), ds.images[1].int(), atol=1, rtol=0)
+    assert int(ds.images[0].max()) >= 254            # scaled, not clipped at 255 by the low bits
+    for f in (tmp_path / "a16.png", tmp_path / "b8.png"):
+        assert torch.equal(FolderSource.read(f)[0], ds.images[0 if f.name == "a16.png" else 1])
+
+
+def test_folder_fingerprint_sees_every_file(tmp_path):
+    rng = np.random.default_rng(3)
+    for i in range(300):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / f"{i:03d}.png")
+    before = load_dataset(str(tmp_path)).fingerprint
+    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "299.png")
+    os.utime(tmp_path / "299.png", ns=(1, 1))
+    assert load_dataset(str(tmp_path)).fingerprint != before
+
+
+def test_array_fingerprint_follows_content(tmp_path):
+    a = np.random.default_rng(4).integers(0, 256, (6, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", a)
+    first = load_dataset(str(tmp_path / "x.npy")).fingerprint
+    b = a.copy()
+    b[5, 7, 7] ^= 1
+    np.save(tmp_path / "x.npy", b)
+    os.utime(tmp_path / "x.npy", ns=(1, 1))
+    assert load_dataset(str(tmp_path / "x.npy")).fingerprint != first

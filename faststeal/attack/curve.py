@@ -13,9 +13,9 @@ import warnings
 import torch
 
 from faststeal.data import ImageSet
-from faststeal.train import generate
+from faststeal.sampling import generate
 
-PROBE_SEED, FLOOR_SEED = 54321, 98765     # sample seeds, distinct from the final evaluation's (12345)
+PROBE_SEED, FLOOR_SEED = 54321, 98765     # sample seeds, distinct from the final evaluation's (sampling.SAMPLE_SEED)
 
 
 def _features(images: torch.Tensor, batch: int = 50) -> torch.Tensor:

@@ -16,7 +16,8 @@ from faststeal import distributed
 from faststeal.checkpoint import load_checkpoint, load_discriminator, load_generator
 from faststeal.data import ImageSet, load_dataset
 from faststeal.evaluate import fid, generator_stats, real_data_for, real_stats
-from faststeal.train import Trainer, TrainConfig, generate
+from faststeal.sampling import generate
+from faststeal.train import Trainer, TrainConfig
 
 from . import drs, queryset
 from .oracle import TargetOracle
@@ -59,6 +60,7 @@ class AttackOptions:
     seed: int = 0
     out: str = "runs/extract"
     progress: bool = True
+    fresh: bool = False                 # start over: drop the run folder's queries, attacks and results
 
 
 @dataclass
@@ -116,10 +118,10 @@ def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=N
             if have.get(key) != want.get(key) and not (key == "phase_kimg" and not want.get("grow", True)):
                 raise StaleCheckpoint(
                     f"{path}: was trained with {key}={have.get(key)!r}, this run has {key}={want.get(key)!r}; "
-                    f"use another --out, or delete the file to train again")
+                    f"use another --out, or --fresh to start the run over")
         if state.get("data_fingerprint") != data.fingerprint:
             raise StaleCheckpoint(f"{path}: was trained on other images ({state.get('data_fingerprint')}); "
-                                  f"use another --out, or delete the file to train again")
+                                  f"use another --out, or --fresh to start the run over")
         if state["progress"]["kimg"] >= config.kimg:
             return {"checkpoint": path, "train_seconds": state["progress"].get("train_seconds"),
                     "curve": state.get("curve", [])}
@@ -192,6 +194,7 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
     from faststeal.report import RunFolder, markdown_table
 
     run = run or RunFolder(opts.out, "extract", asdict(opts))
+    run.start_over(opts.fresh)
     target_cfg = load_checkpoint(opts.target)["config"]
     res, ch = target_cfg["resolution"], target_cfg["channels"]
 

@@ -152,7 +152,9 @@ def load(folder, limit: int | None = None) -> ImageSet:
 
 
 def _load_array(path: Path) -> np.ndarray:
+    from faststeal.fileio import UnreadableFile, read_numpy
+
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable chunk ({exc}); delete the folder and query again") from None
+        return read_numpy(path)
+    except UnreadableFile as exc:
+        raise DataError(f"{exc}; delete the folder and query again") from None

@@ -22,6 +22,7 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
     if not budgets or budgets[0] <= 0:
         raise ValueError(f"query budgets must be positive integers, got {budgets}")
     run = run or RunFolder(opts.out, "sweep", {**asdict(opts), "budgets": budgets})
+    run.start_over(opts.fresh)
     cfg = load_checkpoint(opts.target)["config"]
     oracle = TargetOracle(opts.target, budget=budgets[-1], prior=opts.prior, seed=opts.seed)
     qdir = opts.query_set or run.file("queries")

@@ -151,6 +151,7 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
     target_cfg = load_checkpoint(opts.target)["config"]
     res, ch = target_cfg["resolution"], target_cfg["channels"]
     run = run or RunFolder(opts.out, "defend", asdict(opts))
+    run.start_over(opts.fresh)
     lazy = _LazyEvaluator(opts)
     plan = [(None, None, DefensePipeline([]))] + [(f, f.values[i] if f.swept else None, s)
                                                   for f in families for i, s in enumerate(f.settings)]

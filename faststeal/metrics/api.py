@@ -22,7 +22,7 @@ from . import dali, protocol
 from .extract import FeatureExtractor, default_device, extractor_id, weights_id
 from .frechet import BiasedFIDWarning, frechet_distance
 from .kid import kernel_inception_distance
-from .sources import Source, StatsSource, open_source, owned_count
+from .sources import Source, SourceError, StatsSource, open_source, owned_count
 from .stats import FeatureStats, cache_path
 
 _EXTRACTORS: dict = {}
@@ -83,8 +83,9 @@ def compute_stats(spec: str | Source, n: int | None = None, batch: int = 64, dev
         if distributed.all_true(path.is_file()):
             try:
                 cached = FeatureStats.load(path)
-            except ValueError:
-                cached = None  # unreadable cache entry: recompute and overwrite
+            except ValueError as exc:  # a damaged cache entry (e.g. a killed copy): recompute and overwrite
+                warnings.warn(f"ignoring a damaged FID cache entry, recomputing it ({exc})", stacklevel=2)
+                cached = None
             if distributed.all_true(cached is not None):
                 return cached
     extractor = get_extractor(device, precision, weights)
@@ -129,6 +130,11 @@ def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric
     opts = dict(n=n, batch=batch, device=device, precision=precision, loader=loader, progress=progress,
                 weights=weights)
     out = {"protocol": protocol.PROTOCOL, "loader": _loader(loader), "precision": precision}
+    a, b = (s if isinstance(s, Source) else open_source(s) for s in (a, b))
+    for source in (a, b):   # checked before any feature is computed
+        if not isinstance(source, StatsSource) and source.count(n) < 2:
+            raise SourceError(f"{source.spec}: {source.count(n)} image(s); {metric.upper()} needs at least 2 "
+                              f"per side")
     if metric == "kid":
         f1, f2 = compute_features(a, **opts), compute_features(b, **opts)
         out["kid"], out["kid_std"] = kernel_inception_distance(f1, f2)

@@ -4,8 +4,8 @@
   PATH/ (folder)              PNG/JPEG/... images, sorted, read as a stream (sizes may differ)
   FILE.npy / FILE.npz         a uint8 image array (NHW, NHWC or NCHW)
   FILE.npz with mu and sigma  precomputed statistics (FID only)
-  CKPT.pt / builtin:NAME      a generator checkpoint, sampled straight into the extractor (z ~ N(0, I),
-                              seed 0, drawn in fixed chunks so the images do not depend on the batch size)
+  CKPT.pt / builtin:NAME      a generator checkpoint, sampled straight into the extractor by
+                              faststeal.sampling (the same images as every other evaluation sample)
 
 Each image source yields batches of protocol-resized float images in [0, 255] (protocol.py steps 1-3),
 by plain torch or by a DALI pipeline (dali.py). Under torchrun each rank yields only its own batches
@@ -13,23 +13,22 @@ by plain torch or by a DALI pipeline (dali.py). Under torchrun each rank yields 
 """
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import numpy as np
 import torch
 
 from faststeal import distributed
+from faststeal.data import (IMAGE_SUFFIXES, DataError, folder_fingerprint, image_files, read_image_file,
+                            source_kind)
+
+from faststeal.sampling import SAMPLE_SEED, uint8_batches
 
 from . import protocol
 from .stats import FeatureStats, is_stats_file
 
-GENERATOR_SUFFIXES = (".pt", ".pth", ".ckpt")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-Z_CHUNK = 1024  # latent codes are drawn in chunks of this many rows, whatever the batch size
 DEFAULT_GENERATOR_N = 10_000
 
 
@@ -47,8 +46,7 @@ def owned_count(n: int, batch: int) -> int:
     return sum(min(batch, n - i) for i in owned(range(0, n, batch)))
 
 
-class SourceError(ValueError):
-    """A source string names nothing usable; the message says what is accepted."""
+SourceError = DataError   # one error type for every image source, whether read for training or for FID
 
 
 @dataclass
@@ -96,26 +94,13 @@ class FolderSource(Source):
     """An image folder read file by file, so memory does not grow with the number of images."""
 
     def __init__(self, spec, files: list[Path]):
-        h = hashlib.sha256()
-        for f in files:
-            st = f.stat()
-            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        super().__init__(spec, "folder", h.hexdigest()[:16], len(files))
+        super().__init__(spec, "folder", folder_fingerprint(files), len(files))
         self.files = files
 
     @staticmethod
     def read(path: Path) -> torch.Tensor:
-        """One file -> uint8 (1, C, H, W), C in {1, 3}: grey stays grey, anything else becomes RGB."""
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if im.mode in ("L", "1", "I;16", "I", "F") else "RGB")
-                arr = np.array(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise SourceError(f"{path}: cannot decode image ({exc.__class__.__name__})") from None
-        arr = arr[:, :, None] if arr.ndim == 2 else arr
-        return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
+        """One file -> uint8 (1, C, H, W) through the same decoder as training data (data.read_image_file)."""
+        return torch.from_numpy(read_image_file(path)).permute(2, 0, 1)[None]
 
     def _chunks(self, n, batch) -> list[list[Path]]:
         return list(owned(self.files[i:min(i + batch, n)] for i in range(0, n, batch)))
@@ -143,29 +128,16 @@ class FolderSource(Source):
 class GeneratorSource(Source):
     """A generator checkpoint; images are made batch by batch on the extractor's device."""
 
-    def __init__(self, spec, seed: int = 0):
+    def __init__(self, spec, seed: int = SAMPLE_SEED):
         from faststeal.checkpoint import load_generator
 
         super().__init__(spec, "generator", None, None)
         self.generator = load_generator(spec)
         self.seed = seed
 
-    def _latents(self, n, batch):
-        gen = torch.Generator().manual_seed(self.seed)
-        buf = torch.empty(0, self.generator.latent_dim)
-        done = 0
-        while done < n:
-            while buf.shape[0] < min(batch, n - done):
-                buf = torch.cat([buf, torch.randn(Z_CHUNK, self.generator.latent_dim, generator=gen)])
-            b = min(batch, n - done)
-            yield buf[:b]
-            buf, done = buf[b:], done + b
-
     def uint8_batches(self, n, batch, device):
-        g = self.generator.to(device)
-        for z in owned(self._latents(n, batch)):  # every rank draws all latents: the same z per image
-            with torch.inference_mode():
-                yield protocol.to_uint8_nchw(g(z.to(device)))
+        # every rank draws all latents (the same z per image) and keeps its own batches
+        return uint8_batches(self.generator.to(device), n, seed=self.seed, batch=batch, device=device, take=owned)
 
     def torch_batches(self, n, batch, device):
         for u8 in self.uint8_batches(n, batch, device):
@@ -179,31 +151,19 @@ class StatsSource(Source):
 
 
 def open_source(spec: str) -> Source:
-    """Parse a source string (see the module docstring)."""
-    spec = str(spec)
-    if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
-        from faststeal.data import load_dataset
+    """Parse a source string (the grammar is data.source_kind's, shared with training data)."""
+    from faststeal.data import load_dataset
 
-        data = load_dataset(spec)
-        return TensorSource(spec, "dataset", data.fingerprint, data.images)
-    if spec.startswith("builtin:"):
+    spec = str(spec)
+    kind = source_kind(spec)
+    if kind == "generator":
         return GeneratorSource(spec)
-    path = Path(spec)
-    if not path.exists():
-        raise SourceError(f"{spec}: no such file or folder; give fashion-mnist[:train|test], an image folder, "
-                          f"a uint8 .npy/.npz, a statistics .npz or a generator checkpoint")
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if kind == "stats":
+        return StatsSource(spec)
+    if kind == "folder":
+        files = image_files(Path(spec))
         if not files:
             raise SourceError(f"{spec}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
         return FolderSource(spec, files)
-    if is_stats_file(path):
-        return StatsSource(spec)
-    if path.suffix in (".npy", ".npz"):
-        from faststeal.data import load_dataset
-
-        data = load_dataset(spec)
-        return TensorSource(spec, "array", data.fingerprint, data.images)
-    if path.suffix in GENERATOR_SUFFIXES:
-        return GeneratorSource(spec)
-    raise SourceError(f"{spec}: unsupported file type (want a folder, .npy/.npz, or a .pt checkpoint)")
+    data = load_dataset(spec)
+    return TensorSource(spec, "dataset" if kind == "fashion-mnist" else "array", data.fingerprint, data.images)

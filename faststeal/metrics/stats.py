@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,16 +111,18 @@ class FeatureStats:
     @classmethod
     def load(cls, path: str | Path) -> "FeatureStats":
         """Read our .npz or a pytorch-fid one (mu, sigma only: n unknown, stored as 0 -> reported as -1)."""
+        from faststeal.fileio import UnreadableFile, read_numpy
+
         path = Path(path)
+        z = read_numpy(path)
+        if not isinstance(z, dict) or "mu" not in z or "sigma" not in z:
+            raise UnreadableFile(f"{path}: not a statistics file (needs arrays 'mu' and 'sigma')")
+        mu, sigma = z["mu"], z["sigma"]
         try:
-            with np.load(path, allow_pickle=False) as z:
-                if "mu" not in z or "sigma" not in z:
-                    raise ValueError(f"{path}: not a statistics file (needs arrays 'mu' and 'sigma')")
-                mu, sigma = z["mu"], z["sigma"]
-                n = int(z["n"]) if "n" in z else -1
-                meta = json.loads(str(z["meta"])) if "meta" in z else {}
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"{path}: cannot read statistics ({exc})") from None
+            n = int(z["n"]) if "n" in z else -1
+            meta = json.loads(str(z["meta"])) if "meta" in z else {}
+        except (TypeError, ValueError) as exc:
+            raise UnreadableFile(f"{path}: damaged statistics metadata ({exc})") from None
         stats = cls.from_moments(mu, sigma, max(n, 2), meta)
         stats.n = n if n > 0 else stats.n
         stats.meta.setdefault("n_known", n > 0)
@@ -134,8 +137,8 @@ def is_stats_file(path: str | Path) -> bool:
     try:
         with np.load(path, allow_pickle=False) as z:
             return "mu" in z.files and "sigma" in z.files
-    except (OSError, ValueError):
-        return False
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False   # not readable as statistics: the caller's array loader says what is wrong
 
 
 def cache_dir() -> Path:

@@ -95,3 +95,8 @@ def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_tar
         opts = ExtractOptions(**{**base, **change})
         with pytest.raises((StaleCheckpoint, Exception), match="trained with|holds queries"):
             run_extract(opts)
+    # --fresh starts the run over with the new settings; a file the user keeps in the folder stays.
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    done = run_extract(ExtractOptions(**{**base, "attack": "pggan", "fresh": True}))
+    assert done["attack"] == "pggan" and (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["attack"] == "pggan"

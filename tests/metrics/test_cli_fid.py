@@ -46,3 +46,19 @@ def test_without_dali_auto_uses_torch(monkeypatch):
     assert api._loader("auto") == "torch"
     with pytest.raises(RuntimeError, match="DALI is not installed"):
         api._loader("dali")
+
+
+def test_cli_too_few_images_and_damaged_arrays_are_one_line_errors(tmp_path, fmnist_test):
+    (tmp_path / "one").mkdir()
+    from PIL import Image
+
+    Image.fromarray(fmnist_test[0]).save(tmp_path / "one" / "a.png")
+    np.savez(tmp_path / "ok.npz", images=fmnist_test[:4])
+    data = (tmp_path / "ok.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    for args, words in (([str(tmp_path / "one"), str(tmp_path / "ok.npz")], "needs at least 2"),
+                        ([str(tmp_path / "cut.npz"), str(tmp_path / "ok.npz")], "truncated or corrupt")):
+        res = CliRunner().invoke(main, ["fid", *args, "--loader", "torch"])
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), res.output
+        assert words in lines[0]

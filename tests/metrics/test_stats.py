@@ -1,5 +1,6 @@
 """Streaming statistics: exact moments, batch-size and shard independence, save/load, cache."""
 import numpy as np
+import pytest
 import torch
 
 from faststeal.metrics import FeatureStats, cache_dir, compute_stats
@@ -50,3 +51,15 @@ def test_pipeline_batch_size_independent_and_cached(tmp_path, fmnist_test):
     again = compute_stats(str(arr), batch=6, loader="torch")  # served from the cache file
     np.testing.assert_allclose(again.sigma.numpy(), s6.sigma.numpy(), rtol=1e-12, atol=1e-15)
     assert again.meta["source"] == str(arr) and again.meta["protocol"]
+
+
+def test_a_damaged_cache_entry_is_recomputed_with_a_warning(tmp_path, fmnist_test):
+    arr = tmp_path / "imgs.npy"
+    np.save(arr, fmnist_test[:4])
+    first = compute_stats(str(arr), batch=4, loader="torch")
+    (entry,) = cache_dir().glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:100])          # a copy killed half-way
+    with pytest.warns(UserWarning, match="damaged FID cache entry"):
+        again = compute_stats(str(arr), batch=4, loader="torch")
+    np.testing.assert_allclose(again.mu.numpy(), first.mu.numpy(), rtol=1e-6)
+    assert FeatureStats.load(entry).n == 4                # rewritten whole
