@@ -442,7 +442,15 @@ def transfer(source, data, classes, kimg, evals, fid_n, batch, seed, threads, ou
                f"{m['final_scratch_fid']:.2f}; plot {out}/transfer.png")
 
 
-@main.command()
+def _defense_table() -> str:
+    """The defend command's epilog, generated from the defense registry so it never drifts from the code."""
+    from .defense import describe_defenses
+
+    rows = "\n".join("  " + line for line in describe_defenses().splitlines())
+    return f"\b\nDefenses (name, side, key=default: meaning):\n{rows}"
+
+
+@main.command(epilog=_defense_table())
 @click.option("--target", required=True, help="target checkpoint or builtin:NAME")
 @click.option("--defense", "defenses", multiple=True, required=True, metavar="SPEC",
               help="one defense family per flag (repeatable); syntax below")
@@ -464,18 +472,6 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
       noise:sigma=0.05,0.1,0.2        several values after one key = a sweep (one line on the plot)
       truncate:psi=0.8+blur:sigma=1   '+' chains defenses into one setting
     Only one key per --defense may be swept; repeat --defense for more families.
-
-    \b
-    Defenses and keys (default; value that switches it off):
-      truncate  psi=0.7 (1), threshold=inf (inf)     latent: z -> psi*z, coordinates squeezed into +-T
-      region    shape=halfspace|ball|box, keep=0.5 (1)  latent: only a sub-region with prior mass keep
-      anchors   mix=1 (0), k=8                         latent: codes moved onto arcs between k secret anchors
-      noise     sigma=0.05 (0)                         image: Gaussian noise, std as fraction of 0..255
-      blur      sigma=1 (0)                            image: Gaussian blur, std in pixels
-      jpeg      quality=50 (100)                       image: JPEG re-encoding (PIL)
-      adv       eps=4 (0), steps=2, step, batch, start  image: L-inf adversarial push of Inception features
-                                                       away from the target's (one Inception forward+backward
-                                                       per image per step: slow on a CPU)
     """
     from .defense import DefenseError, parse_family
     from .defense.tradeoff import DefendOptions, run_defend

@@ -5,7 +5,6 @@ written atomically, so a killed run never leaves a half-written report.
 """
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -126,6 +125,3 @@ def line_plot(path, series: dict[str, tuple[list, list]], xlabel: str, ylabel: s
     finally:
         plt.close(fig)
 
-
-def dumps(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)

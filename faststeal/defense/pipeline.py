@@ -154,10 +154,11 @@ def parse_pipeline(text: str, seed: int = 0) -> DefensePipeline:
 
 
 def describe_defenses() -> str:
-    """Every registered defense with its keys, defaults and meanings (for --help and docs)."""
+    """Every registered defense with its keys, defaults and meanings: the table `faststeal defend --help` shows."""
     lines = []
     for name in sorted(REGISTRY):
         cls = REGISTRY[name]
-        keys = "; ".join(f"{p.name}={p.default!s:s} ({p.help})" for p in cls.params)
-        lines.append(f"{name} [{cls.side}]: {keys}")
+        for i, p in enumerate(cls.params):
+            head = f"{name:<10}{cls.side:<7}" if i == 0 else " " * 17
+            lines.append(f"{head}{p.name}={p.default!s}: {p.help}")
     return "\n".join(lines)

@@ -50,3 +50,16 @@ def test_parser_errors_are_one_line_and_specific(text, message):
 def test_pipeline_refuses_a_sweep():
     with pytest.raises(DefenseError, match="is a sweep"):
         parse_pipeline("blur:sigma=1,2")
+
+
+def test_defend_help_lists_every_registered_defense_and_key():
+    from click.testing import CliRunner
+
+    from faststeal.cli import main
+    from faststeal.defense.pipeline import REGISTRY
+
+    text = CliRunner().invoke(main, ["defend", "--help"]).output
+    for name, cls in REGISTRY.items():
+        assert f"  {name} " in text
+        for p in cls.params:
+            assert f"{p.name}={p.default!s}: {p.help}" in text
