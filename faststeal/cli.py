@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from . import distributed
 from .checkpoint import CheckpointError
 from .data import DataError
 
@@ -60,8 +61,6 @@ def main(ctx):
     """
     import warnings
 
-    from . import distributed
-
     # Warnings reach CLI users as one plain line, not with the source line that raised them.
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     if distributed.setup():
@@ -88,7 +87,7 @@ def main(ctx):
 @click.option("--ema-kimg", type=float, default=5.0, show_default=True)
 @click.option("--snapshot-kimg", type=float, default=10.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--threads", type=int, default=None, help="pin torch CPU threads (default: adapt to the free cores)")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="checkpoint file (.pt)")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="sample grids go here; default runs/<out name>")
@@ -154,7 +153,7 @@ def sample(target, n, out, seed, nrow, force):
     generator = load_generator(target)
     start = time.perf_counter()
     images = generate(generator, n, seed=seed)
-    save_grid(images, out, nrow=nrow)
+    distributed.on_main(save_grid, images, out, nrow=nrow)
     click.echo(f"wrote {out}: {n} samples of {target} ({generator.resolution}x{generator.resolution}, "
                f"{time.perf_counter() - start:.2f} s)")
 
@@ -184,7 +183,7 @@ def export(checkpoint, out, dtype, force):
 
     _check_out_file(out, force, (".pt", ".pth", ".ckpt"), flag="OUT")
     state = slim_checkpoint(load_checkpoint(checkpoint), getattr(torch, dtype))
-    path = save_checkpoint(state, out)
+    path = distributed.on_main(save_checkpoint, state, out)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {dtype})")
 
 
@@ -241,7 +240,7 @@ def attack_size_options(f):
                      help="owner's latent prior: normal, uniform, truncated[:T]"),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--eval-data", default=None, help="real data for accuracy; default: the target's own"),
-        click.option("--threads", type=int, default=None, help="torch CPU threads"),
+        click.option("--threads", type=int, default=None, help="pin torch CPU threads (default: adapt to the free cores)"),
         click.option("--fresh", is_flag=True,
                      help="start over: delete the run folder's queries, attack checkpoints and results first"),
     ]):
@@ -297,7 +296,7 @@ def _check_out_file(out, force: bool, suffixes: tuple[str, ...], flag="--out"):
 
 
 def _set_threads(threads):
-    """--threads, or the cores available to this process; a one-line warning when the CPU is busy."""
+    """--threads pins the count; without it the count follows the cores other processes leave free."""
     from . import cpu
 
     if threads is not None and threads < 1:
@@ -378,7 +377,7 @@ def curves(runs, out, labels):
             raise click.ClickException(f"{run}: another target or curve size than {runs[0]}; plot them apart")
         reference, target = reference or m["curve_reference"], m["target"]
         loaded[labels[i] if labels else f"{Path(run).name} ({m.get('knowledge', 'images')})"] = m["curve"]
-    plot_curves(loaded, reference, out, title=f"extraction of {target}")
+    distributed.on_main(plot_curves, loaded, reference, out, title=f"extraction of {target}")
     click.echo(f"wrote {out}")
 
 
@@ -424,7 +423,7 @@ def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, 
 @click.option("--fid-n", type=int, default=1000, show_default=True)
 @click.option("--batch", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=int, default=None)
+@click.option("--threads", type=int, default=None, help="pin torch CPU threads (default: adapt to the free cores)")
 @click.option("--out", default="runs/transfer", show_default=True)
 def transfer(source, data, classes, kimg, evals, fid_n, batch, seed, threads, out):
     """Fine-tune a stolen model on a new domain vs training from scratch (FID curves)."""

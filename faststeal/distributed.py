@@ -7,7 +7,8 @@ here behaves as for a world of one process, so library code calls them unconditi
 Conventions the rest of the package follows:
 - every rank runs the same code and makes the same collective calls in the same order;
 - work is split by ``shard_range`` (contiguous query positions) or by batch index (FID batches);
-- only rank 0 writes files (``faststeal.fileio`` enforces it, then waits for the others) and prints;
+- decisions and file writes happen on rank 0 inside ``on_main``, which hands every rank the result;
+  only rank 0 prints;
 - a multi-node run needs its run folder on a file system every node sees.
 """
 from __future__ import annotations
@@ -121,15 +122,6 @@ def all_mean_(tensors) -> None:
         offset += t.numel()
 
 
-def all_true(flag: bool) -> bool:
-    """True only when ``flag`` is true on every rank (so all ranks take the same branch)."""
-    if not active():
-        return bool(flag)
-    t = torch.tensor([0 if flag else 1], dtype=torch.int64, device=comm_device())
-    dist.all_reduce(t)
-    return int(t.item()) == 0
-
-
 def all_gather_objects(obj) -> list:
     """Every rank's ``obj`` (picklable), in rank order, on every rank."""
     if not active():
@@ -148,14 +140,27 @@ def gather_to_main(obj) -> list | None:
     return out
 
 
-def from_main(obj):
-    """Rank 0's ``obj`` on every rank: for decisions (does this file exist? is this result cached?) that
-    must come out the same everywhere, or the ranks would take different branches and stop meeting."""
+def on_main(fn, *args, **kwargs):
+    """Run ``fn`` on rank 0 only and give every rank its result, or raise its exception on every rank.
+
+    The one way a decision or a file write happens under torchrun: does this file exist, is this result
+    cached, write this checkpoint. Every rank must call it at the same point; it returns on all ranks only
+    after rank 0 has finished, so a file written inside is complete before any rank reads it. In one
+    process it is a plain call.
+    """
     if not active():
-        return obj
-    box = [obj]
+        return fn(*args, **kwargs)
+    box = [None]
+    if is_main():
+        try:
+            box = [("ok", fn(*args, **kwargs))]
+        except Exception as exc:  # noqa: BLE001 - re-raised below on every rank, rank 0 included
+            box = [("error", exc)]
     dist.broadcast_object_list(box, src=0)
-    return box[0]
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
 
 
 def shard_range(n: int, rank_: int | None = None, world_: int | None = None) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Atomic file writes: write to a temp file in the same folder, fsync, rename. A kill never leaves half a file.
 
-Under torchrun only rank 0 writes; every rank then waits at a barrier, so a file written here is complete
-before any rank reads it back (all ranks reach each write, as they run the same code).
+Plain writes by whoever calls them: under torchrun the caller decides which rank writes (``faststeal.report``'s
+run folder and ``distributed.on_main``), so nothing here is a collective.
 """
 from __future__ import annotations
 
@@ -15,16 +15,8 @@ import numpy as np
 
 
 def atomic_write(path, write) -> Path:
-    """Call ``write(binary_file)`` on a temp file, then rename it over ``path`` (rank 0 only)."""
-    from . import distributed
-
-    path = Path(path)
-    if distributed.active():
-        if distributed.is_main():
-            _write_now(path, write)
-        distributed.barrier()
-        return path
-    return _write_now(path, write)
+    """Call ``write(binary_file)`` on a temp file, then rename it over ``path``."""
+    return _write_now(Path(path), write)
 
 
 def _write_now(path: Path, write) -> Path:

@@ -32,13 +32,27 @@ class RunFolder:
 
     def __init__(self, path, command: str, options: dict):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.path)      # leftovers of a run that was killed mid-write
+        self.decide(self._prepare)
         self.started = time.time()
         self.command = command
         self.config = {"command": command, "argv": sys.argv, "options": options, "versions": versions(),
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_json(self.path / "config.json", self.config)
+        self.write(write_json, self.path / "config.json", self.config)
+
+    # Rank logic for everything a command does with its run folder: one rank decides and writes, every
+    # rank gets the answer. Library code under attack/ and defense/ goes through these two.
+    @staticmethod
+    def decide(fn, *args, **kwargs):
+        """``fn``'s result as rank 0 computes it (a file's existence, a cached result), on every rank."""
+        from . import distributed
+
+        return distributed.on_main(fn, *args, **kwargs)
+
+    write = decide   # a write is a decision with a side effect: rank 0 performs it, every rank waits for it
+
+    def _prepare(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.path)      # leftovers of a run that was killed mid-write
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -54,21 +68,19 @@ class RunFolder:
         """
         import shutil
 
-        from . import distributed
-
         if not fresh:
             return []
-        gone = sorted({p for pattern in self.PRODUCTS for p in self.path.glob(pattern)})
-        if distributed.is_main():
+        def remove() -> list[str]:
+            gone = sorted({p for pattern in self.PRODUCTS for p in self.path.glob(pattern)})
             for p in gone:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
-        distributed.barrier()
-        return [p.name for p in gone]
+            return [p.name for p in gone]
+
+        return self.decide(remove)
 
     def write_metrics(self, metrics: dict) -> Path:
         metrics = {**metrics, "wall_seconds": round(time.time() - self.started, 1)}
-        write_json(self.path / "metrics.json", metrics)
-        return self.path / "metrics.json"
+        return self.write(write_json, self.path / "metrics.json", metrics)
 
     def side_by_side(self, left: torch.Tensor, right: torch.Tensor, name: str, nrow: int = 6) -> Path:
         """Two uint8 sample sets as one picture: left block | white gap | right block (e.g. target | attack)."""
@@ -77,7 +89,7 @@ class RunFolder:
         a, b = (np.pad(g, ((0, h - g.shape[0]), (0, 0), (0, 0))) for g in (a, b))
         gap = np.full((h, 8, a.shape[2]), 255, dtype=np.uint8)
         upscale = 2 if left.shape[-1] < 64 else 1
-        return save_png(np.concatenate([a, gap, b], axis=1), self.path / name, upscale=upscale)
+        return self.write(save_png, np.concatenate([a, gap, b], axis=1), self.path / name, upscale=upscale)
 
     def write_report(self, title: str, sections: list[tuple[str, str]]) -> Path:
         """report.md: a title, the command line, then (heading, markdown) sections."""
@@ -85,7 +97,7 @@ class RunFolder:
                  "", f"Wall time: {time.time() - self.started:.0f} s on {self.config['versions']['device']}", ""]
         for heading, body in sections:
             lines += [f"## {heading}", "", body.rstrip(), ""]
-        return write_text(self.path / "report.md", "\n".join(lines))
+        return self.write(write_text, self.path / "report.md", "\n".join(lines))
 
 
 def markdown_table(rows: list[dict], columns: list[str]) -> str:

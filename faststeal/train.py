@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import augment, distributed, losses
+from . import augment, cpu, distributed, losses
 from .checkpoint import CheckpointError, float_state, load_checkpoint, save_checkpoint
 from .data import ImageSet, InfiniteBatches, to_uint8
 from .grid import save_grid
@@ -355,7 +355,8 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        return save_checkpoint(self.state_dict(), self.checkpoint_path)
+        state = self.state_dict()   # built on every rank (cheap), written by rank 0
+        return distributed.on_main(save_checkpoint, state, self.checkpoint_path)
 
     def init_weights(self, path) -> None:
         """Start from another run's G, EMA-G and D (fine-tuning, transfer); optimisers start fresh."""
@@ -406,8 +407,8 @@ class Trainer:
         self.save()
         if self.run_dir is not None:
             grid = self.sample_grid()
-            save_grid(grid, self.run_dir / "grids" / f"grid-{self.kimg:07.1f}kimg.png")
-            save_grid(grid, self.run_dir / "grid.png")
+            distributed.on_main(save_grid, grid, self.run_dir / "grids" / f"grid-{self.kimg:07.1f}kimg.png")
+            distributed.on_main(save_grid, grid, self.run_dir / "grid.png")
 
     # ----- the loop -------------------------------------------------------------------------------
     def run(self, probe=None, probe_kimg: float | None = None) -> dict:
@@ -442,6 +443,7 @@ class Trainer:
             if self.curve:
                 post["fid@" + str(probe.n if probe is not None else "")] = f"{self.curve[-1]['fidelity_fid']:.1f}"
             bar.set_postfix(post, refresh=False)
+            cpu.adapt()       # re-fit torch's threads to what other processes leave free (unless pinned)
             if next_probe is not None and self.kimg >= next_probe and self.images_seen < total:
                 self._probe(probe)
                 next_probe += probe_kimg

@@ -11,7 +11,7 @@ def test_single_process_is_a_world_of_one():
     assert (distributed.rank(), distributed.world(), distributed.is_main()) == (0, 1, True)
     t = torch.tensor([1.0, 2.0])
     assert distributed.all_sum(t) is t and t.tolist() == [1.0, 2.0]
-    assert distributed.all_true(True) and not distributed.all_true(False)
+    assert distributed.on_main(lambda x: x + 1, 1) == 2
 
 
 def test_shard_range_covers_exactly_once():
@@ -34,8 +34,8 @@ def _collectives(folder):
     s = distributed.all_sum(torch.tensor([float(r + 1)], dtype=torch.float64))
     ts = [torch.full((3,), float(r)), torch.full((2, 2), float(10 * r))]
     distributed.all_mean_(ts)
-    written = write_text(f"{folder}/shared.txt", f"written by rank {r}")
-    return {"sum": s.item(), "means": [t.tolist() for t in ts], "agree": distributed.all_true(r == 0),
+    written = distributed.on_main(write_text, f"{folder}/shared.txt", f"written by rank {r}")
+    return {"sum": s.item(), "means": [t.tolist() for t in ts], "decided": distributed.on_main(lambda: r),
             "objects": distributed.all_gather_objects(r * 2), "file": written.read_text()}
 
 
@@ -43,16 +43,25 @@ def test_collectives_on_two_gloo_ranks(tmp_path):
     a, b = run_ranks(_collectives, str(tmp_path), tmp_path=tmp_path)
     assert a == b                                   # every rank sees the same results
     assert a["sum"] == 3.0 and a["means"] == [[0.5] * 3, [[5.0, 5.0], [5.0, 5.0]]]
-    assert a["agree"] is False and a["objects"] == [0, 2]
-    assert a["file"] == "written by rank 0"         # rank 0 wrote; rank 1 read it after the barrier
+    assert a["decided"] == 0 and a["objects"] == [0, 2]
+    assert a["file"] == "written by rank 0"         # rank 0 wrote; rank 1 read it once rank 0 had
 
 
-def _from_main():
-    return distributed.from_main(f"rank {distributed.rank()}")
+def _on_main():
+    mine = distributed.on_main(lambda: f"rank {distributed.rank()}")
+    try:
+        distributed.on_main(_fail_on_main)
+    except ValueError as exc:
+        return mine, str(exc)
+    return mine, None
 
 
-def test_from_main_gives_every_rank_rank0s_value(tmp_path):
-    assert run_ranks(_from_main, tmp_path=tmp_path) == ["rank 0", "rank 0"]
+def _fail_on_main():
+    raise ValueError(f"refused by rank {distributed.rank()}")
+
+
+def test_on_main_gives_every_rank_rank0s_result_or_its_error(tmp_path):
+    assert run_ranks(_on_main, tmp_path=tmp_path) == [("rank 0", "refused by rank 0")] * 2
 
 
 def _gather_to_main():

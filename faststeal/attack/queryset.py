@@ -52,18 +52,6 @@ def read_meta(folder: Path) -> dict | None:
         raise DataError(f"{path}: unreadable query-set metadata ({exc}); delete the folder to start over") from None
 
 
-def _read_meta_everywhere(folder: Path) -> dict | None:
-    """Rank 0's reading of meta.json on every rank, errors included, so all ranks take the same branch."""
-    got = None
-    if distributed.is_main():
-        try:
-            got = ("ok", read_meta(folder))
-        except DataError as exc:
-            got = ("error", str(exc))
-    kind, value = distributed.from_main(got)
-    if kind == "error":
-        raise DataError(value)
-    return value
 
 
 def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "", progress: bool = True,
@@ -89,17 +77,14 @@ def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "",
     identity = {"target": target, "target_sha256": getattr(oracle, "model_id", None),
                 "prior": str(oracle.prior), "seed": oracle.seed,
                 "shape": [oracle.channels, oracle.resolution, oracle.resolution], "knowledge": knowledge}
-    meta = _read_meta_everywhere(folder) or {**identity, "count": 0, "chunks": [], "chunk_size": chunk_size}
+    # rank 0's reading decides for every rank (errors included), so all ranks take the same branch
+    meta = distributed.on_main(read_meta, folder) or {**identity, "count": 0, "chunks": [], "chunk_size": chunk_size}
     meta.setdefault("knowledge", "images")          # sets written before knowledge levels existed
     for key, value in identity.items():
         if meta.get(key) != value:
             raise DataError(f"{folder}: holds queries with {key}={meta.get(key)!r}, this run has {value!r}; "
                             f"use another --query-set folder")
-    if distributed.is_main():
-        recorded = set(meta["chunks"]) | {code_file(name) for name in meta["chunks"]}
-        for stray in [*folder.glob("chunk-*.npy"), *folder.glob("codes-*.npy")]:
-            if stray.name not in recorded:              # written but never recorded: not part of the set
-                stray.unlink()
+    distributed.on_main(_remove_unrecorded, folder, meta)
     if oracle.served < meta["count"]:
         oracle._reserve(meta["count"] - oracle.served)  # what is on disk was bought from this budget
     with tqdm(total=n, initial=min(meta["count"], n), desc="querying target", unit="img",
@@ -110,17 +95,30 @@ def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "",
             if knowledge == "latents":
                 codes = chosen_codes(oracle.seed, meta["count"], take, oracle.latent_dim)
                 images = oracle.query(codes)      # under torchrun every rank is charged and serves the same
-                atomic_write(folder / code_file(name), lambda f: np.save(f, codes.numpy()))
+                distributed.on_main(_save_array, folder / code_file(name), codes.numpy())
             elif sharded:   # only rank 0 writes the chunk, so only rank 0 receives the other shares
                 shares = distributed.gather_to_main(oracle.query_shard(take, offset=meta["count"]))
                 images = torch.cat(shares) if shares is not None else None
             else:
                 images = oracle.query(take, offset=meta["count"])
-            atomic_write(folder / name, lambda f: np.save(f, images.numpy()))
+            distributed.on_main(_save_array, folder / name, images)   # rank 0 holds every share
             meta = {**meta, "count": meta["count"] + take, "chunks": meta["chunks"] + [name]}
-            write_json(folder / META, meta)     # under torchrun: rank 0 writes, then every rank waits here
+            distributed.on_main(write_json, folder / META, meta)
             bar.update(take)
     return meta
+
+
+def _remove_unrecorded(folder: Path, meta: dict) -> None:
+    """Chunks a killed run wrote but never recorded in meta.json are not part of the set."""
+    recorded = set(meta["chunks"]) | {code_file(name) for name in meta["chunks"]}
+    for stray in [*folder.glob("chunk-*.npy"), *folder.glob("codes-*.npy")]:
+        if stray.name not in recorded:
+            stray.unlink()
+
+
+def _save_array(path: Path, array) -> Path:
+    array = array.numpy() if isinstance(array, torch.Tensor) else array
+    return atomic_write(path, lambda f: np.save(f, array))
 
 
 def code_file(chunk_name: str) -> str:

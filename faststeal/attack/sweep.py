@@ -32,7 +32,7 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
     rows = []
     for budget in budgets:
         data = queryset.load(qdir, limit=budget)
-        ckpt = train_attack(attack_config(replace(opts, queries=budget), cfg["resolution"], cfg["channels"],
+        ckpt = train_attack(run, attack_config(replace(opts, queries=budget), cfg["resolution"], cfg["channels"],
                                           opts.attack_kimg, **knowledge_settings(opts, cfg)),
                             data, run.file(f"attack-{budget}.pt"), progress=opts.progress)["checkpoint"]
         rows.append({"queries": budget, **ev.attack(ckpt)})
@@ -41,7 +41,7 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
     series = {"fidelity": ([r["queries"] for r in rows], [r["fidelity"] for r in rows])}
     if rows[0]["accuracy"] is not None:
         series["accuracy"] = ([r["queries"] for r in rows], [r["accuracy"] for r in rows])
-    line_plot(run.file("sweep.png"), series, "queries (images bought)", "FID (lower = better copy)",
+    run.write(line_plot, run.file("sweep.png"), series, "queries (images bought)", "FID (lower = better copy)",
               f"{opts.attack} attack on {opts.target}", logx=True)
     metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge,
                "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "sweep": rows,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from faststeal import distributed
 from faststeal.attack import queryset
 from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, knowledge_settings, train_attack
 from faststeal.attack.oracle import TargetOracle
@@ -71,22 +70,19 @@ def _validate(opts: DefendOptions) -> list[Family]:
     return families
 
 
-def _collect(opts: DefendOptions, pipeline: DefensePipeline, folder: Path) -> ImageSet:
+def _collect(run, opts: DefendOptions, pipeline: DefensePipeline, folder: Path) -> ImageSet:
     """Buy ``queries`` defended images into ``folder`` (resumable) and load them as a training set.
 
     Under torchrun the queries are split across ranks (``queryset.collect``); every rank loads the set after
-    the last write's barrier, so all train on the same images.
+    the last write has completed, so all train on the same images.
     """
     spec = pipeline.spec()
     marker = folder / "defense.json"
-    recorded = json.loads(marker.read_text()).get("defense") if distributed.is_main() and marker.exists() else None
-    recorded = distributed.from_main(recorded)
-    if recorded is not None:
-        if recorded != spec:
-            raise DataError(f"{folder}: holds queries served with defense {recorded!r}, this setting is "
-                            f"{spec!r}; use another --out")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(marker, {"defense": spec})
+    recorded = run.decide(lambda: json.loads(marker.read_text()).get("defense") if marker.exists() else None)
+    if recorded is not None and recorded != spec:
+        raise DataError(f"{folder}: holds queries served with defense {recorded!r}, this setting is "
+                        f"{spec!r}; use another --out")
+    run.write(write_json, marker, {"defense": spec})
     oracle = TargetOracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed,
                           **pipeline.oracle_hooks())
     queryset.collect(oracle, folder, opts.queries, target=opts.target,
@@ -164,14 +160,14 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
         ckpt = run.file(f"attack-{name}.pt")
         # Under torchrun rank 0's reading decides for all ranks: a rank that saw a file rank 0 just wrote
         # would skip a write the others wait for at its barrier.
-        row = distributed.from_main(_cached_row(result_file, key, ckpt))
+        row = run.decide(_cached_row, result_file, key, ckpt)
         fresh = row is None
         if fresh:
             for d in pipeline.image:
                 if isinstance(d, AdversarialFeatures) and d.reference is None:
                     d.set_reference(lazy.mu())   # push away from the undefended target's own features
-            served = _collect(opts, pipeline, run.file(f"queries-{name}"))
-            train_attack(cfg, served, ckpt, progress=opts.progress)
+            served = _collect(run, opts, pipeline, run.file(f"queries-{name}"))
+            train_attack(run, cfg, served, ckpt, progress=opts.progress)
             ev = lazy.get()
             n_util = min(opts.fid_n, len(served))
             served_stats = image_stats(served.images[:n_util], f"served:{spec}", progress=opts.progress)
@@ -181,10 +177,10 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
                    "utility_n": n_util, "queries_dir": f"queries-{name}", "attack_checkpoint": ckpt.name,
                    "target_fid": ev.target_fid(),
                    "real_note": None if ev.real_stats is not None else getattr(ev, "real_error", "no real data")}
-            write_json(result_file, {"key": key, "row": row})
+            run.write(write_json, result_file, {"key": key, "row": row})
         row.update({"family": family.label if family else BASELINE, "swept": family.swept if family else None,
                     "value": value})
-        if distributed.from_main(fresh or not run.file(picture).exists()):
+        if fresh or not run.decide(run.file(picture).exists):
             slow = any(isinstance(d, AdversarialFeatures) for d in pipeline.image)
             plain, guarded = _preview(opts, pipeline, n=12 if slow else 36)
             run.side_by_side(plain, guarded, picture)
@@ -247,7 +243,7 @@ def _plots(run, rows, families, base, line_plot) -> list[str]:
             series[family.label] = ([p["utility"] for p in pts], [p[metric] for p in pts])
         if series:
             name = f"tradeoff-{metric}.png"
-            line_plot(run.file(name), series, "utility = FID(served, real)  (lower: users lose less)",
+            run.write(line_plot, run.file(name), series, "utility = FID(served, real)  (lower: users lose less)",
                       f"{metric} of the attack  (higher: thief gets less)",
                       f"Defenses: {metric} vs utility (first point: undefended)")
             out.append(name)

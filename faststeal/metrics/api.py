@@ -16,7 +16,7 @@ import warnings
 import torch
 from tqdm import tqdm
 
-from faststeal import distributed
+from faststeal import cpu, distributed
 
 from . import dali, protocol
 from .extract import FeatureExtractor, default_device, extractor_id, weights_id
@@ -60,6 +60,7 @@ def iter_features(source: Source, n: int, batch: int, extractor: FeatureExtracto
     with tqdm(total=owned_count(n, batch), desc=f"features {source.spec}", unit="img",
               disable=not progress or not distributed.is_main(), file=sys.stderr, leave=False) as bar:
         for x in batches:
+            cpu.adapt()
             feats = extractor.from_resized(x)
             bar.update(feats.shape[0])
             yield feats
@@ -79,15 +80,9 @@ def compute_stats(spec: str | Source, n: int | None = None, batch: int = 64, dev
     path = None
     if cache and source.fingerprint is not None:  # checked before loading the network: a hit is instant
         path = cache_path(source.fingerprint, count, loader, extractor_id(weights_id(weights), precision))
-        # hit or miss decided together: a rank that computed alone would wait forever in all_reduce
-        if distributed.all_true(path.is_file()):
-            try:
-                cached = FeatureStats.load(path)
-            except ValueError as exc:  # a damaged cache entry (e.g. a killed copy): recompute and overwrite
-                warnings.warn(f"ignoring a damaged FID cache entry, recomputing it ({exc})", stacklevel=2)
-                cached = None
-            if distributed.all_true(cached is not None):
-                return cached
+        # rank 0 decides hit or miss for all: a rank that computed alone would wait forever in all_reduce
+        if distributed.on_main(_usable_cache_entry, path):
+            return FeatureStats.load(path)
     extractor = get_extractor(device, precision, weights)
     stats = FeatureStats(meta={"protocol": protocol.PROTOCOL, "source": source.spec,
                                "fingerprint": source.fingerprint, "extractor": extractor.id, "loader": loader,
@@ -97,8 +92,20 @@ def compute_stats(spec: str | Source, n: int | None = None, batch: int = 64, dev
     stats.all_reduce()
     stats.meta["n"] = stats.n
     if path is not None:
-        stats.save(path)
+        distributed.on_main(stats.save, path)
     return stats
+
+
+def _usable_cache_entry(path) -> bool:
+    """True when a cache file exists and reads; a damaged one (e.g. a killed copy) is recomputed."""
+    if not path.is_file():
+        return False
+    try:
+        FeatureStats.load(path)
+    except ValueError as exc:
+        warnings.warn(f"ignoring a damaged FID cache entry, recomputing it ({exc})", stacklevel=3)
+        return False
+    return True
 
 
 def compute_features(spec: str | Source, n: int | None = None, batch: int = 64, device=None,

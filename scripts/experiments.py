@@ -1,0 +1,184 @@
+"""Run the README's experiments against the default (fast) thief, with seeds, and tabulate mean and spread.
+
+Every experiment is one `faststeal` command writing its own run folder under --root. A finished run (its
+metrics.json written by the same command line) is skipped, and an interrupted one resumes (the commands
+reuse their query sets and attack checkpoints), so this script can be stopped and started again at will.
+Runs are sequential: on a 2-core CPU parallel runs only slow each other down.
+
+    python scripts/experiments.py --list                      # what would run, and what is done
+    python scripts/experiments.py --only pairs/pggan-fast     # one group (a prefix of the names)
+    python scripts/experiments.py --summary                   # tables from what has finished
+    python scripts/experiments.py                             # everything (many hours on 2 cores)
+
+The summary (experiments.md and experiments.json under --root) gives, for every group of seeds, the mean and
+the sample standard deviation of fidelity and accuracy, and the FID floor at the same n.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PGGAN, SNGAN = "builtin:pggan-fmnist32", "builtin:sngan-fmnist32"
+SEEDS3 = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str            # group/variant/seedN: runs sharing group/variant are one mean +- std
+    args: tuple[str, ...]
+
+    @property
+    def group(self) -> str:
+        return self.name.rsplit("/", 1)[0]
+
+
+def _extract(name, target, *extra, seeds=(0,)):
+    return [Experiment(f"{name}/seed{s}", ("extract", "--target", target, *extra, "--seed", str(s)))
+            for s in seeds]
+
+
+def plan(icons: str | None) -> list[Experiment]:
+    """All experiments, in the order they run (the cheap, most-cited ones first)."""
+    out: list[Experiment] = []
+    for knowledge in ("images", "latents"):
+        k = ("--knowledge", knowledge)
+        # 1. Four pairs (+ the default attack): three seeds for PGGAN-on-PGGAN with the default attack.
+        out += _extract(f"pairs/pggan-fast-{knowledge}", PGGAN, *k, seeds=SEEDS3)
+        out += _extract(f"pairs/sngan-fast-{knowledge}", SNGAN, *k)
+        for target, tname in ((PGGAN, "pggan"), (SNGAN, "sngan")):
+            for attack in ("pggan", "sngan"):
+                out += _extract(f"pairs/{tname}-{attack}-{knowledge}", target, "--attack", attack, *k)
+    for knowledge in ("images", "latents"):
+        # 2. Query sweep; three seeds at 1K and 10K.
+        for q in (300, 1000, 3000, 10000, 30000):
+            seeds = SEEDS3 if q in (1000, 10000) else (0,)
+            out += _extract(f"sweep/{knowledge}/q{q}", PGGAN, "--queries", str(q), "--knowledge", knowledge,
+                            seeds=seeds)
+    # 3. Accuracy extraction: real data held by the adversary, and the target's discriminator.
+    for k in (100, 1000):
+        out += _extract(f"accuracy/real{k}", PGGAN, "--real", "fashion-mnist", "--real-count", str(k), seeds=SEEDS3)
+    out += _extract("accuracy/drs", PGGAN, "--target-discriminator")
+    # 4. Defenses at two strengths each, against both knowledge levels.
+    defenses = ("noise:sigma=0.05,0.1", "blur:sigma=0.5,1", "jpeg:quality=50,20", "anchors:mix=0.5,1",
+                "region:keep=0.7,0.5", "truncate:psi=1,threshold=2,1")
+    for knowledge in ("images", "latents"):
+        args = ["defend", "--target", PGGAN, "--knowledge", knowledge]
+        for d in defenses:
+            args += ["--defense", d]
+        out.append(Experiment(f"defend/{knowledge}/seed0", tuple(args)))
+    # 6. A 64x64 RGB image-folder target, one seed per knowledge level.
+    if icons:
+        for knowledge in ("images", "latents"):
+            out += _extract(f"icons64/{knowledge}", icons, "--knowledge", knowledge)
+    return out
+
+
+def run_dir(root: Path, e: Experiment) -> Path:
+    return root / e.name
+
+
+def is_done(root: Path, e: Experiment) -> bool:
+    folder = run_dir(root, e)
+    try:
+        argv = json.loads((folder / "config.json").read_text())["argv"][1:]
+    except (OSError, ValueError, KeyError):
+        return False
+    if "--threads" in argv:                      # how many threads ran it does not change what it measured
+        i = argv.index("--threads")
+        argv = argv[:i] + argv[i + 2:]
+    return (folder / "metrics.json").exists() and argv == [*e.args, "--out", str(folder)]
+
+
+def execute(root: Path, e: Experiment, threads: int | None) -> int:
+    folder = run_dir(root, e)
+    cmd = ["faststeal", *e.args, "--out", str(folder)] + (["--threads", str(threads)] if threads else [])
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    log = folder.with_name(folder.name + ".log")
+    print(f"[{time.strftime('%H:%M:%S')}] {e.name}: {shlex.join(cmd)}  (log {log})", flush=True)
+    start = time.time()
+    with open(log, "a") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    print(f"    {'done' if rc == 0 else f'FAILED (exit {rc})'} in {(time.time() - start) / 60:.1f} min", flush=True)
+    return rc
+
+
+def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
+    """One row per group: n seeds, mean and sample std of fidelity/accuracy, floor, wall time."""
+    groups: dict[str, list[dict]] = {}
+    for e in experiments:
+        path = run_dir(root, e) / "metrics.json"
+        if is_done(root, e):
+            groups.setdefault(e.group, []).append(json.loads(path.read_text()))
+    rows = []
+    for group, runs in groups.items():
+        row = {"group": group, "runs": len(runs)}
+        for key in ("fidelity", "accuracy", "target_fid", "fid_floor", "train_seconds", "wall_seconds"):
+            values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+            if values:
+                row[key] = statistics.fmean(values)
+                row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else None
+        if "settings" in runs[0]:                # a defend run: its own table
+            row["settings"] = runs[0]["settings"]
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    def cell(row, key):
+        if key not in row:
+            return "-"
+        std = row.get(key + "_std")
+        return f"{row[key]:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+    lines = ["| experiment | runs | fidelity | accuracy | target FID | FID floor | train s | wall min |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        wall = f"{r['wall_seconds'] / 60:.1f}" if "wall_seconds" in r else "-"
+        lines.append(f"| {r['group']} | {r['runs']} | {cell(r, 'fidelity')} | {cell(r, 'accuracy')} | "
+                     f"{cell(r, 'target_fid')} | {cell(r, 'fid_floor')} | "
+                     f"{r.get('train_seconds', float('nan')):.0f} | {wall} |")
+    return "\n".join(lines) + "\n\nmean ± sample standard deviation over the runs (seeds) of each experiment.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default="runs/experiments", help="where run folders go")
+    parser.add_argument("--only", action="append", default=[], help="run only names starting with this (repeatable)")
+    parser.add_argument("--icons", default=None, help="a 64x64 RGB target checkpoint for group icons64 "
+                        "(train one on scripts/icons64.py's folder with train-target --resolution 64)")
+    parser.add_argument("--threads", type=int, default=None, help="pin threads (default: faststeal adapts)")
+    parser.add_argument("--list", action="store_true", help="list the experiments and whether they are done")
+    parser.add_argument("--summary", action="store_true", help="only tabulate what has finished")
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
+    root = Path(args.root)
+    chosen = [e for e in plan(args.icons) if not args.only or any(e.name.startswith(p) for p in args.only)]
+    if not chosen:
+        parser.error(f"--only {args.only} matches no experiment; see --list")
+    if args.list:
+        for e in chosen:
+            print(f"{'done ' if is_done(root, e) else 'to do'}  {e.name:40s} faststeal {shlex.join(e.args)}")
+        return 0
+    failed = 0
+    if not args.summary:
+        for e in chosen:
+            if not is_done(root, e):
+                failed += execute(root, e, args.threads) != 0
+    rows = summarise(root, chosen)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "experiments.json").write_text(json.dumps(rows, indent=2))
+    (root / "experiments.md").write_text(markdown([r for r in rows if "settings" not in r]))
+    print(markdown([r for r in rows if "settings" not in r]))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
