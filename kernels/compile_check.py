@@ -31,7 +31,7 @@ REGISTERS_PER_SM = 64 * 1024
 EXIT_MISSING = 3
 
 
-def layer_specs(resolutions=RESOLUTIONS, widths=WIDTHS) -> tuple[set, int]:
+def layer_specs(resolutions=RESOLUTIONS, widths=WIDTHS, channels=(1, 3), latent_dim=128) -> tuple[set, int]:
     """(distinct equalized-LR layer options, number of spectral-norm layers) over the models' sizes.
 
     Models are built on the meta device: only shapes and options are read, no memory is allocated.
@@ -46,9 +46,10 @@ def layer_specs(resolutions=RESOLUTIONS, widths=WIDTHS) -> tuple[set, int]:
     with torch.device("meta"):
         for arch in ("pggan", "sngan"):
             for res in resolutions:
-                for ch in (1, 3):
+                for ch in channels:
                     for width in widths:
-                        for net in (build_generator(arch, res, ch, 128, width), build_discriminator(arch, res, ch, width)):
+                        for net in (build_generator(arch, res, ch, latent_dim, width),
+                                    build_discriminator(arch, res, ch, width)):
                             for m in net.modules():
                                 if isinstance(m, SpectralNormed):
                                     n_sn += 1
