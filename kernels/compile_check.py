@@ -131,6 +131,7 @@ def compile_one(launch, args, arch: int) -> dict:
            "registers": int(regs.group(1)) if regs else None,
            "spill_store_bytes": int(spills.group(1)) if spills else None,
            "spill_load_bytes": int(spills.group(2)) if spills else None,
+           "enable_fp_fusion": getattr(kernel.metadata, "enable_fp_fusion", None),
            "compile_s": round(seconds, 2)}
     problems = []
     if row["shared_bytes"] > row["shared_limit_bytes"]:

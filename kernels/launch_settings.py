@@ -2,9 +2,13 @@
 
 One function per kernel decides, from the layer shape and the GPU architecture, everything a launch compiles
 with. The kernel modules call these functions and nothing else picks settings, so the set of compiled kernels
-is exactly what these functions can return. tests/kernels/test_gpu_compile.py compiles every one of them for
-each architecture in SHARED_MEMORY_LIMIT (no GPU needed: the triton wheel ships ptxas) and checks that each fits
-that architecture's shared memory per block.
+is exactly what these functions can return. kernels/compile_check.py (run by tests/kernels/test_compile_check.py)
+compiles every one of them for each architecture in SHARED_MEMORY_LIMIT (no GPU needed: the triton wheel ships
+ptxas) and checks that each fits that architecture's shared memory per block and registers per SM.
+
+No autotuning: a tuner would pick among configurations at run time, on the GPU, and the compile check could no
+longer name the set it has to check. The values below are chosen from the compile check's resource report
+(shared memory, registers, spills); their speed is not measured yet (bench/gpu_check.sh will, on a GPU).
 
 Why the blocks are small and fixed: a tile of at most 64 output channels keeps the pipelined operand buffers
 (num_stages x (BLOCK_M x BLOCK_K + BLOCK_K x BLOCK_N) float32) small, which fits every GPU listed,

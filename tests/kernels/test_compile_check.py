@@ -13,7 +13,7 @@ import sys
 import pytest
 
 pytest.importorskip("triton")
-from faststeal.kernels import compile_check  # noqa: E402
+from faststeal.kernels import compile_check, triton_conv  # noqa: E402
 from faststeal.kernels.launch_settings import SHARED_MEMORY_LIMIT  # noqa: E402
 
 
@@ -28,6 +28,7 @@ def rows(tmp_path_factory):
     if res.returncode == compile_check.EXIT_MISSING:
         pytest.skip(res.stdout.strip())
     assert res.returncode in (0, 1), res.stdout[-4000:] + res.stderr[-4000:]
+    assert "TRITON_DEFAULT_FP_FUSION" not in res.stderr  # the choice is explicit, so Triton does not warn
     return json.loads(out.read_text())
 
 
@@ -37,6 +38,7 @@ def test_every_launch_fits_every_architecture(rows):
     for r in rows:
         assert r["shared_bytes"] <= SHARED_MEMORY_LIMIT[int(r["arch"][3:])]
         assert r["registers"] is not None and r["spill_store_bytes"] is not None, r  # ptxas -v was read
+        assert r["enable_fp_fusion"] is triton_conv.FP_FUSION
 
 
 def test_the_compiled_set_covers_every_kernel_and_variant(rows):
@@ -58,7 +60,6 @@ def test_enumeration_matches_what_a_model_forward_launches(monkeypatch):
     """The compile check reads layer options off the modules; a real forward must launch nothing else."""
     import torch
 
-    from faststeal.kernels import triton_conv
     from faststeal.models import build_discriminator, build_generator
 
     specs, _ = compile_check.layer_specs(resolutions=(8,), widths=(8,), channels=(3,), latent_dim=8)
