@@ -66,6 +66,7 @@ command -v timeout >/dev/null || { echo "error: the 'timeout' command (coreutils
 
 # ---- dry-run checks -------------------------------------------------------------------------------------
 check_flags() {  # check_flags HELP_CMD... -- ARGS...: every -flag in ARGS appears in HELP_CMD's output
+  # and (argparse scripts: values are converted before --help is reached) ARGS followed by --help parse.
   local help_cmd=() args=() seen=0 a help
   for a in "$@"; do
     if [ "$seen" = 0 ] && [ "$a" = "--" ]; then seen=1; continue; fi
@@ -78,6 +79,7 @@ check_flags() {  # check_flags HELP_CMD... -- ARGS...: every -flag in ARGS appea
           grep -qE -- "(^|[[ ,])${a}([] ,=]|$)" <<<"$help" || { echo "  flag $a is not in '${help_cmd[*]} --help'"; return 1; } ;;
     esac
   done
+  [ "${help_cmd[1]}" = -m ] && return 0  # click: --help is eager, so values are not parsed; flags were checked
   "${help_cmd[@]}" "${args[@]}" --help >/dev/null 2>&1 || { echo "  '${help_cmd[*]} ${args[*]} --help' does not parse"; return 1; }
 }
 
@@ -186,6 +188,7 @@ step extract64 100 -- "$PY" -m faststeal extract --target "$OUT/target64.pt" --q
   --fid-n 500 --curve-n 64 --out "$OUT/extract64"
 
 if [ "$DRY" = 1 ]; then
+  "$PY" -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" bench/_gpu_summary.py || { echo "FAILED  summary: bench/_gpu_summary.py does not compile"; FAILED=1; }
   [ "$FAILED" = 0 ] && echo "dry run: every step's scripts, tests and flags check out" || echo "dry run: some steps do not"
   exit "$FAILED"
 fi
