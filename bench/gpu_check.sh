@@ -115,13 +115,15 @@ dry_check() {  # dry_check CMD...: the command's script/test paths exist and its
 brief() { local s="$*"; s=${s%%$'\n'*}; s=${s//$'\t'/ }; echo "${s:0:160}"; }  # a command on one short line
 
 # ---- running steps --------------------------------------------------------------------------------------
+wanted() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }  # is step $1 selected by --only?
+
 # step NAME CAP_SECONDS [VAR=VALUE ...] -- CMD...
 step() {
   local name=$1 cap=$2 envs=() a
   shift 2
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
-  if [ -n "$ONLY" ] && [[ "$ONLY" != *",$name,"* ]]; then return; fi
+  wanted "$name" || return 0
   if [ "$DRY" = 1 ]; then
     local msg
     if msg=$(env "${envs[@]}" bash -c "$(declare -f dry_check check_flags); PY='$PY'; dry_check \"\$@\"" _ "$@" 2>&1); then
@@ -180,7 +182,13 @@ step tests_torch 120 FASTSTEAL_KERNELS=torch -- "$PY" "${PYTEST[@]}" --junitxml=
   tests/kernels tests/models tests/metrics
 step kernels 110 -- "$PY" bench/kernels.py --time-limit 80 --compile-budget 20 --out "$OUT/kernels.json"
 step fid 70 -- "$PY" bench/fid_throughput.py --bf16 --out "$OUT/fid_throughput.json"
-step fid_dali 45 -- "$PY" -m faststeal fid "${FID_ARGS[@]}" --loader dali
+if [ "$DRY" = 0 ] && wanted fid_dali && [ -f "$OUT/env.json" ] && \
+   ! "$PY" -c "import json, sys; sys.exit(json.load(open(sys.argv[1])).get('dali') is not True)" "$OUT/env.json"; then
+  printf 'fid_dali\tskipped\t\t0\tDALI not installed (pip install nvidia-dali-cuda120)\n' >> "$STEPS_TSV"
+  echo "== fid_dali: skipped (DALI not installed)"
+else
+  step fid_dali 45 -- "$PY" -m faststeal fid "${FID_ARGS[@]}" --loader dali
+fi
 step fid_torch 45 -- "$PY" -m faststeal fid "${FID_ARGS[@]}" --loader torch
 step train64 50 -- "$PY" -m faststeal train-target --arch pggan --data fashion-mnist --resolution 64 --channels 1 \
   --kimg 2 --width 32 --batch 32 --out "$OUT/target64.pt" --run-dir "$OUT/target64"
