@@ -80,3 +80,13 @@ def test_steps_past_the_budget_are_skipped(tmp_path, fake_gpu_path):
     assert res.returncode == 0, res.stdout + res.stderr
     steps = json.loads((out / "summary.json").read_text())["steps"]
     assert [(s["name"], s["status"]) for s in steps] == [("env", "skipped"), ("kernels", "skipped")]
+
+
+def test_dali_step_is_skipped_with_its_reason_when_dali_is_missing(tmp_path, fake_gpu_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "env.json").write_text(json.dumps({"dali": False}))  # as the env step writes it without DALI
+    res = _run(["--only", "fid_dali", "--out", str(out)], PATH=fake_gpu_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (step,) = json.loads((out / "summary.json").read_text())["steps"]
+    assert step["status"] == "skipped" and "DALI not installed" in step["command"]
