@@ -14,8 +14,8 @@ import triton
 import triton.language as tl
 import torch
 
-BLOCK_R = 32
-BLOCK_C = 128
+from . import launch_settings
+from .triton_conv import FP_FUSION, Launch, device_arch
 
 
 @triton.jit
@@ -47,7 +47,7 @@ def _scale(p, n, factor, BLOCK: tl.constexpr):
         tl.store(p + offs, tl.load(p + offs, mask=m, other=0.0) * factor, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["rounds"])
 def _sn_power_multi(w_tab, rows_ptr, cols_ptr, u_off_ptr, v_off_ptr, u_ptr, v_ptr, sigma_ptr,
                     rounds, eps, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     pid = tl.program_id(0)
@@ -89,6 +89,13 @@ def _sn_power_multi(w_tab, rows_ptr, cols_ptr, u_off_ptr, v_off_ptr, u_ptr, v_pt
     tl.store(sigma_ptr + pid, v_sq / v_norm)
 
 
+def sn_launch(arch: int | None) -> Launch:
+    """The one launch of the power iteration: its settings do not depend on the layer shapes."""
+    s = launch_settings.spectral_norm(arch)
+    return Launch(_sn_power_multi, dict(BLOCK_R=s["BLOCK_R"], BLOCK_C=s["BLOCK_C"]),
+                  dict(num_warps=s["num_warps"], num_stages=s["num_stages"], enable_fp_fusion=FP_FUSION))
+
+
 class _Sigma(torch.autograd.Function):
     """sigma = u^T W v computed by the kernel; backward treats u and v as constants (Miyato et al.)."""
 
@@ -127,10 +134,11 @@ def spectral_norm_multi(weights, us, *, n_iter=1, eps=1e-12, update_u=True):
     sig = torch.empty(len(mats), device=device, dtype=torch.float32)
     i64 = dict(device=device, dtype=torch.int64)
     w_tab = torch.tensor([m.data_ptr() for m in mats], **i64)
-    _sn_power_multi[(len(mats),)](
+    launch = sn_launch(device_arch(device))
+    launch.kernel[(len(mats),)](
         w_tab, torch.tensor(rows, **i64), torch.tensor(cols, **i64), torch.tensor(u_off[:-1], **i64),
         torch.tensor(v_off[:-1], **i64), u_buf, v_buf, sig, int(n_iter) if update_u else 0, float(eps),
-        BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+        **launch.constexprs, **launch.options)
     outs, sigmas, u_news = [], [], []
     for i, w in enumerate(weights):
         u_new = u_buf[u_off[i]:u_off[i + 1]].to(us[i].dtype)
