@@ -26,11 +26,12 @@ def _features(images: torch.Tensor, batch: int = 50) -> torch.Tensor:
 
 
 def _fid(a: torch.Tensor, b: torch.Tensor) -> float:
-    from faststeal.metrics import BiasedFIDWarning, frechet_distance
+    from faststeal.metrics import BiasedFIDWarning
+    from faststeal.metrics.frechet import frechet_distance_of_features
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BiasedFIDWarning)      # biased at small n by design; see the lines
-        return float(frechet_distance(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T)))
+        return frechet_distance_of_features(a, b)
 
 
 def _kid(a: torch.Tensor, b: torch.Tensor) -> float:

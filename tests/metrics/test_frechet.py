@@ -101,3 +101,17 @@ def test_kid_matches_pairwise_formula_and_is_near_zero_for_same_distribution():
     diff = kernel_inception_distance(rng.standard_normal((200, 8)), rng.standard_normal((200, 8)) + 0.5,
                                      subsets=10, subset_size=100)[0]
     assert abs(same) < 0.05 < diff
+
+
+@pytest.mark.parametrize("n1,n2,d", [(30, 40, 64), (128, 128, 2048), (80, 50, 32)])
+def test_features_path_equals_the_covariance_path(n1, n2, d):
+    from faststeal.metrics.frechet import frechet_distance_of_features
+
+    g = torch.Generator().manual_seed(n1 + d)
+    a = torch.randn(n1, d, generator=g, dtype=torch.float64) * 2 + 1
+    b = torch.randn(n2, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64) / d
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = frechet_distance(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T), method="eigh")
+    assert frechet_distance_of_features(a, b) == pytest.approx(want, rel=1e-6)
+    assert frechet_distance_of_features(a, a) == pytest.approx(0.0, abs=1e-6 * want)
