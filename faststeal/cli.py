@@ -461,5 +461,14 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
     click.echo(f"report: {out}/report.md")
 
 
+def _register_serving():
+    from .serve.commands import keys, serve
+
+    main.add_command(serve)
+    main.add_command(keys)
+
+
+_register_serving()
+
 if __name__ == "__main__":
     main()
