@@ -17,14 +17,11 @@ import numpy as np
 import torch
 
 from faststeal.attack.oracle import BudgetExceeded, LatentPrior, LatentsRefused
+from faststeal.attack.remote import is_url
 
 
 class RemoteError(ValueError):
     """The server refused a request (a 4xx with its JSON message) or stayed unreachable."""
-
-
-def is_url(target) -> bool:
-    return str(target).startswith(("http://", "https://"))
 
 
 class HttpOracle:
