@@ -1,14 +1,16 @@
 """Serving overhead: images/s and latency through `faststeal serve` over HTTP, next to the in-process oracle.
 
     python bench/serve.py [--target builtin:pggan-fmnist32] [--clients 1,8,32] [--batches 64,256]
-                          [--images 4096] [--workers 1] [--threads 1] [--out FILE.json]
+                          [--images 2048] [--rounds 3] [--workers 1] [--threads 1] [--out FILE.json]
 
 For each batch size the in-process ``TargetOracle`` serves --images images in one thread (the reference), then
 a real server (one uvicorn worker process per --workers, --threads torch threads each, SQLite ledger) serves
 the same number of images to 1, 8 and 32 concurrent ``HttpOracle`` clients on loopback. Every HTTP request is
 charged in the ledger and answered as .npy bytes, which the client decodes: the whole path a thief pays for.
-Prints images/s, p50/p99 latency per request, and the ratio HTTP / in-process images/s (1.0 = no overhead);
-writes a JSON file under bench/results/ unless --out names one. Run nothing else meanwhile.
+The whole sequence runs --rounds times, interleaved, so that a busy neighbour slows both sides alike; the
+table gives median images/s over rounds and p50/p99 over all requests. Prints the ratio HTTP / in-process
+images/s (1.0 = no overhead); writes a JSON file under bench/results/ unless --out names one. Run nothing
+else meanwhile.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def percentiles(latencies: list[float]) -> dict:
 def in_process(target: str, batch: int, images: int) -> dict:
     oracle = TargetOracle(target, budget=images + batch, seed=0)
     oracle.query(batch)                                # warm-up, not timed
-    lat, done, start = [], 0, time.perf_counter()
+    lat, done, start = [], 0, time.perf_counter()   # lat: seconds per request
     while done < images:
         tick = time.perf_counter()
         oracle.query(batch)
@@ -50,7 +52,7 @@ def in_process(target: str, batch: int, images: int) -> dict:
         done += batch
     seconds = time.perf_counter() - start
     return {"mode": "in-process", "clients": 1, "batch": batch, "images": done, "seconds": seconds,
-            "images_per_s": done / seconds, **percentiles(lat)}
+            "images_per_s": done / seconds, "latencies": lat}
 
 
 def over_http(url: str, token: str, batch: int, clients: int, images: int) -> dict:
@@ -81,7 +83,7 @@ def over_http(url: str, token: str, batch: int, clients: int, images: int) -> di
     seconds = time.perf_counter() - start
     done = len(lat) * batch
     return {"mode": "http", "clients": clients, "batch": batch, "images": done, "seconds": seconds,
-            "images_per_s": done / seconds, **percentiles(lat)}
+            "images_per_s": done / seconds, "latencies": lat}
 
 
 def start_server(target: str, db: Path, workers: int, threads: int, max_batch: int):
@@ -113,18 +115,19 @@ def main(argv=None) -> dict:
     p.add_argument("--target", default="builtin:pggan-fmnist32")
     p.add_argument("--clients", default="1,8,32", help="comma-separated numbers of concurrent HTTP clients")
     p.add_argument("--batches", default="64,256", help="comma-separated images per request")
-    p.add_argument("--images", type=int, default=4096, help="images served per measurement")
+    p.add_argument("--images", type=int, default=2048, help="images served per measurement")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of the whole sequence")
     p.add_argument("--workers", type=int, default=1, help="server worker processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads, in-process and per server worker")
     p.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
     a = p.parse_args(argv)
     clients = [int(c) for c in a.clients.split(",")]
     batches = [int(b) for b in a.batches.split(",")]
-    if min(clients) < 1 or min(batches) < 1 or a.images < max(batches) or a.workers < 1 or a.threads < 1:
+    if min(clients) < 1 or min(batches) < 1 or a.images < max(batches) or a.workers < 1 or a.threads < 1 or a.rounds < 1:
         p.error("clients, batches, workers and threads must be >= 1 and --images >= the largest batch")
     torch.set_num_threads(a.threads)
 
-    rows = []
+    runs: dict[tuple, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         from faststeal.serve.ledger import Ledger
 
@@ -133,21 +136,28 @@ def main(argv=None) -> dict:
         ledger.dispose()
         proc, url = start_server(a.target, Path(tmp) / "ledger.sqlite", a.workers, a.threads, max(batches))
         try:
-            for batch in batches:
-                base = in_process(a.target, batch, a.images)
-                rows.append({**base, "ratio": 1.0})
-                for c in clients:
-                    r = over_http(url, token, batch, c, a.images)
-                    rows.append({**r, "ratio": r["images_per_s"] / base["images_per_s"]})
+            for _ in range(a.rounds):
+                for batch in batches:
+                    runs.setdefault(("in-process", 1, batch), []).append(in_process(a.target, batch, a.images))
+                    for c in clients:
+                        runs.setdefault(("http", c, batch), []).append(over_http(url, token, batch, c, a.images))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
 
+    rows = []
+    for (mode, c, batch), got in runs.items():
+        rate = float(np.median([g["images_per_s"] for g in got]))
+        base = float(np.median([g["images_per_s"] for g in runs[("in-process", 1, batch)]]))
+        rows.append({"mode": mode, "clients": c, "batch": batch, "images_per_s": rate,
+                     "images_per_s_rounds": [g["images_per_s"] for g in got], "ratio": rate / base,
+                     **percentiles([x for g in got for x in g["latencies"]])})
+    rows.sort(key=lambda r: (r["batch"], r["mode"] != "in-process", r["clients"]))
     print(f"{'mode':<11} {'clients':>7} {'batch':>5} {'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs in-process':>13}")
     for r in rows:
         print(f"{r['mode']:<11} {r['clients']:>7} {r['batch']:>5} {r['images_per_s']:>9.1f} {r['p50_ms']:>8.1f} "
               f"{r['p99_ms']:>8.1f} {r['ratio']:>13.2f}")
-    report = {"benchmark": "serve", "target": a.target, "images": a.images, "workers": a.workers,
+    report = {"benchmark": "serve", "target": a.target, "images": a.images, "rounds": a.rounds, "workers": a.workers,
               "threads": a.threads, "rows": rows, "machine": platform.platform(), "cpu_count": os.cpu_count(),
               "torch": torch.__version__}
     out = results_path("serve", a.out)
