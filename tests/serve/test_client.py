@@ -35,7 +35,7 @@ def _same_set(a, b):
 def test_extract_over_http_buys_the_same_query_set_as_the_in_process_oracle(served, tiny_target, tmp_path,
                                                                           monkeypatch):
     token = add_key(served.db, "thief", 48)
-    monkeypatch.delenv("FASTSTEAL_API_KEY", raising=False)
+    monkeypatch.setenv("FASTSTEAL_API_KEY", "")          # restored afterwards: the CLI sets it from --api-key
     res = CliRunner().invoke(main, ["extract", "--target", served.url, "--api-key", token, "--queries", "48",
                                     "--attack-kimg", "0.016", "--attack-width", "8", "--batch", "8", "--fid-n",
                                     "16", "--curve-n", "0", "--threads", "1", "--query-set", str(tmp_path / "http"),
@@ -49,6 +49,19 @@ def test_extract_over_http_buys_the_same_query_set_as_the_in_process_oracle(serv
     queryset.collect(local, tmp_path / "local", 48, target=served.url, progress=False)
     _same_set(tmp_path / "http", tmp_path / "local")
     assert HttpOracle(served.url, token).remaining == 0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_sweep_over_http_needs_only_the_url(served, tmp_path, monkeypatch):
+    from faststeal.attack.extract import ExtractOptions
+    from faststeal.attack.sweep import run_sweep
+
+    monkeypatch.setenv("FASTSTEAL_API_KEY", add_key(served.db, "sweeper", 32))
+    opts = ExtractOptions(target=served.url, attack="sngan", queries=32, attack_kimg=0.016, attack_width=8,
+                          attack_latent_dim=8, batch=8, fid_n=16, out=str(tmp_path / "run"), progress=False)
+    m = run_sweep(opts, [32])
+    assert [r["queries"] for r in m["sweep"]] == [32] and m["sweep"][0]["fidelity"] > 0
+    assert m["target_fid"] is None and m["fid_floor"] is None
 
 
 def test_chosen_codes_over_http_give_the_same_query_set(served, tiny_target, tmp_path):
