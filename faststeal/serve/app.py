@@ -191,7 +191,7 @@ def create_app(settings: dict | None = None):
     @app.get("/v1/usage")
     async def usage(request: Request):
         try:
-            return ledger.usage(await run_in_threadpool(key_of, request))
+            return await run_in_threadpool(lambda: ledger.usage(key_of(request)))
         except LedgerError as exc:
             return error(exc.status, exc.code, str(exc), exc.headers)
 
@@ -203,7 +203,7 @@ def create_app(settings: dict | None = None):
             return error(exc.status, exc.code, str(exc), exc.headers)
         if name != own:
             return error(403, "forbidden", "a key may read only its own usage")
-        return ledger.usage(own)
+        return await run_in_threadpool(ledger.usage, own)
 
     @app.post("/v1/images")
     async def images(request: Request):

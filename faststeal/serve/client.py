@@ -39,7 +39,7 @@ class HttpOracle:
         self.retry_for = float(retry_for)
         self._http = httpx.Client(base_url=self.url, timeout=timeout,
                                   headers={"Authorization": f"Bearer {api_key}"})
-        info = self._get("/v1/info")
+        info = self._send("GET", "/v1/info", patience=min(self.retry_for, 10.0)).json()   # a wrong URL fails fast
         self.model_id = info["model_id"]
         self.resolution, self.channels = int(info["resolution"]), int(info["channels"])
         self.prior = LatentPrior.parse(info["prior"])
@@ -113,17 +113,18 @@ class HttpOracle:
     def _get(self, path: str) -> dict:
         return self._send("GET", path).json()
 
-    def _send(self, method: str, path: str, **kwargs):
+    def _send(self, method: str, path: str, patience: float | None = None, **kwargs):
         """One request, retried while the server is unreachable, restarting or rate-limiting (same id)."""
         import httpx
 
-        deadline, wait = time.monotonic() + self.retry_for, 0.2
+        patience = self.retry_for if patience is None else patience
+        deadline, wait = time.monotonic() + patience, 0.2
         while True:
             try:
                 r = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 if time.monotonic() > deadline:
-                    raise RemoteError(f"{self.url}: unreachable for {self.retry_for:.0f} s ({exc}); is "
+                    raise RemoteError(f"{self.url}: unreachable for {patience:.0f} s ({exc}); is "
                                       f"`faststeal serve` running?") from None
                 time.sleep(wait)
                 wait = min(wait * 2, 2.0)

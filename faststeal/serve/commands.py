@@ -18,7 +18,8 @@ def _ledger(db):
     try:
         return Ledger(db)
     except Exception as exc:                           # a bad URL or an unreachable database: one line
-        raise click.BadParameter(f"cannot open the ledger {db!r}: {type(exc).__name__}: {exc}",
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise click.BadParameter(f"cannot open the ledger {db!r}: {type(exc).__name__}: {first}",
                                  param_hint="--db") from None
 
 
@@ -101,7 +102,8 @@ def keys_add(name, budget, rate, db):
     try:
         token = _ledger(db).add_key(name, budget, rate)
     except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="NAME" if exc.code in ("bad_name", "key_exists")
+                                 else f"--{exc.code.split('_')[1]}") from None
     click.echo(token)
 
 
@@ -126,7 +128,7 @@ def keys_revoke(name, db):
     try:
         _ledger(db).revoke(name)
     except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
     click.echo(f"revoked {name}")
 
 

@@ -66,9 +66,9 @@ class Server:
                 self.kill9()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(tiny_target, tmp_path_factory):
-    """One 2-worker server with latents accepted and DEFENSE applied, shared by a test module."""
+    """One 2-worker server with latents accepted and DEFENSE applied, shared by the tests (one key each)."""
     folder = tmp_path_factory.mktemp("served")
     server = Server(tiny_target, folder / "ledger.sqlite", workers=2, defense=DEFENSE, log=folder / "server.log")
     server.db = folder / "ledger.sqlite"

@@ -97,7 +97,8 @@ def test_kill_9_the_server_under_load_then_restart_ledger_equals_images_received
         threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
         for t in threads:
             t.start()
-        while len(received) < 30:
+        deadline = time.monotonic() + 60
+        while len(received) < 30 and not errors and time.monotonic() < deadline:
             time.sleep(0.01)
         server.kill9()
         killed_at = len(received)
