@@ -114,6 +114,7 @@ def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "",
             name = f"chunk-{len(meta['chunks']):05d}.npy"
             if knowledge == "latents":
                 codes = chosen_codes(oracle.seed, meta["count"], take, oracle.latent_dim)
+                # under torchrun every rank is charged and serves the same
                 images = oracle.query(codes, request_id=request_id(scope, meta["count"], take))
                 atomic_write(folder / code_file(name), lambda f: np.save(f, codes.numpy()))
             elif sharded:   # only rank 0 writes the chunk, so only rank 0 receives the other shares
