@@ -122,6 +122,8 @@ def test_one_key_cannot_read_another_keys_usage(served):
     assert httpx.get(f"{served.url}/v1/usage/usage-a", headers={"Authorization": f"Bearer {a}"}).status_code == 200
     other = httpx.get(f"{served.url}/v1/usage/usage-b", headers={"Authorization": f"Bearer {a}"})
     assert other.status_code == 403 and "budget" not in other.text and "20" not in other.text
+    theirs = httpx.get(f"{served.url}/v1/usage", headers={"Authorization": f"Bearer {b}"}).json()
+    assert (theirs["key"], theirs["used"]) == ("usage-b", 0)          # a's images were charged to a only
     assert httpx.get(f"{served.url}/v1/usage").status_code == 401
 
 
