@@ -24,10 +24,11 @@ class FriendlyGroup(click.Group):
         from .fileio import UnreadableFile, UnwritablePath
         from .metrics.inception import WeightsError
         from .metrics.sources import SourceError
+        from .serve.client import RemoteError
         from .train import TrainingDiverged
 
         known = (DataError, CheckpointError, TrainingDiverged, BudgetExceeded, LatentsRefused, StaleCheckpoint,
-                 UnreadableFile, UnwritablePath, WeightsError, SourceError)
+                 UnreadableFile, UnwritablePath, WeightsError, SourceError, RemoteError)
         try:
             return super().invoke(ctx)
         except known as exc:
@@ -240,9 +241,12 @@ def attack_size_options(f):
                      help="owner's latent prior: normal, uniform, truncated[:T]"),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--eval-data", default=None, help="real data for accuracy; default: the target's own"),
-        click.option("--threads", type=int, default=None, help="pin torch CPU threads (default: adapt to the free cores)"),
+        click.option("--threads", type=int, default=None,
+                     help="pin torch CPU threads (default: adapt to the free cores)"),
         click.option("--fresh", is_flag=True,
                      help="start over: delete the run folder's queries, attack checkpoints and results first"),
+        click.option("--api-key", default=None, envvar="FASTSTEAL_API_KEY",
+                     help="bearer token for an http:// --target (or $FASTSTEAL_API_KEY)"),
     ]):
         f = opt(f)
     return f
@@ -295,6 +299,18 @@ def _check_out_file(out, force: bool, suffixes: tuple[str, ...], flag="--out"):
     _check_out_folder(out.parent if str(out.parent) else ".", flag)
 
 
+def _target_name(target, api_key) -> str:
+    """A short name for default run folders; for an http:// target also checks that a key is given."""
+    from .attack.remote import API_KEY_ENV, is_url
+
+    if not is_url(target):
+        return Path(str(target).replace("builtin:", "")).stem
+    if not api_key:
+        raise click.BadParameter("an http:// target needs a key from `faststeal keys add`", param_hint="--api-key")
+    os.environ[API_KEY_ENV] = api_key          # read where the oracle is opened; never written to a run folder
+    return str(target).split("://", 1)[1].strip("/").replace(":", "-").replace("/", "-")
+
+
 def _set_threads(threads):
     """--threads pins the count; without it the count follows the cores other processes leave free."""
     from . import cpu
@@ -323,8 +339,8 @@ def _set_threads(threads):
               help="samples per fidelity probe during training (0: no curve)")
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")
 def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
-            threads, real, real_count, target_discriminator, drs_rate, finetune_kimg, query_set, distill, curve_n,
-            out, fresh):
+            threads, fresh, api_key, real, real_count, target_discriminator, drs_rate, finetune_kimg, query_set,
+            distill, curve_n, out):
     """Steal a target GAN through its images; report fidelity and accuracy."""
     from .attack.extract import ExtractOptions, run_extract
 
@@ -332,7 +348,7 @@ def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch
         raise click.BadParameter("give --real-count K with --real", param_hint="--real-count")
     if curve_n == 1:
         raise click.BadParameter("must be 0 (no curve) or >= 2", param_hint="--curve-n")
-    name = Path(str(target).replace("builtin:", "")).stem
+    name = _target_name(target, api_key)
     out = out or f"runs/extract-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
     _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, out, **{
         "--distill": distill, "--curve-n": curve_n, "--finetune-kimg": finetune_kimg, "--real-count": real_count})
@@ -388,7 +404,7 @@ def curves(runs, out, labels):
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--out", default=None, help="run folder; default runs/sweep-<target>-<attack>")
 def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
-          threads, fresh, query_set, out):
+          threads, fresh, api_key, query_set, out):
     """Train one attack per query budget; plot fidelity and accuracy against queries."""
     from .attack.extract import ExtractOptions
     from .attack.sweep import run_sweep
@@ -399,7 +415,7 @@ def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, 
         raise click.BadParameter(f"expected comma-separated integers, got {queries!r}", param_hint="--queries")
     if not budgets or min(budgets) < 1:
         raise click.BadParameter(f"every budget must be >= 1, got {queries!r}", param_hint="--queries")
-    name = Path(str(target).replace("builtin:", "")).stem
+    name = _target_name(target, api_key)
     out = out or f"runs/sweep-{name}-{attack}" + ("-latents" if knowledge == "latents" else "")
     _check_attack_options(None, attack_kimg, attack_width, batch, fid_n, prior, out)
     _set_threads(threads)
@@ -457,7 +473,7 @@ def _defense_table() -> str:
 @attack_size_options
 @click.option("--out", default=None, help="run folder; default runs/defend-<target>-<attack>-<queries>")
 def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed,
-           eval_data, threads, fresh, out):
+           eval_data, threads, fresh, api_key, out):
     """Serve the target through defenses; measure utility against what an attack still steals.
 
     For the undefended baseline and every defense setting: utility = FID(served images, real data);
@@ -475,12 +491,18 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
     from .defense import DefenseError, parse_family
     from .defense.tradeoff import DefendOptions, run_defend
 
+    from .attack.remote import is_url
+
+    if is_url(target):
+        raise click.BadParameter("defend applies each --defense itself and needs the checkpoint; a served "
+                                 "target's defense is set on the server: measure it with `faststeal extract "
+                                 "--target URL`", param_hint="--target")
     for text in defenses:
         try:
             parse_family(text, seed=seed)
         except DefenseError as exc:
             raise click.BadParameter(str(exc), param_hint="--defense")
-    name = Path(str(target).replace("builtin:", "")).stem
+    name = _target_name(target, api_key)
     out = out or f"runs/defend-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
     _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, out)
     _set_threads(threads)
@@ -506,6 +528,15 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
         click.echo(f"no effect on this target (served the undefended images): {', '.join(idle)}")
     click.echo(f"report: {out}/report.md")
 
+
+def _register_serving():
+    from .serve.commands import keys, serve
+
+    main.add_command(serve)
+    main.add_command(keys)
+
+
+_register_serving()
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ from faststeal.sampling import generate
 from faststeal.train import Trainer, TrainConfig
 
 from . import drs, queryset
-from .oracle import TargetOracle
+from .remote import ServedEvaluator, is_url, open_oracle, target_config
 
 
 def default_attack_kimg(attack: str, knowledge: str) -> float:
@@ -192,13 +192,16 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
     """The whole extraction experiment; writes into ``run`` (a RunFolder) and returns metrics."""
     from faststeal.report import RunFolder, markdown_table
 
+    remote = is_url(opts.target)        # an HTTP target: nothing below loads its weights
+    if remote and opts.target_discriminator:
+        raise queryset.DataError("--target-discriminator needs the target's checkpoint, not a URL")
     run = run or RunFolder(opts.out, "extract", asdict(opts))
     run.start_over(opts.fresh)
-    target_cfg = load_checkpoint(opts.target)["config"]
-    res, ch = target_cfg["resolution"], target_cfg["channels"]
 
     # 1. Buy the queries (black box: only uint8 images, and with knowledge "latents" the codes it chose).
-    oracle = TargetOracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed)
+    oracle = open_oracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed)
+    target_cfg = target_config(opts.target, oracle)
+    res, ch = target_cfg["resolution"], target_cfg["channels"]
     if opts.knowledge == "latents" and not oracle.accepts_latents:
         raise queryset.DataError(f"{opts.target}: this target does not accept latent codes; "
                                  f"use --knowledge images")
@@ -213,7 +216,7 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
     latent = knowledge_settings(opts, target_cfg).get("latent_dim")
     base_cfg = attack_config(opts, res, ch, opts.attack_kimg, **knowledge_settings(opts, target_cfg))
     probe = None
-    if opts.curve_n:
+    if opts.curve_n and not remote:     # the curve samples the target itself
         from .curve import FidelityProbe
 
         probe = FidelityProbe(load_generator(opts.target), opts.curve_n, real=_real_or_none(target_cfg, opts))
@@ -222,7 +225,8 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
     attack_ckpt = trained["checkpoint"]
 
     # 3. Measure.
-    ev = Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress)
+    ev = (ServedEvaluator(queries, opts.fid_n, opts.eval_data, target_cfg, opts.progress) if remote
+          else Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress))
     base = ev.attack(attack_ckpt)
     metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge, "queries": opts.queries,
                "fid_n": opts.fid_n, "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
@@ -271,8 +275,9 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
     metrics["variants"] = variants
 
     # 5. Pictures and report.
-    target_gen, attack_gen = load_generator(opts.target), load_generator(attack_ckpt)
-    run.side_by_side(generate(target_gen, 36, seed=1), generate(attack_gen, 36, seed=1), "samples.png")
+    attack_gen = load_generator(attack_ckpt)
+    left = queries.images[:36] if remote else generate(load_generator(opts.target), 36, seed=1)
+    run.side_by_side(left, generate(attack_gen, 36, seed=1), "samples.png")
     run.write_metrics(metrics)
     acc_note = "" if ev.real_stats is not None else f"\n\nNo real data for accuracy: {ev.real_error}"
     table = markdown_table(variants, ["variant", "train_images", "fidelity", "accuracy"])
@@ -280,9 +285,9 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
         ("Result", f"{summary_line(metrics)}\n\n{opts.queries} queries ({opts.prior} prior, knowledge: "
                    f"{opts.knowledge}), attack trained for {opts.attack_kimg} kimg "
                    f"({_fmt(metrics['train_seconds'], '.0f')} s of training), FID on {opts.fid_n} images per "
-                   f"side.{acc_note}\n\n{SPREAD_NOTE}"),
+                   f"side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
         ("Variants (same query budget)", table),
-        ("Samples", "Left: target. Right: attack.\n\n![samples](samples.png)"),
+        ("Samples", f"Left: {'served images' if remote else 'target'}. Right: attack.\n\n![samples](samples.png)"),
     ]
     if metrics["curve"]:
         sections.append(("Convergence", f"Fidelity during training on {opts.curve_n} samples per point (FID at "
@@ -299,6 +304,9 @@ def _real_or_none(target_cfg: dict, opts: AttackOptions):
     except (ValueError, OSError):
         return None
 
+
+REMOTE_NOTE = ("\n\nThe target was queried over HTTP and never loaded here: fidelity is FID(attack, the served "
+               "images bought), there is no FID floor and no convergence curve.")
 
 SPREAD_NOTE = ("FID below 2,048 images per side is biased upwards (singular covariances), so compare numbers "
                "at the same n only. Numbers are bit-exact on one machine with the same thread count; across "

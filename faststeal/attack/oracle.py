@@ -1,8 +1,11 @@
-"""The black-box target: a generator behind an API that returns uint8 images and counts every one.
+"""The target in-process: a generator behind an oracle that returns uint8 images and counts every one.
 
-The adversary holds a ``TargetOracle`` and nothing else: no attribute leads to the weights (the generator
-lives in a closure), every image served counts against a hard budget, and a request that would cross the
-budget raises ``BudgetExceeded`` and serves nothing.
+A ``TargetOracle`` is a convenience for experiments, a black box by convention only: no public attribute
+leads to the weights (the generator lives in a closure), the budget is read-only, every charging path checks
+its count and a request that would cross the budget raises ``BudgetExceeded`` and serves nothing. But Python
+code in the same process can always reach past that (the closure, the private counters). The process
+boundary is the server: ``faststeal serve`` keeps weights and budget in another process and a database,
+and ``faststeal.serve.client.HttpOracle`` is the same interface over HTTP.
 """
 from __future__ import annotations
 
@@ -82,7 +85,8 @@ class TargetOracle:
     ``query(n)`` draws n codes from the owner's prior (knowledge level 1); ``query(z)`` takes codes chosen by
     the adversary (level 2). Both return uint8 (N, C, R, R). ``served`` counts images given out, ``log`` the
     requests. Optional ``latent_transform``/``image_transform`` are the owner's defenses, applied on the
-    serving side and invisible to the caller.
+    serving side and invisible to the caller. Not a security boundary (see the module docstring): for one,
+    run ``faststeal serve`` and query it with ``HttpOracle``.
     """
 
     def __init__(self, checkpoint, budget: int, prior="normal", seed: int = 0, *, batch: int = 256,
@@ -98,7 +102,7 @@ class TargetOracle:
         self.latent_dim = generator.latent_dim
         self.resolution = generator.resolution
         self.channels = generator.channels
-        self.budget = int(budget)
+        self._budget = int(budget)
         self.prior = prior if isinstance(prior, LatentPrior) else LatentPrior.parse(prior)
         self.seed = seed
         self.accepts_latents = bool(accept_latents)    # False: an API that takes only a count (level 1 only)
@@ -106,9 +110,15 @@ class TargetOracle:
         self._latent_transform = latent_transform
         self._image_transform = image_transform
         self._lock = threading.Lock()
+        if int(served) < 0:
+            raise ValueError(f"served must be >= 0, got {served}")
         self._served = int(served)
-        self._requests = 0
         self.log: list[dict] = []
+
+    @property
+    def budget(self) -> int:
+        """Read-only: a budget is set when the oracle is made."""
+        return self._budget
 
     @property
     def served(self) -> int:
@@ -116,27 +126,38 @@ class TargetOracle:
 
     @property
     def remaining(self) -> int:
-        return self.budget - self._served
+        return self._budget - self._served
+
+    def account(self, count: int) -> None:
+        """Count ``count`` images bought earlier (e.g. a stored query set) against the budget, if not yet."""
+        count = int(count)
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        if count > self._served:
+            self._reserve(count - self._served)
 
     def __getstate__(self):
         raise TypeError("TargetOracle cannot be pickled: it would carry the target's weights")
 
     def _reserve(self, n: int) -> int:
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
         with self._lock:
-            if n > self.budget - self._served:
-                raise BudgetExceeded(f"query for {n} images refused: {self.budget - self._served} of the "
-                                     f"budget of {self.budget} left")
+            if n > self._budget - self._served:
+                raise BudgetExceeded(f"query for {n} images refused: {self._budget - self._served} of the "
+                                     f"budget of {self._budget} left")
             start = self._served
             self._served += n
-            self._requests += 1
             return start
 
-    def query(self, n_or_z, *, offset: int | None = None) -> torch.Tensor:
+    def query(self, n_or_z, *, offset: int | None = None, request_id: str | None = None) -> torch.Tensor:
         """Serve images for n prior draws or for given codes z (N, latent_dim).
 
         Prior draws are reproducible: image i of the oracle's whole history always comes from the same code,
         so a resumed collection continues the same stream. ``offset`` (the stream position) is for sharded
-        collection; by default the next position is used.
+        collection; by default the next position is used. ``request_id`` is only recorded here; over HTTP it
+        makes a retry free (see ``HttpOracle``).
         """
         if isinstance(n_or_z, torch.Tensor):
             if not self.accepts_latents:
@@ -151,14 +172,16 @@ class TargetOracle:
             n, source = int(n_or_z), str(self.prior)
             if n < 0:
                 raise ValueError(f"n must be >= 0, got {n}")
+            if offset is not None and int(offset) < 0:
+                raise ValueError(f"offset must be >= 0, got {offset}")
             z = None
         if n == 0:
             return torch.empty(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
         start = self._reserve(n)
         if z is None:
-            z = self.prior_codes(start if offset is None else offset, n)
+            z = self._prior_codes(start if offset is None else offset, n)
         images = self._produce(z)
-        self.log.append({"n": n, "latents": source, "seed": self.seed, "start": start})
+        self.log.append({"n": n, "latents": source, "seed": self.seed, "start": start, "request_id": request_id})
         return images
 
     def query_shard(self, n: int, *, offset: int | None = None) -> torch.Tensor:
@@ -175,7 +198,7 @@ class TargetOracle:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         # One collective per request: the oracles must agree on the budget state, or the global count lies.
-        states = distributed.all_gather_objects((self.budget, self._served))
+        states = distributed.all_gather_objects((self._budget, self._served))
         if len(set(states)) > 1:
             raise RuntimeError(f"oracles disagree across ranks (budget, served): {states}; every rank must "
                                f"make the same requests")
@@ -185,7 +208,7 @@ class TargetOracle:
         if hi == lo:
             images = torch.empty(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
         else:
-            images = self._produce(self.prior_codes(first + lo, hi - lo))
+            images = self._produce(self._prior_codes(first + lo, hi - lo))
         self.log.append({"n": hi - lo, "latents": str(self.prior), "seed": self.seed, "start": first + lo,
                          "request": n, "rank": distributed.rank()})
         return images
@@ -199,8 +222,10 @@ class TargetOracle:
             images = self._image_transform(images)
         return images
 
-    def prior_codes(self, start: int, n: int, block: int = 1000) -> torch.Tensor:
-        """Codes start..start+n of the prior stream, drawn in blocks seeded by (seed, block index)."""
+    def _prior_codes(self, start: int, n: int, block: int = 1000) -> torch.Tensor:
+        """Codes start..start+n of the owner's prior stream, drawn in blocks seeded by (seed, block index).
+
+        Private: the owner's codes are what the images-only adversary does not know."""
         out, pos = [], start
         while pos < start + n:
             b = pos // block

@@ -9,13 +9,16 @@ Layout of a query-set folder::
 
 A chunk is written to a temp file and renamed, then meta.json is rewritten the same way; only chunks named
 in meta.json count. A collection killed at any point resumes from meta.json without losing or duplicating
-queries (the oracle's code stream is positional, so the next chunk starts where the last one ended).
+queries (the oracle's code stream is positional, so the next chunk starts where the last one ended). Every
+chunk's request carries an id derived from the set's identity and position (``request_id``): against an
+HTTP target a retried chunk, bought but never written, is served again without a second charge.
 
 Under torch.distributed every rank generates its share of each chunk (``TargetOracle.query_shard``), the
 shares are gathered in rank order and rank 0 writes; the files are the same as one process would write.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -85,8 +88,10 @@ def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "",
             raise DataError(f"{folder}: holds queries with {key}={meta.get(key)!r}, this run has {value!r}; "
                             f"use another --query-set folder")
     distributed.on_main(_remove_unrecorded, folder, meta)
-    if oracle.served < meta["count"]:
-        oracle._reserve(meta["count"] - oracle.served)  # what is on disk was bought from this budget
+    if sharded and not hasattr(oracle, "query_shard"):
+        raise DataError("an HTTP target is queried from one process; run without torchrun")
+    oracle.account(meta["count"])                       # what is on disk was bought from this budget
+    scope = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     with tqdm(total=n, initial=min(meta["count"], n), desc="querying target", unit="img",
               disable=not progress or not distributed.is_main(), dynamic_ncols=True) as bar:
         while meta["count"] < n:
@@ -94,13 +99,14 @@ def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "",
             name = f"chunk-{len(meta['chunks']):05d}.npy"
             if knowledge == "latents":
                 codes = chosen_codes(oracle.seed, meta["count"], take, oracle.latent_dim)
-                images = oracle.query(codes)      # under torchrun every rank is charged and serves the same
+                # under torchrun every rank is charged and serves the same
+                images = oracle.query(codes, request_id=request_id(scope, meta["count"], take))
                 distributed.on_main(_save_array, folder / code_file(name), codes.numpy())
             elif sharded:   # only rank 0 writes the chunk, so only rank 0 receives the other shares
                 shares = distributed.gather_to_main(oracle.query_shard(take, offset=meta["count"]))
                 images = torch.cat(shares) if shares is not None else None
             else:
-                images = oracle.query(take, offset=meta["count"])
+                images = oracle.query(take, offset=meta["count"], request_id=request_id(scope, meta["count"], take))
             distributed.on_main(_save_array, folder / name, images)   # rank 0 holds every share
             meta = {**meta, "count": meta["count"] + take, "chunks": meta["chunks"] + [name]}
             distributed.on_main(write_json, folder / META, meta)
@@ -119,6 +125,11 @@ def _remove_unrecorded(folder: Path, meta: dict) -> None:
 def _save_array(path: Path, array) -> Path:
     array = array.numpy() if isinstance(array, torch.Tensor) else array
     return atomic_write(path, lambda f: np.save(f, array))
+
+
+def request_id(scope: str, position: int, n: int) -> str:
+    """The id of the request for images position..position+n of the query set whose identity hashes to scope."""
+    return f"qs-{scope}-{position}-{n}"
 
 
 def code_file(chunk_name: str) -> str:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
-from faststeal.checkpoint import load_checkpoint
-
 from . import queryset
 from .extract import Evaluator, ExtractOptions, attack_config, knowledge_settings, train_attack
-from .oracle import TargetOracle
+from .remote import ServedEvaluator, is_url, open_oracle, target_config
 
 
 def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
@@ -23,12 +21,13 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
         raise ValueError(f"query budgets must be positive integers, got {budgets}")
     run = run or RunFolder(opts.out, "sweep", {**asdict(opts), "budgets": budgets})
     run.start_over(opts.fresh)
-    cfg = load_checkpoint(opts.target)["config"]
-    oracle = TargetOracle(opts.target, budget=budgets[-1], prior=opts.prior, seed=opts.seed)
+    oracle = open_oracle(opts.target, budget=budgets[-1], prior=opts.prior, seed=opts.seed)
+    cfg = target_config(opts.target, oracle)
     qdir = opts.query_set or run.file("queries")
     queryset.collect(oracle, qdir, budgets[-1], target=opts.target, progress=opts.progress,
                      knowledge=opts.knowledge)
-    ev = Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress)
+    ev = (ServedEvaluator(queryset.load(qdir, limit=budgets[-1]), opts.fid_n, opts.eval_data, cfg, opts.progress)
+          if is_url(opts.target) else Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress))
     rows = []
     for budget in budgets:
         data = queryset.load(qdir, limit=budget)

@@ -97,8 +97,7 @@ def _preview(opts: DefendOptions, pipeline: DefensePipeline, n: int = 36) -> tup
     plain = TargetOracle(opts.target, budget=n, prior=opts.prior, seed=opts.seed + 99)
     guarded = TargetOracle(opts.target, budget=n, prior=opts.prior, seed=opts.seed + 99,
                            **pipeline.oracle_hooks())
-    z = plain.prior_codes(0, n)
-    return plain.query(z), guarded.query(z)
+    return plain.query(n), guarded.query(n)     # both from position 0 of the same seed's stream: same codes
 
 
 class _LazyEvaluator:

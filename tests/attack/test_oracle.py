@@ -80,3 +80,22 @@ def test_priors_have_the_right_moments(text, var):
     assert abs(float(z.var()) - var) < 0.01
     with pytest.raises(ValueError):
         LatentPrior.parse("cauchy")
+
+
+def test_budget_is_read_only_and_every_charging_path_checks_its_count(tiny_target):
+    oracle = TargetOracle(tiny_target, budget=5)
+    with pytest.raises(AttributeError):
+        oracle.budget = 10 ** 9
+    for bad in (lambda: oracle.query(-1), lambda: oracle.account(-1000), lambda: oracle._reserve(-1000),
+                lambda: oracle.query_shard(-3), lambda: oracle.query(2, offset=-1)):
+        with pytest.raises(ValueError, match=">= 0"):
+            bad()
+    assert oracle.served == 0 and oracle.remaining == 5
+    with pytest.raises(ValueError, match="served"):
+        TargetOracle(tiny_target, budget=5, served=-10)
+    oracle.account(3)                  # images bought earlier count once, never refund
+    oracle.account(1)
+    assert oracle.served == 3 and not hasattr(oracle, "prior_codes")
+    import faststeal.attack.oracle as module
+
+    assert "process boundary is the server" in " ".join(module.__doc__.split())

@@ -1,0 +1,66 @@
+"""One oracle interface for both kinds of target: a checkpoint in this process, or a URL of `faststeal serve`.
+
+Against a URL the attack side never loads the target: its shape comes from the server's /v1/info, fidelity
+is measured against the served images the adversary bought (the only view of the target it has), and the
+target's FID and the accuracy need real data given with --eval-data, else they are reported as n/a.
+"""
+from __future__ import annotations
+
+import os
+
+from faststeal.checkpoint import load_checkpoint
+from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
+
+API_KEY_ENV = "FASTSTEAL_API_KEY"
+
+
+def is_url(target) -> bool:
+    return str(target).startswith(("http://", "https://"))
+
+
+def open_oracle(target: str, budget: int, prior: str = "normal", seed: int = 0, api_key: str | None = None, **hooks):
+    """A TargetOracle for a checkpoint, an HttpOracle for a URL (key from api_key or $FASTSTEAL_API_KEY).
+
+    Over HTTP the budget, prior and defenses are the server's: ``budget`` here only caps nothing, the key's
+    ledger entry does."""
+    if is_url(target):
+        if hooks:
+            raise ValueError("defenses of an HTTP target are set on the server (faststeal serve --defense)")
+        from faststeal.serve.client import HttpOracle
+
+        return HttpOracle(target, api_key or os.environ.get(API_KEY_ENV, ""), seed=seed)
+    from .oracle import TargetOracle
+
+    return TargetOracle(target, budget=budget, prior=prior, seed=seed, **hooks)
+
+
+def target_config(target: str, oracle=None) -> dict:
+    """The target's config (resolution, channels, latent_dim, data_source) without loading weights."""
+    if is_url(target):
+        return oracle.config()
+    return load_checkpoint(target)["config"]
+
+
+class ServedEvaluator:
+    """The Evaluator's interface for an HTTP target: the reference sample is the served images themselves."""
+
+    def __init__(self, served, fid_n: int, eval_data: str | None, config: dict, progress: bool = True):
+        self.fid_n, self.progress = fid_n, progress
+        images = served.images[:fid_n]
+        self.target_stats = image_stats(images, "served images", progress=progress)
+        self.real, self.real_error = None, "an HTTP target does not reveal its training data; pass --eval-data"
+        if eval_data:
+            self.real = real_data_for({**config, "data_source": None}, eval_data)
+        self.real_stats = real_stats(self.real, fid_n, progress) if self.real is not None else None
+
+    def target_fid(self) -> float | None:
+        return fid(self.target_stats, self.real_stats) if self.real_stats is not None else None
+
+    def fid_floor(self) -> None:
+        """n/a: a floor needs a second independent sample of the target, which the adversary did not buy."""
+        return None
+
+    def attack(self, checkpoint) -> dict:
+        stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
+        return {"fidelity": fid(stats, self.target_stats),
+                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None}

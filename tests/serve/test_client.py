@@ -1,0 +1,154 @@
+"""The thief over HTTP: query sets equal the in-process oracle's, and crashes on either side lose nothing."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from faststeal.attack import queryset
+from faststeal.attack.oracle import TargetOracle
+from faststeal.cli import main
+from faststeal.defense import parse_pipeline
+from faststeal.serve.client import HttpOracle
+from faststeal.serve.ledger import Ledger
+
+from .conftest import DEFENSE, Server, add_key
+
+
+def _same_set(a, b):
+    """Every chunk and code file byte for byte, and the metadata but for the target's name."""
+    ma, mb = (json.loads((d / "meta.json").read_text()) for d in (a, b))
+    assert {k: v for k, v in ma.items() if k != "target"} == {k: v for k, v in mb.items() if k != "target"}
+    names = sorted(p.name for p in a.glob("*.npy"))
+    assert names == sorted(p.name for p in b.glob("*.npy")) and names
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_extract_over_http_buys_the_same_query_set_as_the_in_process_oracle(served, tiny_target, tmp_path,
+                                                                          monkeypatch):
+    token = add_key(served.db, "thief", 48)
+    monkeypatch.setenv("FASTSTEAL_API_KEY", "")          # restored afterwards: the CLI sets it from --api-key
+    res = CliRunner().invoke(main, ["extract", "--target", served.url, "--api-key", token, "--queries", "48",
+                                    "--attack-kimg", "0.016", "--attack-width", "8", "--batch", "8", "--fid-n",
+                                    "16", "--curve-n", "0", "--threads", "1", "--query-set", str(tmp_path / "http"),
+                                    "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "accuracy n/a" in res.output and "FID floor n/a" in res.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["fidelity"] > 0 and metrics["accuracy"] is None
+    assert token not in (tmp_path / "run" / "config.json").read_text()
+    local = TargetOracle(tiny_target, budget=48, seed=0, **parse_pipeline(DEFENSE, seed=0).oracle_hooks())
+    queryset.collect(local, tmp_path / "local", 48, target=served.url, progress=False)
+    _same_set(tmp_path / "http", tmp_path / "local")
+    assert HttpOracle(served.url, token).remaining == 0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_sweep_over_http_needs_only_the_url(served, tmp_path, monkeypatch):
+    from faststeal.attack.extract import ExtractOptions
+    from faststeal.attack.sweep import run_sweep
+
+    monkeypatch.setenv("FASTSTEAL_API_KEY", add_key(served.db, "sweeper", 32))
+    opts = ExtractOptions(target=served.url, attack="sngan", queries=32, attack_kimg=0.016, attack_width=8,
+                          attack_latent_dim=8, batch=8, fid_n=16, out=str(tmp_path / "run"), progress=False)
+    m = run_sweep(opts, [32])
+    assert [r["queries"] for r in m["sweep"]] == [32] and m["sweep"][0]["fidelity"] > 0
+    assert m["target_fid"] is None and m["fid_floor"] is None
+
+
+def test_chosen_codes_over_http_give_the_same_query_set(served, tiny_target, tmp_path):
+    token = add_key(served.db, "chooser", 700)
+    remote = HttpOracle(served.url, token, seed=3)
+    queryset.collect(remote, tmp_path / "http", 700, chunk_size=300, target="t", progress=False,
+                     knowledge="latents")                 # 300-image chunks go as 256 + 44
+    local = TargetOracle(tiny_target, budget=700, seed=3, **parse_pipeline(DEFENSE, seed=0).oracle_hooks())
+    queryset.collect(local, tmp_path / "local", 700, chunk_size=300, target="t", progress=False,
+                     knowledge="latents")
+    _same_set(tmp_path / "http", tmp_path / "local")
+    assert remote.served == 700
+
+
+def test_kill_9_the_server_under_load_then_restart_ledger_equals_images_received(tiny_target, tmp_path):
+    db = tmp_path / "ledger.sqlite"
+    token = add_key(db, "load", 10_000)
+    server = Server(tiny_target, db, log=tmp_path / "server.log").start()
+    received, errors, lock = {}, [], threading.Lock()
+
+    def client(t):
+        oracle = HttpOracle(server.url, token, retry_for=120)
+        for i in range(25):
+            try:
+                images = oracle.query(8, request_id=f"c{t}-{i}")       # a retry after the crash: same id
+            except Exception as exc:
+                errors.append(repr(exc))
+                return
+            with lock:
+                received[f"c{t}-{i}"] = images.shape[0]
+
+    try:
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(received) < 30 and not errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.kill9()
+        killed_at = len(received)
+        server.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.stop()
+    assert not errors, errors[:3]
+    assert killed_at < 200 and len(received) == 200 and sum(received.values()) == 1600
+    ledger = Ledger(db)
+    assert ledger.usage("load")["used"] == 1600                        # charged == received, nothing twice
+    charged = [r["request_id"] for r in ledger.audit_rows("load") if r["outcome"] == "charged"]
+    assert sorted(charged) == sorted(received)
+    ledger.dispose()
+
+
+CLIENT = """
+import sys
+from faststeal.attack import queryset
+from faststeal.serve.client import HttpOracle
+url, token, folder = sys.argv[1:4]
+queryset.collect(HttpOracle(url, token, seed=0), folder, 3000, chunk_size=100, target=url, progress=False)
+"""
+
+
+def test_a_killed_client_resumes_its_query_set_with_nothing_lost_or_paid_twice(tiny_target, tmp_path):
+    db = tmp_path / "ledger.sqlite"
+    token = add_key(db, "resume", 3000, rate=10.0)            # slow enough to be killed mid-collection
+    server = Server(tiny_target, db, log=tmp_path / "server.log").start()
+    folder = tmp_path / "http"
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", CLIENT, server.url, token, str(folder)],
+                                env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            meta = queryset.read_meta(folder) if (folder / "meta.json").exists() else None
+            if meta and meta["count"] >= 500:
+                break
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = queryset.read_meta(folder)["count"]
+        assert 500 <= killed_at < 3000
+        remote = HttpOracle(server.url, token, seed=0)
+        queryset.collect(remote, folder, 3000, chunk_size=100, target=server.url, progress=False)
+        assert remote.served == 3000                            # 0 paid twice (the budget is exactly 3000)
+    finally:
+        server.stop()
+    local = TargetOracle(tiny_target, budget=3000, seed=0)
+    queryset.collect(local, tmp_path / "local", 3000, chunk_size=100, target=server.url, progress=False)
+    _same_set(folder, tmp_path / "local")                       # 0 lost, every position in place
+    assert torch.equal(queryset.load(folder).images, queryset.load(tmp_path / "local").images)
