@@ -170,7 +170,8 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device("cuda" if gpu else "cpu")
-    hardware = torch.cuda.get_device_name() if gpu else f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU"
+    cpu_name = platform.processor() or platform.machine()
+    hardware = torch.cuda.get_device_name() if gpu else f"{os.cpu_count()}-core CPU ({cpu_name}), no GPU"
     start = time.perf_counter()
     ext = bench_extraction(a.n, a.batch, device, a.bf16)
     dist = bench_distance(a.dim, device, a.ns_on_cpu)

@@ -123,7 +123,8 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     clients = [int(c) for c in a.clients.split(",")]
     batches = [int(b) for b in a.batches.split(",")]
-    if min(clients) < 1 or min(batches) < 1 or a.images < max(batches) or a.workers < 1 or a.threads < 1 or a.rounds < 1:
+    if (min(clients) < 1 or min(batches) < 1 or a.images < max(batches) or a.workers < 1 or a.threads < 1
+            or a.rounds < 1):
         p.error("clients, batches, workers and threads must be >= 1 and --images >= the largest batch")
     torch.set_num_threads(a.threads)
 

@@ -97,7 +97,6 @@ def main(ctx):
 def train_target(arch, data, classes, resolution, channels, latent_dim, width, batch, kimg, lr, n_dis,
                  phase_kimg, ema_kimg, snapshot_kimg, seed, threads, out, run_dir, resume, force):
     """Train a target GAN on real data and write a checkpoint."""
-    import torch
 
     from .data import load_dataset
     from .train import Trainer, TrainConfig
@@ -412,7 +411,8 @@ def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, 
     try:
         budgets = [int(q) for q in queries.split(",") if q.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {queries!r}", param_hint="--queries")
+        raise click.BadParameter(f"expected comma-separated integers, got {queries!r}",
+                                 param_hint="--queries") from None
     if not budgets or min(budgets) < 1:
         raise click.BadParameter(f"every budget must be >= 1, got {queries!r}", param_hint="--queries")
     name = _target_name(target, api_key)
@@ -501,18 +501,18 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
         try:
             parse_family(text, seed=seed)
         except DefenseError as exc:
-            raise click.BadParameter(str(exc), param_hint="--defense")
+            raise click.BadParameter(str(exc), param_hint="--defense") from None
     name = _target_name(target, api_key)
     out = out or f"runs/defend-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
     _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, out)
     _set_threads(threads)
     opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
-                         attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
-                         eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh)
+                         attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch,
+                         fid_n=fid_n, eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh)
     try:
         m = run_defend(opts)
     except DefenseError as exc:
-        raise click.BadParameter(str(exc), param_hint="--defense")
+        raise click.BadParameter(str(exc), param_hint="--defense") from None
 
     def f(v):
         return "n/a" if v is None else f"{v:9.2f}"

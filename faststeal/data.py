@@ -332,7 +332,7 @@ def _stack_folder(arrays: list[np.ndarray], files: list[Path], resolution, chann
     sizes = {a.shape[:2] for a in arrays}
     target = resolution or (min(min(s) for s in sizes) if len(sizes) > 1 else None)
     out = []
-    for a, f in zip(arrays, files):
+    for a in arrays:
         t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).unsqueeze(0)
         out.append(fit_images(t, target, want_c))
     return torch.cat(out)

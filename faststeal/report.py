@@ -24,7 +24,8 @@ def versions() -> dict:
 
     return {"faststeal": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": sys.version.split()[0], "platform": platform.platform(),
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"}
+            "device": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                       else f"cpu ({torch.get_num_threads()} threads)")}
 
 
 class RunFolder:
@@ -93,7 +94,8 @@ class RunFolder:
 
     def write_report(self, title: str, sections: list[tuple[str, str]]) -> Path:
         """report.md: a title, the command line, then (heading, markdown) sections."""
-        lines = [f"# {title}", "", f"Command: `{' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))}`",
+        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
+        lines = [f"# {title}", "", f"Command: `{command}`",
                  "", f"Wall time: {time.time() - self.started:.0f} s on {self.config['versions']['device']}", ""]
         for heading, body in sections:
             lines += [f"## {heading}", "", body.rstrip(), ""]

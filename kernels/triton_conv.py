@@ -336,7 +336,8 @@ def _conv_input_weight_grads(gz, x, weight, cfg, need_x, need_w):
     x_eff = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3) if up == 2 else x
     se = stride * down
     gx, gw, _ = torch.ops.aten.convolution_backward(
-        gz, x_eff.contiguous(), w_eff * scale, None, [se, se], [pad, pad], [1, 1], False, [0, 0], 1, [need_x, need_w, False])
+        gz, x_eff.contiguous(), w_eff * scale, None, [se, se], [pad, pad], [1, 1], False, [0, 0], 1,
+        [need_x, need_w, False])
     if need_x and up == 2:
         n, c, h, w = x.shape
         gx = gx.view(n, c, h, 2, w, 2).sum(dim=(3, 5))

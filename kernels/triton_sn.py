@@ -2,8 +2,8 @@
 
 One program per layer: program l reads its weight through a table of addresses (so weights are never
 copied into one buffer), runs n_iter rounds of v = normalize(W^T u), u = normalize(W v) with W viewed as
-(out, in*kh*kw), then v = normalize(W^T u), and writes u_new, v and sigma = u^T W v = |W^T u|. The SNGAN discriminator thus pays one launch per
-forward for all its layers instead of ~4 small kernels per layer per round.
+(out, in*kh*kw), then v = normalize(W^T u), and writes u_new, v and sigma = u^T W v = |W^T u|. The SNGAN
+discriminator thus pays one launch per forward for all its layers instead of ~4 small kernels per layer per round.
 
 The gradient follows Miyato et al.: u and v are constants, so d sigma / d W = u v^T; the division
 weight / sigma is left to torch autograd.

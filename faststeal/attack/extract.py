@@ -92,7 +92,8 @@ def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
 # What a stored attack checkpoint must share with this run's settings to be reused or resumed. Its length
 # (kimg) may be shorter: the run then resumes it.
 REUSE_KEYS = ("arch", "resolution", "channels", "latent_dim", "width", "batch", "lr", "n_dis", "seed", "loss",
-              "r1_gamma", "augment", "distill", "distill_only_kimg", "ema_kimg", "grow", "phase_kimg", "gp_lambda", "drift")
+              "r1_gamma", "augment", "distill", "distill_only_kimg", "ema_kimg", "grow", "phase_kimg", "gp_lambda",
+              "drift")
 
 
 class StaleCheckpoint(ValueError):

@@ -68,7 +68,8 @@ def run_transfer(opts: TransferOptions, run=None) -> dict:
             trainer.init_weights(init)
         curves[label] = _curve(trainer, opts, real, name)
     series = {k: ([p["kimg"] for p in v], [p["fid"] for p in v]) for k, v in curves.items()}
-    run.write(line_plot, run.file("transfer.png"), series, "kimg trained on the new domain", "FID to the new domain", f"transfer of {Path(opts.source).name}")
+    run.write(line_plot, run.file("transfer.png"), series, "kimg trained on the new domain", "FID to the new domain",
+              f"transfer of {Path(opts.source).name}")
     rows = [{"kimg": a["kimg"], "fine-tuned": a["fid"], "scratch": b["fid"]}
             for a, b in zip(*curves.values())]
     metrics = {"source": opts.source, "data": opts.data, "classes": opts.classes, "curves": curves,

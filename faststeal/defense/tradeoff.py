@@ -215,7 +215,8 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
                         "for them). fidelity = FID(attack, undefended target) and accuracy = FID(attack, real): "
                         "what the thief gets (higher means the defense works). served_vs_target = FID(served, "
                         "undefended target). changed_pixels = fraction of served pixels that differ from the "
-                        f"undefended answer to the same query. {opts.queries} queries per setting ({opts.prior} prior), "
+                        f"undefended answer to the same query. {opts.queries} queries per setting "
+                        f"({opts.prior} prior), "
                         f"{opts.attack} attack trained for {opts.attack_kimg} kimg, FID on {opts.fid_n} "
                         f"images per side (utility on min(fid_n, queries)); the first row is the undefended "
                         f"baseline measured in this run.{acc_note}"),

@@ -27,7 +27,7 @@ from faststeal.data import (IMAGE_SUFFIXES, DataError, folder_fingerprint, image
 from faststeal.sampling import SAMPLE_SEED, uint8_batches
 
 from . import protocol
-from .stats import FeatureStats, is_stats_file
+from .stats import FeatureStats
 
 DEFAULT_GENERATOR_N = 10_000
 

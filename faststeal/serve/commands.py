@@ -63,7 +63,8 @@ def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior
               help="worker processes (each loads the model; all share the ledger)")
 @click.option("--max-batch", type=int, default=256, show_default=True, help="most images one request may ask for")
 @click.option("--max-body", type=int, default=4 << 20, show_default=True, help="largest request body in bytes")
-@click.option("--prior", default="normal", show_default=True, help="owner's latent prior: normal, uniform, truncated[:T]")
+@click.option("--prior", default="normal", show_default=True,
+              help="owner's latent prior: normal, uniform, truncated[:T]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the owner's code stream (keep secret)")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads per worker")
 def serve(target, defense, accept_latents, db, host, port, workers, max_batch, max_body, prior, seed, threads):
