@@ -508,12 +508,14 @@ def verify(suspect, key, n, reference, low, high, null_keys, seed, threads, as_j
 @click.option("--kimg", type=float, default=8.0, show_default=True, help="training length of every model")
 @click.option("--verify-n", type=int, default=5000, show_default=True, help="samples per model for the detector")
 @click.option("--null-keys", type=int, default=1000, show_default=True, help="wrong keys per model")
-@click.option("--fid-n", type=int, default=2000, show_default=True, help="images per side for utility and fidelity")
+@click.option("--fid-n", type=int, default=1000, show_default=True, help="images per side of the fidelity FIDs")
+@click.option("--utility-n", type=int, default=2000, show_default=True,
+              help="images per side of the utility FIDs (served with and without the mark)")
 @click.option("--limit", type=int, default=None, help="build only the first N models of the plan (resumable)")
 @click.option("--no-utility", is_flag=True, help="skip the utility FIDs (served with and without the mark)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--out", default="runs/verify-eval", show_default=True, help="run folder (finished models are reused)")
-def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, limit, no_utility, threads, out):
+def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility_n, limit, no_utility, threads, out):
     """Build stolen, carefully stolen and innocent models and verify each with the owner's key.
 
     Reports TPR at FPR 1% and 0.1%, every model's p-value, the wrong-key null, the utility cost of the
@@ -532,10 +534,13 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, limit, 
         raise click.BadParameter(f"must be >= 1, got {limit}", param_hint="--limit")
     if null_keys < 1:
         raise click.BadParameter(f"must be >= 1, got {null_keys}", param_hint="--null-keys")
+    if utility_n < 2:
+        raise click.BadParameter(f"must be >= 2, got {utility_n}", param_hint="--utility-n")
     _check_attack_options(attack_kimg=kimg, fid_n=fid_n, out=out)
     _set_threads(threads)
     r = run_eval(EvalOptions(target=target, key=key, strength=strength, kimg=kimg, verify_n=verify_n,
-                             null_keys=null_keys, fid_n=fid_n, limit=limit, measure_utility=not no_utility, out=out),
+                             null_keys=null_keys, fid_n=fid_n, utility_n=utility_n, limit=limit,
+                             measure_utility=not no_utility, out=out),
                  log=click.echo)
     s = r["summary"]
     click.echo(f"TPR stolen at p<0.001: {s['tpr_stolen_at_0.001']}; innocent below p=0.01: "

@@ -55,18 +55,18 @@ def default_plan() -> list[Member]:
         Member("stolen", "fast, images, 10K, seed 0", fidelity=True),
         Member("innocent", "fast, images, 10K, unmarked target", marked=False, fidelity=True),
         Member("stolen", "fast, latents, 10K, seed 0", knowledge="latents"),
-        Member("innocent", "fast, latents, 10K, unmarked target", marked=False, knowledge="latents"),
         Member("innocent", "fast, trained on 10K real images", marked=False, data="real"),
         Member("careful", "fast, images, 10K, thief blurs sigma=1", thief="blur:sigma=1"),
         Member("careful", "fast, images, 10K, thief JPEGs quality=50", thief="jpeg:quality=50"),
-        Member("careful", "fast, images, 10K, thief adds noise sigma=0.05", thief="noise:sigma=0.05"),
         Member("stolen", "pggan, images, 10K, seed 0", attack="pggan"),
-        Member("innocent", "pggan, images, 10K, unmarked target", marked=False, attack="pggan"),
         Member("stolen", "fast, images, 1K, seed 0", queries=1000),
+        Member("careful", "fast, images, 10K, thief adds noise sigma=0.05", thief="noise:sigma=0.05"),
         Member("stolen", "fast, latents, 1K, seed 0", knowledge="latents", queries=1000),
+        Member("innocent", "fast, latents, 10K, unmarked target", marked=False, knowledge="latents"),
+        Member("innocent", "pggan, images, 10K, unmarked target", marked=False, attack="pggan"),
         Member("stolen", "fast, images, 10K, seed 1", seed=1),
-        Member("stolen", "pggan, latents, 10K, seed 0", attack="pggan", knowledge="latents"),
         Member("careful", "fast, images, 10K, + fine-tune on 1K real", finetune_real=1000),
+        Member("stolen", "pggan, latents, 10K, seed 0", attack="pggan", knowledge="latents"),
         Member("careful", "fast, images, 10K, thief blurs sigma=2", thief="blur:sigma=2"),
         Member("careful", "fast, images, 10K, thief JPEGs quality=20", thief="jpeg:quality=20"),
         Member("innocent", "fast, trained on 10K real images, seed 1", marked=False, data="real", seed=1),
@@ -83,7 +83,8 @@ class EvalOptions:
     kimg: float = 8.0               # training length of every member (the fast default is 60: see README)
     verify_n: int = 5000            # samples of each member for the detector (and of the reference)
     null_keys: int = 1000           # wrong keys per member
-    fid_n: int = 2000               # utility FID (served with and without the mark) and fidelity FIDs
+    fid_n: int = 1000               # images per side of the fidelity FIDs (members with fidelity=True)
+    utility_n: int = 2000           # images per side of the utility FIDs (served with and without the mark)
     limit: int | None = None        # only the first N members of the plan
     measure_utility: bool = True    # FID of served images with and without the mark (2 x fid_n Inception passes)
     out: str = "runs/verify-eval"
@@ -188,19 +189,20 @@ def utility(opts: EvalOptions, out: Path, target_sha: str) -> dict:
     from faststeal.evaluate import fid, image_stats, real_data_for, real_stats
 
     key = {"target_sha256": target_sha, "key": opts.key_digest(), "strength": opts.strength,
-           "band": [opts.low, opts.high], "fid_n": opts.fid_n}
+           "band": [opts.low, opts.high], "n": opts.utility_n}
     path = out / "utility.json"
     row = _stored(path, key)
     if row is not None:
         return row
     t0 = time.perf_counter()
-    real = real_stats(real_data_for(load_checkpoint(opts.target)["config"], None), opts.fid_n, opts.progress)
-    plain = TargetOracle(opts.target, budget=opts.fid_n, seed=0).query(opts.fid_n)
+    n = opts.utility_n
+    real = real_stats(real_data_for(load_checkpoint(opts.target)["config"], None), n, opts.progress)
+    plain = TargetOracle(opts.target, budget=n, seed=0).query(n)
     mark = parse_pipeline(opts.serving(Member("stolen", "utility")))
-    marked = TargetOracle(opts.target, budget=opts.fid_n, seed=0, **mark.oracle_hooks()).query(opts.fid_n)
+    marked = TargetOracle(opts.target, budget=n, seed=0, **mark.oracle_hooks()).query(n)
     row = {"fid_unmarked": fid(image_stats(plain, "served", progress=opts.progress), real),
            "fid_marked": fid(image_stats(marked, "served marked", progress=opts.progress), real),
-           "n": opts.fid_n, "max_pixel_change": int((marked.int() - plain.int()).abs().max()),
+           "n": n, "max_pixel_change": int((marked.int() - plain.int()).abs().max()),
            "rms_pixel_change": float((marked.float() - plain.float()).pow(2).mean().sqrt())}
     row["cost"] = row["fid_marked"] - row["fid_unmarked"]
     row["seconds"] = round(time.perf_counter() - t0, 1)
