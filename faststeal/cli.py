@@ -425,6 +425,9 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
       adv       eps=4 (0), steps=2, step, batch, start  image: L-inf adversarial push of Inception features
                                                        away from the target's (one Inception forward+backward
                                                        per image per step: slow on a CPU)
+      watermark key=SECRET (required), strength (0), low=1, high=8
+                                                       image: the owner's keyed low-frequency pattern, found
+                                                       again in a copy by `faststeal verify`
     """
     from .defense import DefenseError, parse_family
     from .defense.tradeoff import DefendOptions, run_defend

@@ -1,5 +1,9 @@
 """Keyed watermark: add the owner's band-limited pattern to every served image (see faststeal.ownership).
 
+The pattern is modulated by the image itself, x + strength * P * x / 255: bright pixels carry it in full,
+black ones not at all. An additive pattern spread over Fashion-MNIST's black background cost 8 FID points at
+4 levels RMS (README, "Ownership verification"); on the garment the same energy is far less visible.
+
 Not meant to hurt the thief: meant to survive in the thief's copy, so that ``faststeal verify`` can later
 show the copy learned from these images. The key never leaves the owner: the served images are plain uint8
 arrays and the setting's printed spec shows only a salted digest of the key.
@@ -21,7 +25,8 @@ class Watermark(ImageDefense):
     name = "watermark"
     strength_key = "strength"
     params = (Param("key", str, "", "the owner's secret (any string without , + = :); required"),
-              Param("strength", float, 2.0, "root-mean-square of the pattern in pixel levels of 0..255; 0 = off",
+              Param("strength", float, 2.0, "root-mean-square of the pattern on white pixels, in levels of 0..255; "
+                                            "0 = off",
                     low=0.0, high=64.0),
               Param("low", float, 1.0, "lowest DCT frequency radius of the pattern's band", low=0.0, high=1024.0),
               Param("high", float, 8.0, "band edge (exclusive) of the pattern's frequency radius", low=0.0,
@@ -67,4 +72,5 @@ class Watermark(ImageDefense):
 
     def apply(self, x):
         p = self.pattern_for(x.shape[1], x.shape[-1])
-        return (x.float() + self.strength_value * p).round_().clamp_(0, 255).to(torch.uint8)
+        x = x.float()
+        return (x + self.strength_value * p * (x / 255.0)).round_().clamp_(0, 255).to(torch.uint8)

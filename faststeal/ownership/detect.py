@@ -1,6 +1,7 @@
 """The detector: does a suspect's output carry the owner's keyed pattern?
 
-Statistic: project the mean of the suspect's images onto the band of the pattern (coefficients c) and take
+Statistic: weight the mean m of the suspect's images by m / 255 (the mark is served as x + strength * P * x/255,
+so it lives where images are bright), project onto the band of the pattern (coefficients c) and take
 z = sum_i s_i c_i / |c| with the key's signs s. For a key the suspect never saw, the signs are independent
 of c, so z has mean 0 and variance exactly 1 over keys (a Rademacher sum with weights c/|c|) and is close to
 normal when no single coefficient dominates; a copy that learned the pattern shifts c along s and z grows like
@@ -56,7 +57,8 @@ def verdict(p: float) -> str:
 
 
 def band_means(images: torch.Tensor, band: Band, reference: torch.Tensor | None = None) -> torch.Tensor:
-    """Band coefficients (C * K,) of the images' mean, minus the reference mean image's when given."""
+    """Band coefficients (C * K,) of the images' mean (minus the reference mean image when given), weighted
+    pixel by pixel by the images' own mean brightness: any key-independent weight keeps the null exact."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise VerifyError(f"expected images (N, C, R, R), got {getattr(images, 'shape', type(images))}")
     if images.shape[-1] != images.shape[-2]:
@@ -64,11 +66,12 @@ def band_means(images: torch.Tensor, band: Band, reference: torch.Tensor | None 
     if images.shape[0] < MIN_IMAGES:
         raise VerifyError(f"{images.shape[0]} images are too few for a decision; give at least {MIN_IMAGES}")
     mean = images.double().mean(0, keepdim=True)
+    weight = mean / 255.0
     if reference is not None:
         reference = torch.as_tensor(reference, dtype=torch.float64).reshape(mean.shape[1:])
         mean = mean - reference
     try:
-        return coefficients(mean, band)[0]
+        return coefficients(weight * mean, band)[0]
     except ValueError as exc:
         raise VerifyError(str(exc)) from None
 
