@@ -548,7 +548,7 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility
     s = r["summary"]
     click.echo(f"TPR stolen at p<0.001: {s['tpr_stolen_at_0.001']}; innocent below p=0.01: "
                f"{s['fpr_innocent_at_0.01']}; wrong-key KS p = {s.get('wrong_key_ks_p', float('nan')):.3f}; "
-               f"report: {out}/report.md")
+               f"report: {out}/report-s{strength:g}.md")
 
 
 if __name__ == "__main__":

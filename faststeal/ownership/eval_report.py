@@ -100,10 +100,10 @@ def write_report(result: dict, utility: dict | None, out: Path) -> Path:
         f"Wrong-key p-values over all models: KS test against uniform p = {_fmt(s.get('wrong_key_ks_p'), '.3f')} "
         f"(smallest per-model KS p = {_fmt(s.get('wrong_key_ks_p_per_member_min'), '.3f')}).", "",
         "## Every model", "", member_table(result["members"]), "",
-        "![statistic](statistic.png)", "", "## Served images", "",
-        "Left: the target. Right: the same codes served with the mark.", "", "![served vs marked](served.png)", "",
+        f"![statistic](statistic-s{opts['strength']:g}.png)", "", "## Served images", "",
+        "Left: the target. Right: the same codes served with the mark.", "", f"![served vs marked](served-s{opts['strength']:g}.png)", "",
     ]
     if result["not_done"]:
         body += ["## Not done", "", *[f"- {label}" for label in result["not_done"]], ""]
-    return write_text(out / "report.md", "\n".join(body))
+    return write_text(out / f"report-s{opts['strength']:g}.md", "\n".join(body))
 

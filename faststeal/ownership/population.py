@@ -102,10 +102,15 @@ class EvalOptions:
 
 
 def member_key(opts: EvalOptions, m: Member, target_sha: str) -> dict:
-    """Everything a member's stored result depends on (the key only as a digest)."""
-    return {"member": asdict(m), "target_sha256": target_sha, "key": opts.key_digest(), "strength": opts.strength,
-            "band": [opts.low, opts.high], "kimg": opts.kimg, "verify_n": opts.verify_n, "null_keys": opts.null_keys,
-            "fid_n": opts.fid_n if m.fidelity else None}
+    """Everything a member's stored result depends on (the key only as a digest; the mark's strength only when
+    the member was served the mark, so innocent models are shared by runs at several strengths)."""
+    return {"member": asdict(m), "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
+            "strength": opts.strength if m.marked else None, "kimg": opts.kimg, "verify_n": opts.verify_n,
+            "null_keys": opts.null_keys, "fid_n": opts.fid_n if m.fidelity else None}
+
+
+def member_folder(opts: EvalOptions, m: Member) -> str:
+    return f"{m.name}-s{opts.strength:g}" if m.marked else m.name
 
 
 def _stored(path: Path, key: dict):
@@ -190,7 +195,7 @@ def utility(opts: EvalOptions, out: Path, target_sha: str) -> dict:
 
     key = {"target_sha256": target_sha, "key": opts.key_digest(), "strength": opts.strength,
            "band": [opts.low, opts.high], "n": opts.utility_n}
-    path = out / "utility.json"
+    path = out / f"utility-s{opts.strength:g}.json"
     row = _stored(path, key)
     if row is not None:
         return row
@@ -200,8 +205,12 @@ def utility(opts: EvalOptions, out: Path, target_sha: str) -> dict:
     plain = TargetOracle(opts.target, budget=n, seed=0).query(n)
     mark = parse_pipeline(opts.serving(Member("stolen", "utility")))
     marked = TargetOracle(opts.target, budget=n, seed=0, **mark.oracle_hooks()).query(n)
-    row = {"fid_unmarked": fid(image_stats(plain, "served", progress=opts.progress), real),
-           "fid_marked": fid(image_stats(marked, "served marked", progress=opts.progress), real),
+    plain_key = {"target_sha256": target_sha, "n": n}
+    unmarked = _stored(out / "utility-unmarked.json", plain_key)    # shared by runs at several strengths
+    if unmarked is None:
+        unmarked = fid(image_stats(plain, "served", progress=opts.progress), real)
+        write_json(out / "utility-unmarked.json", {"key": plain_key, "row": unmarked})
+    row = {"fid_unmarked": unmarked, "fid_marked": fid(image_stats(marked, "served marked", progress=opts.progress), real),
            "n": n, "max_pixel_change": int((marked.int() - plain.int()).abs().max()),
            "rms_pixel_change": float((marked.float() - plain.float()).pow(2).mean().sqrt())}
     row["cost"] = row["fid_marked"] - row["fid_unmarked"]
@@ -250,7 +259,7 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
         raise ValueError("two members of the plan share a name")
     rows = []
     for i, m in enumerate(plan):
-        folder = out / "members" / m.name
+        folder = out / "members" / member_folder(opts, m)
         key = member_key(opts, m, target_sha)
         row = _stored(folder / "result.json", key)
         if row is None:
@@ -266,10 +275,10 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
               "wall_seconds_this_run": round(time.perf_counter() - start, 1)}
     if opts.measure_utility:
         result["utility"] = utility(opts, out, target_sha)
-    write_json(out / "results.json", result)
+    write_json(out / f"results-s{opts.strength:g}.json", result)
     from .eval_report import served_picture, statistic_plot, write_report
 
-    statistic_plot(rows, out / "statistic.png")
-    served_picture(opts.target, opts.serving(Member("stolen", "picture")), out / "served.png")
+    statistic_plot(rows, out / f"statistic-s{opts.strength:g}.png")
+    served_picture(opts.target, opts.serving(Member("stolen", "picture")), out / f"served-s{opts.strength:g}.png")
     write_report(result, result.get("utility"), out)
     return result

@@ -25,10 +25,10 @@ def test_population_detects_the_copy_and_resumes(tiny_target, tmp_path):
     assert r["not_done"] == ["distilled from marked then blurred"]
     assert r["summary"]["tpr_stolen_at_0.001"] == 1.0 and r["summary"]["fpr_innocent_at_0.01"] == 0.0
     assert r["summary"]["wrong_key_tests"] == 600
-    for name in ("report.md", "results.json", "statistic.png", "served.png", "config.json"):
+    for name in ("report-s32.md", "results-s32.json", "statistic-s32.png", "served-s32.png", "config.json"):
         assert (tmp_path / "eval" / name).exists()
     written = "".join(p.read_text(errors="ignore") for p in (tmp_path / "eval").rglob("*.json"))
-    written += (tmp_path / "eval" / "report.md").read_text()
+    written += (tmp_path / "eval" / "report-s32.md").read_text()
     assert KEY not in written
 
     again = []
@@ -37,7 +37,7 @@ def test_population_detects_the_copy_and_resumes(tiny_target, tmp_path):
     assert [m["z"] for m in r2["members"]] == [m["z"] for m in r["members"]]
     other_key = run_eval(EvalOptions(**{**opts.__dict__, "key": "another", "limit": 1}), log=again.append)
     assert any("building" in line for line in again)    # results are keyed on the key (by its digest)
-    assert json.loads((tmp_path / "eval" / "results.json").read_text())["members"][0]["z"] == \
+    assert json.loads((tmp_path / "eval" / "results-s32.json").read_text())["members"][0]["z"] == \
         other_key["members"][0]["z"]
 
 
