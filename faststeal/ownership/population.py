@@ -187,14 +187,18 @@ def evaluate_member(opts: EvalOptions, m: Member, folder: Path, reference: torch
     return row
 
 
+def utility_key(opts: EvalOptions, target_sha: str) -> dict:
+    return {"target_sha256": target_sha, "key": opts.key_digest(), "strength": opts.strength,
+            "band": [opts.low, opts.high], "n": opts.utility_n}
+
+
 def utility(opts: EvalOptions, out: Path, target_sha: str) -> dict:
     """FID(served, real) with and without the mark, on the same fid_n codes of the owner's prior."""
     from faststeal.attack.oracle import TargetOracle
     from faststeal.defense import parse_pipeline
     from faststeal.evaluate import fid, image_stats, real_data_for, real_stats
 
-    key = {"target_sha256": target_sha, "key": opts.key_digest(), "strength": opts.strength,
-           "band": [opts.low, opts.high], "n": opts.utility_n}
+    key = utility_key(opts, target_sha)
     path = out / f"utility-s{opts.strength:g}.json"
     row = _stored(path, key)
     if row is not None:
@@ -275,6 +279,8 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
               "wall_seconds_this_run": round(time.perf_counter() - start, 1)}
     if opts.measure_utility:
         result["utility"] = utility(opts, out, target_sha)
+    else:                                          # a stored measurement of this setting still counts
+        result["utility"] = _stored(out / f"utility-s{opts.strength:g}.json", utility_key(opts, target_sha))
     write_json(out / f"results-s{opts.strength:g}.json", result)
     from .eval_report import served_picture, statistic_plot, write_report
 
