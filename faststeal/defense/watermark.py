@@ -6,7 +6,7 @@ black ones not at all. An additive pattern spread over Fashion-MNIST's black bac
 
 Not meant to hurt the thief: meant to survive in the thief's copy, so that ``faststeal verify`` can later
 show the copy learned from these images. The key never leaves the owner: the served images are plain uint8
-arrays and the setting's printed spec shows only a salted digest of the key.
+arrays and the setting's printed spec shows only a 32-bit digest of the key.
 """
 from __future__ import annotations
 
