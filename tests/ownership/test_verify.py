@@ -57,3 +57,15 @@ def test_bad_input_is_one_line(args, message, marked_npy, tmp_path):
     assert message in result.output and "Traceback" not in result.output
     lines = [line for line in result.output.strip().splitlines() if not line.startswith("warning: the CPU is busy")]
     assert len(lines) == 1 and lines[0].startswith("error: ")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--key: give the owner's key"),
+    (["--key", "k", "--strength", "0"], "--strength: must be > 0"),
+    (["--key", "k", "--limit", "0"], "--limit: must be >= 1"),
+    (["--key", "k", "--verify-n", "10"], "--verify-n: must be >= 100"),
+])
+def test_verify_eval_rejects_bad_options_in_one_line(args, message, tmp_path):
+    result = CliRunner().invoke(main, ["verify-eval", "--out", str(tmp_path / "e"), *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "e").exists()
