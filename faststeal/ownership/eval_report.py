@@ -101,7 +101,8 @@ def write_report(result: dict, utility: dict | None, out: Path) -> Path:
         f"(smallest per-model KS p = {_fmt(s.get('wrong_key_ks_p_per_member_min'), '.3f')}).", "",
         "## Every model", "", member_table(result["members"]), "",
         f"![statistic](statistic-s{opts['strength']:g}.png)", "", "## Served images", "",
-        "Left: the target. Right: the same codes served with the mark.", "", f"![served vs marked](served-s{opts['strength']:g}.png)", "",
+        "Left: the target. Right: the same codes served with the mark.", "",
+        f"![served vs marked](served-s{opts['strength']:g}.png)", "",
     ]
     if result["not_done"]:
         body += ["## Not done", "", *[f"- {label}" for label in result["not_done"]], ""]

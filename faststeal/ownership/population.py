@@ -214,7 +214,8 @@ def utility(opts: EvalOptions, out: Path, target_sha: str) -> dict:
     if unmarked is None:
         unmarked = fid(image_stats(plain, "served", progress=opts.progress), real)
         write_json(out / "utility-unmarked.json", {"key": plain_key, "row": unmarked})
-    row = {"fid_unmarked": unmarked, "fid_marked": fid(image_stats(marked, "served marked", progress=opts.progress), real),
+    marked_fid = fid(image_stats(marked, "served marked", progress=opts.progress), real)
+    row = {"fid_unmarked": unmarked, "fid_marked": marked_fid,
            "n": n, "max_pixel_change": int((marked.int() - plain.int()).abs().max()),
            "rms_pixel_change": float((marked.float() - plain.float()).pow(2).mean().sqrt())}
     row["cost"] = row["fid_marked"] - row["fid_unmarked"]
