@@ -538,5 +538,93 @@ def _register_serving():
 
 _register_serving()
 
+
+@main.command()
+@click.option("--suspect", required=True, help="generator checkpoint (.pt, builtin:NAME), image folder or uint8 .npy/.npz")
+@click.option("--key", default=None, help="the owner's watermark key (as in --defense watermark:key=KEY)")
+@click.option("-n", "--n", type=int, default=5000, show_default=True, help="images to sample (or read) from the suspect")
+@click.option("--reference", default=None,
+              help="the owner's UNmarked model or images; its mean is subtracted (more power, same null)")
+@click.option("--low", type=float, default=1.0, show_default=True, help="band of the mark (as in the defense)")
+@click.option("--high", type=float, default=8.0, show_default=True, help="band edge of the mark (as in the defense)")
+@click.option("--null-keys", type=int, default=0, show_default=True,
+              help="also test this many random wrong keys and report whether their p-values are uniform (KS)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the suspect's samples")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
+def verify(suspect, key, n, reference, low, high, null_keys, seed, threads, as_json):
+    """Does SUSPECT carry the owner's watermark? One-line verdict with a p-value calibrated over keys.
+
+    p < 0.001: marked (the suspect learned from images served with this key); p > 0.01: no evidence.
+    """
+    from .ownership import verify as run
+
+    if not key:
+        raise click.BadParameter("give the owner's key, e.g. --key SECRET", param_hint="--key")
+    if n < run.MIN_IMAGES:
+        raise click.BadParameter(f"must be >= {run.MIN_IMAGES} for a decision, got {n}", param_hint="--n")
+    if null_keys < 0:
+        raise click.BadParameter(f"must be >= 0, got {null_keys}", param_hint="--null-keys")
+    if not 0 <= low < high:
+        raise click.BadParameter(f"need 0 <= --low < --high, got {low:g} and {high:g}", param_hint="--low")
+    _set_threads(threads)
+    try:
+        result = run.verify(suspect, key, n=n, reference=reference, low=low, high=high, null_keys=null_keys,
+                            seed=seed)
+    except run.VerifyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(result["line"])
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+@main.command("verify-eval")
+@click.option("--target", default="builtin:pggan-fmnist32", show_default=True, help="the owner's target")
+@click.option("--key", default=None, help="the owner's watermark key")
+@click.option("--strength", type=float, default=6.0, show_default=True, help="mark strength (RMS pixel levels)")
+@click.option("--kimg", type=float, default=8.0, show_default=True, help="training length of every model")
+@click.option("--verify-n", type=int, default=5000, show_default=True, help="samples per model for the detector")
+@click.option("--null-keys", type=int, default=1000, show_default=True, help="wrong keys per model")
+@click.option("--fid-n", type=int, default=1000, show_default=True, help="images per side of the fidelity FIDs")
+@click.option("--utility-n", type=int, default=2000, show_default=True,
+              help="images per side of the utility FIDs (served with and without the mark)")
+@click.option("--limit", type=int, default=None, help="build only the first N models of the plan (resumable)")
+@click.option("--no-utility", is_flag=True, help="skip the utility FIDs (served with and without the mark)")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+@click.option("--out", default="runs/verify-eval", show_default=True, help="run folder (finished models are reused)")
+def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility_n, limit, no_utility, threads, out):
+    """Build stolen, carefully stolen and innocent models and verify each with the owner's key.
+
+    Reports TPR at FPR 1% and 0.1%, every model's p-value, the wrong-key null, the utility cost of the
+    mark and the thief's fidelity (report.md, results.json, statistic.png, served.png in --out).
+    """
+    from .ownership.detect import MIN_IMAGES
+    from .ownership.population import EvalOptions, run_eval
+
+    if not key:
+        raise click.BadParameter("give the owner's key, e.g. --key SECRET", param_hint="--key")
+    if strength <= 0:
+        raise click.BadParameter(f"must be > 0, got {strength:g}", param_hint="--strength")
+    if verify_n < MIN_IMAGES:
+        raise click.BadParameter(f"must be >= {MIN_IMAGES}, got {verify_n}", param_hint="--verify-n")
+    if limit is not None and limit < 1:
+        raise click.BadParameter(f"must be >= 1, got {limit}", param_hint="--limit")
+    if null_keys < 1:
+        raise click.BadParameter(f"must be >= 1, got {null_keys}", param_hint="--null-keys")
+    if utility_n < 2:
+        raise click.BadParameter(f"must be >= 2, got {utility_n}", param_hint="--utility-n")
+    _check_attack_options(attack_kimg=kimg, fid_n=fid_n, out=out)
+    _set_threads(threads)
+    r = run_eval(EvalOptions(target=target, key=key, strength=strength, kimg=kimg, verify_n=verify_n,
+                             null_keys=null_keys, fid_n=fid_n, utility_n=utility_n, limit=limit,
+                             measure_utility=not no_utility, out=out),
+                 log=click.echo)
+    s = r["summary"]
+    click.echo(f"TPR stolen at p<0.001: {s['tpr_stolen_at_0.001']}; innocent below p=0.01: "
+               f"{s['fpr_innocent_at_0.01']}; wrong-key KS p = {s.get('wrong_key_ks_p', float('nan')):.3f}; "
+               f"report: {out}/report-s{strength:g}.md")
+
+
 if __name__ == "__main__":
     main()

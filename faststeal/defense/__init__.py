@@ -4,7 +4,7 @@ Latent defenses (truncate, region, anchors) change which codes reach the generat
 blur, jpeg, adv) change the served pixels. ``parse_family`` reads the CLI syntax, ``DefensePipeline`` hands
 the two hook functions to TargetOracle, and ``run_defend`` measures utility against security.
 """
-from . import adversarial, image, latent  # noqa: F401  (registers the defenses)
+from . import adversarial, image, latent, watermark  # noqa: F401  (registers the defenses)
 from .base import REGISTRY, Defense, DefenseError, Param
 from .pipeline import DefensePipeline, Family, build, describe_defenses, parse_family, parse_pipeline
 

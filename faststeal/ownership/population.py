@@ -1,0 +1,291 @@
+"""The population test of ownership verification: many copies stolen from the marked target, copies made by
+careful thieves, and innocent models, each verified with the owner's key.
+
+Each member is one trained model, kept in ``<out>/members/<name>/`` with its checkpoint and a result keyed on
+every setting it depends on; a rerun skips finished members and resumes the unfinished one, so the plan can be
+run a piece at a time (``limit``). The owner's key never reaches a file: results and config hold a digest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from faststeal.checkpoint import content_digest, load_checkpoint, load_generator
+from faststeal.data import ImageSet
+from faststeal.fileio import write_json
+from faststeal.train import generate
+
+from .detect import STOLEN_P, detect, detect_many_keys, normal_sf
+
+GROUPS = ("stolen", "careful", "innocent")
+SAMPLE_SEED, REFERENCE_SEED = 3, 11
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of the population and how it came to be."""
+
+    group: str                  # stolen | careful | innocent
+    label: str
+    marked: bool = True         # the queries were served with the owner's mark
+    thief: str = ""             # the thief's own processing of what it bought, an image-defense spec
+    knowledge: str = "images"
+    attack: str = "fast"
+    queries: int = 10_000
+    seed: int = 0
+    data: str = "queries"       # queries | real (an innocent trained on the real data) | target (the owner's model)
+    finetune_real: int = 0      # > 0: after training on the queries, fine-tune on this many real images
+    fidelity: bool = False      # also measure FID(copy, target)
+
+    @property
+    def name(self) -> str:
+        return re.sub(r"[^A-Za-z0-9.]+", "-", self.label).strip("-").lower()
+
+
+def default_plan() -> list[Member]:
+    """The population, most informative first (a run cut short still answers the main questions)."""
+    return [
+        Member("innocent", "the owner's own target (never saw the mark)", marked=False, data="target"),
+        Member("stolen", "fast, images, 10K, seed 0", fidelity=True),
+        Member("innocent", "fast, images, 10K, unmarked target", marked=False, fidelity=True),
+        Member("stolen", "fast, latents, 10K, seed 0", knowledge="latents"),
+        Member("innocent", "fast, trained on 10K real images", marked=False, data="real"),
+        Member("careful", "fast, images, 10K, thief blurs sigma=1", thief="blur:sigma=1"),
+        Member("careful", "fast, images, 10K, thief JPEGs quality=50", thief="jpeg:quality=50"),
+        Member("stolen", "pggan, images, 10K, seed 0", attack="pggan"),
+        Member("stolen", "fast, images, 1K, seed 0", queries=1000),
+        Member("careful", "fast, images, 10K, thief adds noise sigma=0.05", thief="noise:sigma=0.05"),
+        Member("stolen", "fast, latents, 1K, seed 0", knowledge="latents", queries=1000),
+        Member("innocent", "fast, latents, 10K, unmarked target", marked=False, knowledge="latents"),
+        Member("innocent", "pggan, images, 10K, unmarked target", marked=False, attack="pggan"),
+        Member("stolen", "fast, images, 10K, seed 1", seed=1),
+        Member("careful", "fast, images, 10K, + fine-tune on 1K real", finetune_real=1000),
+        Member("stolen", "pggan, latents, 10K, seed 0", attack="pggan", knowledge="latents"),
+        Member("careful", "fast, images, 10K, thief blurs sigma=2", thief="blur:sigma=2"),
+        Member("careful", "fast, images, 10K, thief JPEGs quality=20", thief="jpeg:quality=20"),
+        Member("innocent", "fast, trained on 10K real images, seed 1", marked=False, data="real", seed=1),
+    ]
+
+
+@dataclass
+class EvalOptions:
+    target: str = "builtin:pggan-fmnist32"
+    key: str = ""
+    strength: float = 6.0
+    low: float = 1.0
+    high: float = 8.0
+    kimg: float = 8.0               # training length of every member (the fast default is 60: see README)
+    verify_n: int = 5000            # samples of each member for the detector (and of the reference)
+    null_keys: int = 1000           # wrong keys per member
+    fid_n: int = 1000               # images per side of the fidelity FIDs (members with fidelity=True)
+    utility_n: int = 2000           # images per side of the utility FIDs (served with and without the mark)
+    limit: int | None = None        # only the first N members of the plan
+    measure_utility: bool = True    # FID of served images with and without the mark (2 x fid_n Inception passes)
+    out: str = "runs/verify-eval"
+    progress: bool = False
+    plan: list[Member] = field(default_factory=default_plan)
+
+    def key_digest(self) -> str:
+        return hashlib.blake2b(self.key.encode(), digest_size=4, person=b"fs-spec").hexdigest()
+
+    def serving(self, m: Member) -> str:
+        """The pipeline the thief's training images went through: the owner's mark, then the thief's own step."""
+        parts = [f"watermark:key={self.key},strength={self.strength:g},low={self.low:g},high={self.high:g}"] \
+            if m.marked else []
+        return "+".join(parts + ([m.thief] if m.thief else [])) or "noise:sigma=0"
+
+
+def member_key(opts: EvalOptions, m: Member, target_sha: str) -> dict:
+    """Everything a member's stored result depends on (the key only as a digest; the mark's strength only when
+    the member was served the mark, so innocent models are shared by runs at several strengths)."""
+    return {"member": asdict(m), "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
+            "strength": opts.strength if m.marked else None, "kimg": opts.kimg, "verify_n": opts.verify_n,
+            "null_keys": opts.null_keys, "fid_n": opts.fid_n if m.fidelity else None}
+
+
+def member_folder(opts: EvalOptions, m: Member) -> str:
+    return f"{m.name}-s{opts.strength:g}" if m.marked else m.name
+
+
+def _stored(path: Path, key: dict):
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return stored["row"] if stored.get("key") == json.loads(json.dumps(key)) else None
+
+
+def _training_set(opts: EvalOptions, m: Member, folder: Path, target_cfg: dict) -> ImageSet:
+    from faststeal.attack import queryset
+    from faststeal.attack.oracle import TargetOracle
+    from faststeal.defense import parse_pipeline
+    from faststeal.evaluate import real_data_for
+
+    if m.data == "real":
+        real = real_data_for(target_cfg, None)
+        idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(m.seed + 101))[:m.queries]
+        return ImageSet(real.images[idx], None, f"{real.fingerprint}:subset:{m.seed}:{m.queries}", "real")
+    pipeline = parse_pipeline(opts.serving(m), seed=m.seed)
+    oracle = TargetOracle(opts.target, budget=m.queries, seed=m.seed, **pipeline.oracle_hooks())
+    queryset.collect(oracle, folder / "queries", m.queries, target=opts.target, progress=opts.progress,
+                     knowledge=m.knowledge)
+    q = queryset.load(folder / "queries", limit=m.queries)
+    return ImageSet(q.images, None, f"{q.fingerprint}:served:{pipeline.spec()}", q.source, codes=q.codes)
+
+
+def _train(opts: EvalOptions, m: Member, folder: Path, target_cfg: dict) -> tuple[Path, float]:
+    """Train (or resume, or reuse) the member's model; returns its checkpoint and training seconds."""
+    from faststeal.attack.extract import AttackOptions, attack_config, knowledge_settings, train_attack
+    from faststeal.evaluate import real_data_for
+
+    res, ch = target_cfg["resolution"], target_cfg["channels"]
+    data = _training_set(opts, m, folder, target_cfg)
+    a = AttackOptions(target=opts.target, attack=m.attack, queries=m.queries, attack_kimg=opts.kimg,
+                      knowledge=m.knowledge, seed=m.seed, fid_n=opts.fid_n, progress=opts.progress)
+    cfg = attack_config(a, res, ch, opts.kimg, **knowledge_settings(a, target_cfg))
+    t0 = time.perf_counter()
+    ckpt = train_attack(cfg, data, folder / "model.pt", progress=opts.progress)["checkpoint"]
+    if m.finetune_real:
+        real = real_data_for(target_cfg, None)
+        idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(m.seed + 7))[:m.finetune_real]
+        subset = ImageSet(real.images[idx], None, f"{real.fingerprint}:subset:{m.seed}:{m.finetune_real}", "real")
+        latent = knowledge_settings(a, target_cfg).get("latent_dim")
+        ft = attack_config(a, res, ch, opts.kimg / 3, grow=False, seed_offset=1, latent_dim=latent)
+        ckpt = train_attack(ft, subset, folder / "model-finetuned.pt", init_from=ckpt,
+                            progress=opts.progress)["checkpoint"]
+    return ckpt, time.perf_counter() - t0
+
+
+def evaluate_member(opts: EvalOptions, m: Member, folder: Path, reference: torch.Tensor, target_cfg: dict) -> dict:
+    from faststeal.ownership.pattern import Band
+
+    t0 = time.perf_counter()
+    if m.data == "target":
+        ckpt, train_s = opts.target, 0.0
+    else:
+        ckpt, train_s = _train(opts, m, folder, target_cfg)
+    images = generate(load_generator(ckpt), opts.verify_n, seed=SAMPLE_SEED)
+    band = Band(opts.low, opts.high)
+    d = detect(images, opts.key, band, reference)
+    null_z = detect_many_keys(images, [f"wrong-{i}" for i in range(opts.null_keys)], band, reference)
+    row = {"group": m.group, "label": m.label, "marked": m.marked, "thief": m.thief, "knowledge": m.knowledge,
+           "attack": m.attack, "queries": m.queries, "seed": m.seed, "data": m.data, "finetune_real": m.finetune_real,
+           "z": d.z, "p_value": d.p_value, "detected": d.p_value < STOLEN_P,
+           "null_z": [round(float(v), 4) for v in null_z], "train_seconds": round(train_s, 1)}
+    if m.fidelity:
+        from faststeal.evaluate import fid, generator_stats
+
+        target_stats = generator_stats(opts.target, opts.fid_n, name="target", progress=opts.progress, cache=True)
+        row["fidelity"] = fid(generator_stats(ckpt, opts.fid_n, name="copy", progress=opts.progress), target_stats)
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def utility_key(opts: EvalOptions, target_sha: str) -> dict:
+    return {"target_sha256": target_sha, "key": opts.key_digest(), "strength": opts.strength,
+            "band": [opts.low, opts.high], "n": opts.utility_n}
+
+
+def utility(opts: EvalOptions, out: Path, target_sha: str) -> dict:
+    """FID(served, real) with and without the mark, on the same fid_n codes of the owner's prior."""
+    from faststeal.attack.oracle import TargetOracle
+    from faststeal.defense import parse_pipeline
+    from faststeal.evaluate import fid, image_stats, real_data_for, real_stats
+
+    key = utility_key(opts, target_sha)
+    path = out / f"utility-s{opts.strength:g}.json"
+    row = _stored(path, key)
+    if row is not None:
+        return row
+    t0 = time.perf_counter()
+    n = opts.utility_n
+    real = real_stats(real_data_for(load_checkpoint(opts.target)["config"], None), n, opts.progress)
+    plain = TargetOracle(opts.target, budget=n, seed=0).query(n)
+    mark = parse_pipeline(opts.serving(Member("stolen", "utility")))
+    marked = TargetOracle(opts.target, budget=n, seed=0, **mark.oracle_hooks()).query(n)
+    plain_key = {"target_sha256": target_sha, "n": n}
+    unmarked = _stored(out / "utility-unmarked.json", plain_key)    # shared by runs at several strengths
+    if unmarked is None:
+        unmarked = fid(image_stats(plain, "served", progress=opts.progress), real)
+        write_json(out / "utility-unmarked.json", {"key": plain_key, "row": unmarked})
+    marked_fid = fid(image_stats(marked, "served marked", progress=opts.progress), real)
+    row = {"fid_unmarked": unmarked, "fid_marked": marked_fid,
+           "n": n, "max_pixel_change": int((marked.int() - plain.int()).abs().max()),
+           "rms_pixel_change": float((marked.float() - plain.float()).pow(2).mean().sqrt())}
+    row["cost"] = row["fid_marked"] - row["fid_unmarked"]
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    write_json(path, {"key": key, "row": row})
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """TPR at the calibrated thresholds, innocent false positives, and the wrong-key null over all members."""
+    from scipy.stats import kstest
+
+    out = {}
+    for alpha in (1e-2, 1e-3):
+        for group in ("stolen", "careful"):
+            g = [r for r in rows if r["group"] == group]
+            out[f"tpr_{group}_at_{alpha:g}"] = (sum(r["p_value"] < alpha for r in g) / len(g)) if g else None
+        inn = [r for r in rows if r["group"] == "innocent"]
+        out[f"fpr_innocent_at_{alpha:g}"] = (sum(r["p_value"] < alpha for r in inn) / len(inn)) if inn else None
+    null_p = [normal_sf(z) for r in rows for z in r["null_z"]]
+    if null_p:
+        out["wrong_key_tests"] = len(null_p)
+        out["wrong_key_ks_p"] = float(kstest(null_p, "uniform").pvalue)
+        out["wrong_key_fpr_at_0.01"] = sum(p < 1e-2 for p in null_p) / len(null_p)
+        out["wrong_key_fpr_at_0.001"] = sum(p < 1e-3 for p in null_p) / len(null_p)
+        out["wrong_key_ks_p_per_member_min"] = min(
+            float(kstest([normal_sf(z) for z in r["null_z"]], "uniform").pvalue) for r in rows)
+    return out
+
+
+def run_eval(opts: EvalOptions, log=print) -> dict:
+    """Build and verify the plan's members (resumably); write results.json, report.md and the pictures."""
+    if not opts.key:
+        raise ValueError("give the owner's key")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    target_cfg = load_checkpoint(opts.target)["config"]
+    target_sha = content_digest(opts.target)
+    start = time.perf_counter()
+    config = {k: v for k, v in asdict(opts).items() if k not in ("key", "plan")}
+    write_json(out / "config.json", {**config, "key": opts.key_digest(), "plan": [asdict(m) for m in opts.plan]})
+    reference = generate(load_generator(opts.target), opts.verify_n, seed=REFERENCE_SEED).double().mean(0)
+    plan = opts.plan[: opts.limit] if opts.limit is not None else opts.plan
+    names = [m.name for m in plan]
+    if len(set(names)) != len(names):
+        raise ValueError("two members of the plan share a name")
+    rows = []
+    for i, m in enumerate(plan):
+        folder = out / "members" / member_folder(opts, m)
+        key = member_key(opts, m, target_sha)
+        row = _stored(folder / "result.json", key)
+        if row is None:
+            log(f"[{i + 1}/{len(plan)}] building {m.group}: {m.label}")
+            row = evaluate_member(opts, m, folder, reference, target_cfg)
+            write_json(folder / "result.json", {"key": key, "row": row})
+        log(f"[{i + 1}/{len(plan)}] {m.group:<8} {m.label:<48} z {row['z']:7.2f}  p {row['p_value']:.2e}"
+            f"  ({row['seconds']:.0f} s)")
+        rows.append(row)
+    summary = summarise(rows)
+    result = {"options": {**config, "key": opts.key_digest()}, "summary": summary, "members": rows,
+              "not_done": [m.label for m in opts.plan[len(plan):]],
+              "wall_seconds_this_run": round(time.perf_counter() - start, 1)}
+    if opts.measure_utility:
+        result["utility"] = utility(opts, out, target_sha)
+    else:                                          # a stored measurement of this setting still counts
+        result["utility"] = _stored(out / f"utility-s{opts.strength:g}.json", utility_key(opts, target_sha))
+    write_json(out / f"results-s{opts.strength:g}.json", result)
+    from .eval_report import served_picture, statistic_plot, write_report
+
+    statistic_plot(rows, out / f"statistic-s{opts.strength:g}.png")
+    served_picture(opts.target, opts.serving(Member("stolen", "picture")), out / f"served-s{opts.strength:g}.png")
+    write_report(result, result.get("utility"), out)
+    return result

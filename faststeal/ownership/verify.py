@@ -1,0 +1,53 @@
+"""``faststeal verify``: load a suspect, run the detector, optionally check the null on wrong keys."""
+from __future__ import annotations
+
+import secrets
+import time
+
+from .detect import MIN_IMAGES, VerifyError, detect, detect_many_keys, normal_sf  # noqa: F401 (MIN_IMAGES: CLI)
+from .pattern import Band
+from .suspect import mean_image, suspect_images
+
+
+def null_check(images, band: Band, reference, count: int) -> dict:
+    """p-values of ``count`` random wrong keys on the same images, and a KS test of their uniformity."""
+    from scipy.stats import kstest
+
+    keys = [secrets.token_hex(8) for _ in range(count)]
+    z = detect_many_keys(images, keys, band, reference)
+    p = [normal_sf(float(v)) for v in z]
+    ks = kstest(p, "uniform")
+    return {"keys": count, "ks_p": float(ks.pvalue), "min_p": min(p), "below_1e-3": sum(v < 1e-3 for v in p),
+            "z_mean": float(z.mean()), "z_std": float(z.std())}
+
+
+def verify(suspect: str, key: str, *, n: int = 5000, reference: str | None = None, low: float = 1.0,
+           high: float = 8.0, null_keys: int = 0, seed: int = 0) -> dict:
+    """The verdict for one suspect as a dict (``line`` is the one-line answer)."""
+    if not key:
+        raise VerifyError("the key is empty; give the key the images were served with")
+    band = Band(low, high)
+    try:
+        band.check()
+    except ValueError as exc:
+        raise VerifyError(str(exc)) from None
+    start = time.perf_counter()
+    images = suspect_images(suspect, n, seed)
+    if len(images) < MIN_IMAGES:
+        raise VerifyError(f"{suspect}: {len(images)} images are too few for a decision; give at least {MIN_IMAGES}")
+    ref = None
+    if reference:
+        ref = mean_image(reference, n, seed + 1)
+        if ref.shape != images.shape[1:]:
+            raise VerifyError(f"reference {reference} makes {tuple(ref.shape)} images, the suspect "
+                              f"{tuple(images.shape[1:])}")
+    d = detect(images, key, band, ref)
+    out = {"suspect": suspect, **d.as_dict(), "reference": reference, "band": [low, high]}
+    line = f"{suspect}: {d.line()}"
+    if null_keys:
+        out["null"] = null_check(images, band, ref, null_keys)
+        line += (f"; {null_keys} wrong keys: KS p = {out['null']['ks_p']:.3f}, smallest p = "
+                 f"{out['null']['min_p']:.3g}")
+    out["seconds"] = round(time.perf_counter() - start, 2)
+    out["line"] = line
+    return out
