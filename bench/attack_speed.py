@@ -31,7 +31,7 @@ from faststeal.attack import queryset  # noqa: E402
 from faststeal.attack.oracle import TargetOracle  # noqa: E402
 from faststeal.checkpoint import load_checkpoint  # noqa: E402
 from faststeal.evaluate import fid, generator_stats  # noqa: E402
-from faststeal.train import Trainer, TrainConfig  # noqa: E402
+from faststeal.train import TrainConfig, Trainer  # noqa: E402
 
 CONTENDERS = ("pggan", "fast")
 

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _results import results_path  # noqa: E402
+
 from faststeal.data import load_fashion_mnist  # noqa: E402
 from faststeal.metrics import FeatureStats, frechet_distance, get_extractor, preprocess  # noqa: E402
 from faststeal.metrics.frechet import trace_sqrt_scipy  # noqa: E402

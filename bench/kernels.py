@@ -35,11 +35,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import results_path  # noqa: E402
+
 from faststeal import kernels
 from faststeal.data import ImageSet
 from faststeal.models import build_discriminator, build_generator, sngan
 from faststeal.models.layers import EqualizedConv2d, EqualizedLinear, SNConv2d, SNLinear, SpectralNormed
-from faststeal.train import Trainer, TrainConfig
+from faststeal.train import TrainConfig, Trainer
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -99,7 +99,7 @@ def train_target(arch, data, classes, resolution, channels, latent_dim, width, b
     """Train a target GAN on real data and write a checkpoint."""
 
     from .data import load_dataset
-    from .train import Trainer, TrainConfig
+    from .train import TrainConfig, Trainer
 
     for flag, value, low in (("--latent-dim", latent_dim, 1), ("--width", width, 1), ("--batch", batch, 1),
                              ("--n-dis", n_dis, 1)):
@@ -488,10 +488,9 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
       truncate:psi=0.8+blur:sigma=1   '+' chains defenses into one setting
     Only one key per --defense may be swept; repeat --defense for more families.
     """
+    from .attack.remote import is_url
     from .defense import DefenseError, parse_family
     from .defense.tradeoff import DefendOptions, run_defend
-
-    from .attack.remote import is_url
 
     if is_url(target):
         raise click.BadParameter("defend applies each --defense itself and needs the checkpoint; a served "
@@ -540,9 +539,11 @@ _register_serving()
 
 
 @main.command()
-@click.option("--suspect", required=True, help="generator checkpoint (.pt, builtin:NAME), image folder or uint8 .npy/.npz")
+@click.option("--suspect", required=True,
+              help="generator checkpoint (.pt, builtin:NAME), image folder or uint8 .npy/.npz")
 @click.option("--key", default=None, help="the owner's watermark key (as in --defense watermark:key=KEY)")
-@click.option("-n", "--n", type=int, default=5000, show_default=True, help="images to sample (or read) from the suspect")
+@click.option("-n", "--n", type=int, default=5000, show_default=True,
+              help="images to sample (or read) from the suspect")
 @click.option("--reference", default=None,
               help="the owner's UNmarked model or images; its mean is subtracted (more power, same null)")
 @click.option("--low", type=float, default=1.0, show_default=True, help="band of the mark (as in the defense)")

@@ -37,8 +37,8 @@ def layer_specs(resolutions=RESOLUTIONS, widths=WIDTHS, channels=(1, 3), latent_
     Models are built on the meta device: only shapes and options are read, no memory is allocated.
     """
     import torch
-
     from faststeal.kernels.reference import default_padding
+
     from faststeal.models import build_discriminator, build_generator
     from faststeal.models.layers import EqualizedConv2d, EqualizedLinear, SpectralNormed
 
@@ -67,7 +67,6 @@ def layer_specs(resolutions=RESOLUTIONS, widths=WIDTHS, channels=(1, 3), latent_
 def launches(arch: int, specs, n_sn: int) -> dict:
     """{key: (Launch, example arguments)}: the distinct launches for ``arch``, deduplicated."""
     import torch
-
     from faststeal.kernels import triton_conv, triton_sn
 
     f32 = torch.empty(16, dtype=torch.float32)  # aligned, as every launcher guarantees (triton_conv._aligned)
@@ -102,12 +101,11 @@ _SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 def compile_one(launch, args, arch: int) -> dict:
     """Compile ``launch`` for sm_<arch> the way its JIT launch would; shared memory, registers and spills."""
     import triton
+    from faststeal.kernels.launch_settings import SHARED_MEMORY_LIMIT
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from triton.compiler.compiler import make_backend
     from triton.runtime.jit import create_function_from_signature
-
-    from faststeal.kernels.launch_settings import SHARED_MEMORY_LIMIT
 
     fn = launch.kernel
     target = GPUTarget("cuda", arch, 32)

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 import triton
 import triton.language as tl
-import torch
 
 from . import launch_settings
-from .reference import PIXELNORM_EPS, box_kernel, default_padding, he_scale, eqlr_conv2d as _ref_conv2d
+from .reference import PIXELNORM_EPS, box_kernel, default_padding, he_scale
+from .reference import eqlr_conv2d as _ref_conv2d
 
 # TF32 on GPUs (ample for GAN training); the interpreter computes in full float32 whatever this says.
 DOT_PRECISION = "tf32"

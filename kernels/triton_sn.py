@@ -10,9 +10,9 @@ weight / sigma is left to torch autograd.
 """
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
-import torch
 
 from . import launch_settings
 from .triton_conv import FP_FUSION, Launch, device_arch

@@ -7,8 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from faststeal.data import (DataError, InfiniteBatches, fit_images, load_dataset, load_fashion_mnist, read_idx,
-                            to_float, to_uint8)
+from faststeal.data import (
+    DataError,
+    InfiniteBatches,
+    fit_images,
+    load_dataset,
+    load_fashion_mnist,
+    read_idx,
+    to_float,
+    to_uint8,
+)
 
 
 def write_idx(path, arr):

@@ -1,9 +1,9 @@
 """faststeal.distributed: sharding arithmetic, and the collectives on two real gloo processes."""
 import torch
+from multiproc import run_ranks
 
 from faststeal import distributed
 from faststeal.fileio import write_text
-from multiproc import run_ranks
 
 
 def test_single_process_is_a_world_of_one():

@@ -7,8 +7,15 @@ import sys
 import numpy as np
 import pytest
 
-from faststeal.fileio import (UnreadableFile, UnwritablePath, atomic_write, check_writable_folder, read_numpy,
-                             remove_stale_temps, write_json)
+from faststeal.fileio import (
+    UnreadableFile,
+    UnwritablePath,
+    atomic_write,
+    check_writable_folder,
+    read_numpy,
+    remove_stale_temps,
+    write_json,
+)
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):

@@ -3,7 +3,7 @@ import torch
 
 from faststeal.checkpoint import load_checkpoint
 from faststeal.data import ImageSet
-from faststeal.train import Trainer, TrainConfig, TrainingDiverged, downscale_reals, pggan_schedule
+from faststeal.train import TrainConfig, Trainer, TrainingDiverged, downscale_reals, pggan_schedule
 
 
 def tiny_data(n=64, res=8):
@@ -196,8 +196,9 @@ def test_two_ranks_train_the_single_process_model(tmp_path, arch):
     batch norm over 4 images amplify that rounding to ~1e-4 by an amount that depends on the CPU's
     instruction set; in float64 the same amplification stays below 1e-9 on any CPU, so a real divergence
     (a wrong slice, a missing all-reduce: differences of 1e-2 and more) cannot hide under the tolerance."""
-    from faststeal.models import build_generator
     from multiproc import run_ranks
+
+    from faststeal.models import build_generator
 
     torch.set_num_threads(1)
     ranks = run_ranks(_steps_then_resume, arch, str(tmp_path), 3, 3, tmp_path=tmp_path)

@@ -16,7 +16,7 @@ from faststeal.checkpoint import load_checkpoint, load_discriminator, load_gener
 from faststeal.data import ImageSet, load_dataset
 from faststeal.evaluate import fid, generator_stats, real_data_for, real_stats
 from faststeal.sampling import generate
-from faststeal.train import Trainer, TrainConfig
+from faststeal.train import TrainConfig, Trainer
 
 from . import drs, queryset
 from .remote import ServedEvaluator, is_url, open_oracle, target_config

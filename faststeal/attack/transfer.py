@@ -6,13 +6,13 @@ checkpoints along the way and drawn as two curves.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from faststeal.checkpoint import load_checkpoint
 from faststeal.data import load_dataset
 from faststeal.evaluate import fid, generator_stats, real_stats
-from faststeal.train import Trainer, TrainConfig
+from faststeal.train import TrainConfig, Trainer
 
 
 @dataclass

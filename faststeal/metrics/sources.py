@@ -21,9 +21,7 @@ from typing import Iterable, Iterator
 import torch
 
 from faststeal import distributed
-from faststeal.data import (IMAGE_SUFFIXES, DataError, folder_fingerprint, image_files, read_image_file,
-                            source_kind)
-
+from faststeal.data import IMAGE_SUFFIXES, DataError, folder_fingerprint, image_files, read_image_file, source_kind
 from faststeal.sampling import SAMPLE_SEED, uint8_batches
 
 from . import protocol

@@ -18,6 +18,8 @@ import torch
 
 from .pattern import Band, coefficients, key_signs
 
+DEFAULT_BAND = Band()   # the defense's default band (a frozen value, shared)
+
 MIN_IMAGES = 100          # fewer samples leave the mean image too noisy for a decision
 STOLEN_P = 1e-3           # p below this: the suspect carries the mark
 INNOCENT_P = 1e-2         # p above this: no evidence; in between: inconclusive
@@ -84,7 +86,7 @@ def z_scores(c: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
     return signs @ c / norm
 
 
-def detect(images: torch.Tensor, key: str, band: Band = Band(), reference=None) -> Detection:
+def detect(images: torch.Tensor, key: str, band: Band = DEFAULT_BAND, reference=None) -> Detection:
     """Test uint8 or float images (N, C, R, R) of a suspect for the key's pattern."""
     if not key:
         raise VerifyError("the key is empty; give the key the images were served with")
@@ -94,7 +96,7 @@ def detect(images: torch.Tensor, key: str, band: Band = Band(), reference=None) 
     return Detection(z=z, p_value=p, n=int(images.shape[0]), coefficients=int(c.numel()), verdict=verdict(p))
 
 
-def detect_many_keys(images: torch.Tensor, keys: list[str], band: Band = Band(), reference=None) -> torch.Tensor:
+def detect_many_keys(images: torch.Tensor, keys: list[str], band: Band = DEFAULT_BAND, reference=None) -> torch.Tensor:
     """z of the same images under many keys (the empirical null when the keys are not the owner's)."""
     c = band_means(images, band, reference)
     signs = torch.stack([key_signs(k, c.numel()) for k in keys])

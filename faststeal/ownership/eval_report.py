@@ -70,11 +70,11 @@ def statistic_plot(rows: list[dict], path: Path) -> Path:
 
 def served_picture(target: str, serving: str, path: Path, n: int = 36) -> Path:
     """Left: the target's images; right: the same codes served with the mark."""
+    import numpy as np
+
     from faststeal.attack.oracle import TargetOracle
     from faststeal.defense import parse_pipeline
     from faststeal.grid import make_grid, save_png
-
-    import numpy as np
 
     plain = TargetOracle(target, budget=n, seed=99).query(n)
     marked = TargetOracle(target, budget=n, seed=99, **parse_pipeline(serving).oracle_hooks()).query(n)

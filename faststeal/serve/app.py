@@ -25,7 +25,7 @@ import uuid
 
 import numpy as np
 import torch
-from fastapi import Request     # at module level: FastAPI resolves the endpoints' annotations by name
+from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations by name
 
 from .ledger import Ledger, LedgerError, body_digest
 

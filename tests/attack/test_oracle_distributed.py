@@ -3,12 +3,12 @@ single process would have bought, with and without defenses, also across a resum
 import numpy as np
 import pytest
 import torch
+from multiproc import run_ranks
 
 from faststeal import distributed
 from faststeal.attack import queryset
 from faststeal.attack.oracle import BudgetExceeded, TargetOracle
 from faststeal.defense import parse_pipeline
-from multiproc import run_ranks
 
 BUDGET, CHUNK, SEED = 1003, 300, 5
 DEFENSE = "truncate:psi=0.8+anchors:mix=0.5+noise:sigma=0.1"

@@ -89,8 +89,8 @@ def test_latent_queries_refused_by_a_target_that_takes_counts_only(tiny_target, 
 def test_a_query_set_is_keyed_on_the_target_content_not_its_path(tiny_target, tmp_path):
     import shutil
 
-    from faststeal.models import build_generator
     from faststeal.checkpoint import load_checkpoint, save_checkpoint
+    from faststeal.models import build_generator
 
     path = tmp_path / "t.pt"
     shutil.copy(tiny_target, path)

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 import torch
+from faststeal.kernels import _triton_env
 
 from faststeal import kernels as K
-from faststeal.kernels import _triton_env
 
 
 def test_auto_uses_reference_on_cpu(monkeypatch):

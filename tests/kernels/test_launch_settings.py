@@ -2,7 +2,6 @@
 reference (interpreter on CPU, compiled on CUDA). Tolerances as in test_triton_conv.py."""
 import pytest
 import torch
-
 from faststeal.kernels import launch_settings as LS
 
 TOL = dict(rtol=1e-4, atol=1e-5)

@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from faststeal.kernels import reference as ref
 
 CONV_CASES = [  # (n, c, size, co, k, up, down, pixelnorm, activation)

@@ -3,9 +3,8 @@ reference (interpreter on CPU). float32 tolerances: rtol=1e-4, atol=1e-6 for Tri
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.nn.utils import parametrizations
-
 from faststeal.kernels import reference as ref
+from torch.nn.utils import parametrizations
 
 TOL = dict(rtol=1e-4, atol=1e-6)
 

@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from multiproc import free_port, run_ranks
 
 from faststeal.metrics import compute_features, compute_stats, kernel_inception_distance
-from multiproc import free_port, run_ranks
 
 N, BATCH = 30, 7          # batches 7, 7, 7, 7, 2: rank 0 gets three of them, rank 1 two
 KID_N, KID_BATCH = 16, 5

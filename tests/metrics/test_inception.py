@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from faststeal.metrics import preprocess
-from faststeal.metrics.inception import read_weights, FIDInception, WeightsError
-from faststeal.metrics import protocol
+from faststeal.metrics import preprocess, protocol
+from faststeal.metrics.inception import FIDInception, WeightsError, read_weights
 
 
 def rel_err(a, b):

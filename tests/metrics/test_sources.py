@@ -11,11 +11,9 @@ import torch
 from PIL import Image
 
 from faststeal.checkpoint import save_checkpoint
-from faststeal.metrics import compute_features, compute_stats, frechet_distance, open_source
+from faststeal.metrics import compute_features, compute_stats, dali, frechet_distance, open_source
 from faststeal.metrics.sources import FolderSource, GeneratorSource, SourceError, StatsSource
 from faststeal.models import build_generator
-
-from faststeal.metrics import dali
 
 # DALI is an optional extra: only the comparisons that need it skip where it is absent.
 needs_dali = pytest.mark.skipif(not dali.available(), reason="nvidia-dali not installed")

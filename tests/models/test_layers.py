@@ -3,9 +3,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from faststeal.models.layers import (EqualizedConv2d, EqualizedLinear, MinibatchStddev, SNConv2d, SNLinear,
-                                     apply_spectral_norm)
 from faststeal import kernels
+from faststeal.models.layers import (
+    EqualizedConv2d,
+    EqualizedLinear,
+    MinibatchStddev,
+    SNConv2d,
+    SNLinear,
+    apply_spectral_norm,
+)
 
 
 def test_equalized_conv_scales_by_gain_over_sqrt_fan_in():
