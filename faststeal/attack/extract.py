@@ -100,16 +100,18 @@ class StaleCheckpoint(ValueError):
     """A run folder holds an attack trained with other settings or on other data."""
 
 
-def train_attack(run, config: TrainConfig, data: ImageSet, path: Path, *, init_from=None, progress=True,
+def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=None, progress=True,
                  probe=None, probe_kimg=None) -> dict:
     """Train (resume, or reuse if ``path`` already finished) one attack GAN.
 
     Returns {"checkpoint", "train_seconds", "curve"}. A stored file is reused only when every setting that
     shaped it (REUSE_KEYS), its initialisation and its training data match; otherwise StaleCheckpoint says
-    which one differs. ``run`` (a RunFolder) decides on rank 0 whether the file exists, so every rank takes
-    the same branch under torchrun.
+    which one differs. Rank 0 decides whether the file exists (RunFolder.decide), so every rank takes the
+    same branch under torchrun.
     """
-    exists = run.decide(path.exists)
+    from faststeal.report import RunFolder
+
+    exists = RunFolder.decide(path.exists)
     if exists:
         state = load_checkpoint(path)
         want = config.resolved() | {"init_from": str(init_from) if init_from else None}
@@ -221,7 +223,7 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
         from .curve import FidelityProbe
 
         probe = FidelityProbe(load_generator(opts.target), opts.curve_n, real=_real_or_none(target_cfg, opts))
-    trained = train_attack(run, base_cfg, queries, run.file("attack.pt"), progress=opts.progress, probe=probe,
+    trained = train_attack(base_cfg, queries, run.file("attack.pt"), progress=opts.progress, probe=probe,
                            probe_kimg=opts.attack_kimg / max(opts.curve_points, 1))
     attack_ckpt = trained["checkpoint"]
 
@@ -249,13 +251,13 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
                                             classes=(target_cfg.get("extra") or {}).get("classes")
                                             if opts.real == target_cfg.get("data_source") else None)
         ft_kimg = opts.finetune_kimg if opts.finetune_kimg is not None else opts.attack_kimg / 3
-        ft = train_attack(run, attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1, latent_dim=latent),
+        ft = train_attack(attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1, latent_dim=latent),
                           real_subset, run.file("attack-finetuned.pt"), init_from=attack_ckpt,
                           progress=opts.progress)["checkpoint"]
         variants.append({"variant": f"+ fine-tune on {opts.real_count} real", **ev.attack(ft),
                          "train_images": opts.real_count})
         mixed = concat_sets(queries, real_subset)
-        mx = train_attack(run, attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2, latent_dim=latent), mixed,
+        mx = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2, latent_dim=latent), mixed,
                           run.file("attack-mixed.pt"), progress=opts.progress)["checkpoint"]
         variants.append({"variant": f"queries + {opts.real_count} real", **ev.attack(mx),
                          "train_images": len(mixed)})
@@ -269,7 +271,7 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
             logits, calibration = drs.standardise(scores), "standardised scores (no real data)"
         keep = drs.rejection_sample(logits, rate=opts.drs_rate, seed=opts.seed)
         kept = ImageSet(queries.images[keep], None, f"{queries.fingerprint}:drs:{opts.drs_rate}", "drs")
-        dr = train_attack(run, attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3, latent_dim=latent), kept,
+        dr = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3, latent_dim=latent), kept,
                           run.file("attack-drs.pt"), progress=opts.progress)["checkpoint"]
         variants.append({"variant": f"DRS with target D (kept {len(keep)}/{len(queries)})", **ev.attack(dr),
                          "train_images": len(keep), "calibration": calibration})

@@ -31,7 +31,7 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
     rows = []
     for budget in budgets:
         data = queryset.load(qdir, limit=budget)
-        ckpt = train_attack(run, attack_config(replace(opts, queries=budget), cfg["resolution"], cfg["channels"],
+        ckpt = train_attack(attack_config(replace(opts, queries=budget), cfg["resolution"], cfg["channels"],
                                           opts.attack_kimg, **knowledge_settings(opts, cfg)),
                             data, run.file(f"attack-{budget}.pt"), progress=opts.progress)["checkpoint"]
         rows.append({"queries": budget, **ev.attack(ckpt)})

@@ -166,7 +166,7 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
                 if isinstance(d, AdversarialFeatures) and d.reference is None:
                     d.set_reference(lazy.mu())   # push away from the undefended target's own features
             served = _collect(run, opts, pipeline, run.file(f"queries-{name}"))
-            train_attack(run, cfg, served, ckpt, progress=opts.progress)
+            train_attack(cfg, served, ckpt, progress=opts.progress)
             ev = lazy.get()
             n_util = min(opts.fid_n, len(served))
             served_stats = image_stats(served.images[:n_util], f"served:{spec}", progress=opts.progress)

@@ -19,7 +19,7 @@ import torch
 from faststeal.checkpoint import content_digest, load_checkpoint, load_generator
 from faststeal.data import ImageSet
 from faststeal.fileio import write_json
-from faststeal.train import generate
+from faststeal.sampling import generate
 
 from .detect import STOLEN_P, detect, detect_many_keys, normal_sf
 

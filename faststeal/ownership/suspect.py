@@ -22,7 +22,7 @@ def suspect_images(spec: str, n: int, seed: int = 0) -> torch.Tensor:
     try:
         if is_checkpoint(spec):
             from faststeal.checkpoint import load_generator
-            from faststeal.train import generate
+            from faststeal.sampling import generate
 
             return generate(load_generator(spec), n, seed=seed)
         from faststeal.data import load_dataset

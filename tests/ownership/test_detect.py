@@ -11,7 +11,8 @@ from faststeal.data import ImageSet
 from faststeal.defense import parse_pipeline
 from faststeal.ownership import VerifyError, detect, detect_many_keys
 from faststeal.ownership.detect import STOLEN_P, normal_sf
-from faststeal.train import TrainConfig, generate
+from faststeal.sampling import generate
+from faststeal.train import TrainConfig
 
 OWNER = "owner-secret"
 
