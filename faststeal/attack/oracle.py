@@ -29,6 +29,18 @@ class LatentsRefused(ValueError):
     """Codes were sent to a target that serves images for a count only."""
 
 
+def checked_codes(z: torch.Tensor, latent_dim: int, accepts_latents: bool) -> torch.Tensor:
+    """Chosen codes as a float32 CPU (N, latent_dim) tensor, checked the same way by every oracle."""
+    if not accepts_latents:
+        raise LatentsRefused("this target serves images for a count only and does not accept latent codes")
+    z = z.detach().float().cpu()
+    if z.dim() != 2 or z.shape[1] != latent_dim:
+        raise ValueError(f"z must have shape (N, {latent_dim}), got {tuple(z.shape)}")
+    if not torch.isfinite(z).all():
+        raise ValueError("z holds NaN or inf")
+    return z
+
+
 @dataclass(frozen=True)
 class LatentPrior:
     """The distribution the owner draws latent codes from.
@@ -160,13 +172,7 @@ class TargetOracle:
         makes a retry free (see ``HttpOracle``).
         """
         if isinstance(n_or_z, torch.Tensor):
-            if not self.accepts_latents:
-                raise LatentsRefused("this target serves images for a count only and does not accept latent codes")
-            z = n_or_z.detach().float().cpu()
-            if z.dim() != 2 or z.shape[1] != self.latent_dim:
-                raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")
-            if not torch.isfinite(z).all():
-                raise ValueError("z holds NaN or inf")
+            z = checked_codes(n_or_z, self.latent_dim, self.accepts_latents)
             n, source = z.shape[0], "chosen"
         else:
             n, source = int(n_or_z), str(self.prior)

@@ -16,7 +16,7 @@ import uuid
 import numpy as np
 import torch
 
-from faststeal.attack.oracle import BudgetExceeded, LatentPrior, LatentsRefused
+from faststeal.attack.oracle import BudgetExceeded, LatentPrior, LatentsRefused, checked_codes
 from faststeal.attack.remote import is_url
 
 
@@ -82,13 +82,7 @@ class HttpOracle:
         With ``request_id`` the parts are ``ID.0``, ``ID.1``...: retrying the same call costs nothing more.
         """
         if isinstance(n_or_z, torch.Tensor):
-            if not self.accepts_latents:
-                raise LatentsRefused("this target serves images for a count only and does not accept latent codes")
-            z = n_or_z.detach().float().cpu()
-            if z.dim() != 2 or z.shape[1] != self.latent_dim:
-                raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")
-            if not torch.isfinite(z).all():
-                raise ValueError("z holds NaN or inf")
+            z = checked_codes(n_or_z, self.latent_dim, self.accepts_latents)
             n = z.shape[0]
             bodies = [{"z": part.tolist()} for part in z.split(self.max_batch)]
         else:
