@@ -11,6 +11,21 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)
+def _thread_policy_restored():
+    """A CLI test that runs without --threads starts a ThreadGovernor; it must not outlive that test.
+
+    Left in place it would re-fit torch's threads inside later tests (on a machine whose neighbours differ),
+    and the tests that compare bits computed with a fixed thread count would fail there only.
+    """
+    from faststeal import cpu
+
+    threads = torch.get_num_threads()
+    yield
+    cpu._governor = None
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """FID statistics computed by tests go to a temporary cache, never the user's."""
     monkeypatch.setenv("FASTSTEAL_CACHE", str(tmp_path / "cache"))
