@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -117,9 +118,11 @@ def build_from_config(config: dict):
     return g, d
 
 
-def _load_network(path, key: str, pick: int, what: str) -> nn.Module:
-    """Build the network a checkpoint's config describes and load state ``key`` into it (eval, frozen)."""
-    state = load_checkpoint(path)
+def _load_network(path, key: str, pick: int, what: str, state: dict | None = None) -> nn.Module:
+    """Build the network a checkpoint's config describes and load state ``key`` into it (eval, frozen).
+
+    ``state``: the checkpoint already read from ``path`` (then the file is not read again)."""
+    state = load_checkpoint(path) if state is None else state
     try:
         net = build_from_config(state["config"])[pick]
     except (KeyError, TypeError, ValueError) as exc:
@@ -147,6 +150,21 @@ def _first_sentence(exc: Exception, limit: int = 160) -> str:
 def load_generator(path, device="cpu") -> ImageGenerator:
     """The EMA generator of a checkpoint at full resolution, in eval mode."""
     return ImageGenerator(_load_network(path, "G_ema", 0, "generator")).to(device).eval().requires_grad_(False)
+
+
+class LoadedTarget(NamedTuple):
+    """A target checkpoint read once: what an experiment would otherwise re-read for every oracle and picture."""
+    path: str
+    config: dict
+    generator: ImageGenerator
+    model_id: str          # content_digest of the file: what results derived from it are keyed on
+
+
+def load_target(path) -> LoadedTarget:
+    """Read a target checkpoint once: its config, EMA generator and digest."""
+    state = load_checkpoint(path)
+    generator = ImageGenerator(_load_network(path, "G_ema", 0, "generator", state=state)).eval()
+    return LoadedTarget(str(path), state["config"], generator.requires_grad_(False), content_digest(path))
 
 
 def load_discriminator(path, device="cpu") -> nn.Module:

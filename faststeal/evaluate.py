@@ -6,8 +6,6 @@ fitted to the model's resolution and channels exactly as the target saw it in tr
 """
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 from .data import ImageSet, load_dataset
@@ -36,18 +34,20 @@ def fid(stats_a, stats_b) -> float:
                                   n2=stats_b.n))
 
 
-def generator_stats(checkpoint_or_generator, n: int, *, seed: int = SAMPLE_SEED, name: str = "generator",
+def generator_stats(source, n: int, *, seed: int = SAMPLE_SEED, name: str = "generator",
                     progress: bool = True, cache: bool = False):
-    """Statistics of n samples of a generator (checkpoint path, builtin:NAME or loaded ImageGenerator)."""
-    from .checkpoint import load_generator, resolve_path
+    """Statistics of n samples of a generator: a checkpoint path, builtin:NAME, a LoadedTarget or a loaded
+    ImageGenerator. A file's samples are a pure function of its bytes, n and seed, so with ``cache`` their
+    statistics are cached under the file's digest (a bare ImageGenerator has none and is never cached)."""
+    from .checkpoint import LoadedTarget, content_digest, load_generator
 
-    gen, fingerprint = checkpoint_or_generator, None
-    if not isinstance(gen, torch.nn.Module) and cache:
-        # A checkpoint file's samples are a pure function of its bytes, n and seed: cache their statistics.
-        digest = hashlib.sha256(resolve_path(gen).read_bytes()).hexdigest()[:16]
-        fingerprint = f"generator:{digest}:{SAMPLER_ID}:seed{seed}:n{n}"
-    if not isinstance(gen, torch.nn.Module):
-        gen = load_generator(gen)
+    if isinstance(source, LoadedTarget):
+        gen, digest = source.generator, source.model_id
+    elif isinstance(source, torch.nn.Module):
+        gen, digest = source, None
+    else:
+        gen, digest = load_generator(source), content_digest(source)
+    fingerprint = f"generator:{digest}:{SAMPLER_ID}:seed{seed}:n{n}" if cache and digest else None
     return image_stats(generate(gen, n, seed=seed), name, fingerprint=fingerprint, progress=progress)
 
 

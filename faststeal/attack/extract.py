@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from faststeal.checkpoint import load_checkpoint, load_discriminator, load_generator
+from faststeal.checkpoint import LoadedTarget, load_checkpoint, load_discriminator, load_generator
 from faststeal.data import ImageSet, load_dataset
 from faststeal.evaluate import fid, generator_stats, real_data_for, real_stats
 from faststeal.sampling import generate
 from faststeal.train import TrainConfig, Trainer
 
 from . import drs, queryset
-from .remote import ServedEvaluator, is_url, open_oracle, target_config
+from .remote import is_url
 
 
 def default_attack_kimg(attack: str, knowledge: str) -> float:
@@ -144,9 +144,10 @@ class Evaluator:
     target at the same n, i.e. the score of a perfect copy at this n (FID is biased upwards at small n).
     """
 
-    def __init__(self, target: str, fid_n: int, eval_data: str | None, progress: bool = True):
+    def __init__(self, target, fid_n: int, eval_data: str | None, progress: bool = True):
+        """``target``: a checkpoint path or a LoadedTarget (then its weights are not read again)."""
         self.fid_n, self.progress = fid_n, progress
-        config = load_checkpoint(target)["config"]
+        config = target.config if isinstance(target, LoadedTarget) else load_checkpoint(target)["config"]
         self.target, self._floor = target, None
         self.target_stats = generator_stats(target, fid_n, name="target", progress=progress, cache=True)
         try:
@@ -193,6 +194,7 @@ def concat_sets(a: ImageSet, b: ImageSet) -> ImageSet:
 
 def run_extract(opts: ExtractOptions, run=None) -> dict:
     """The whole extraction experiment; writes into ``run`` (a RunFolder) and returns metrics."""
+    from faststeal.experiment import Experiment
     from faststeal.report import RunFolder, markdown_table
 
     remote = is_url(opts.target)        # an HTTP target: nothing below loads its weights
@@ -200,10 +202,11 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
         raise queryset.DataError("--target-discriminator needs the target's checkpoint, not a URL")
     run = run or RunFolder(opts.out, "extract", asdict(opts))
     run.start_over(opts.fresh)
+    exp = Experiment(run, opts.target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
 
     # 1. Buy the queries (black box: only uint8 images, and with knowledge "latents" the codes it chose).
-    oracle = open_oracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed)
-    target_cfg = target_config(opts.target, oracle)
+    oracle = exp.oracle(opts.queries, prior=opts.prior, seed=opts.seed)
+    target_cfg = exp.config
     res, ch = target_cfg["resolution"], target_cfg["channels"]
     if opts.knowledge == "latents" and not oracle.accepts_latents:
         raise queryset.DataError(f"{opts.target}: this target does not accept latent codes; "
@@ -222,15 +225,14 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
     if opts.curve_n and not remote:     # the curve samples the target itself
         from .curve import FidelityProbe
 
-        probe = FidelityProbe(load_generator(opts.target), opts.curve_n, real=_real_or_none(target_cfg, opts))
+        probe = FidelityProbe(exp.loaded.generator, opts.curve_n, real=_real_or_none(target_cfg, opts))
     trained = train_attack(base_cfg, queries, run.file("attack.pt"), progress=opts.progress, probe=probe,
                            probe_kimg=opts.attack_kimg / max(opts.curve_points, 1))
     attack_ckpt = trained["checkpoint"]
 
     # 3. Measure.
-    ev = (ServedEvaluator(queries, opts.fid_n, opts.eval_data, target_cfg, opts.progress) if remote
-          else Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress))
-    base = ev.attack(attack_ckpt)
+    ev = exp.evaluator(served=queries)
+    base = exp.measure(attack_ckpt)
     metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge, "queries": opts.queries,
                "fid_n": opts.fid_n, "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
                "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "attack_kimg": opts.attack_kimg,
@@ -254,15 +256,15 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
         ft = train_attack(attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1, latent_dim=latent),
                           real_subset, run.file("attack-finetuned.pt"), init_from=attack_ckpt,
                           progress=opts.progress)["checkpoint"]
-        variants.append({"variant": f"+ fine-tune on {opts.real_count} real", **ev.attack(ft),
+        variants.append({"variant": f"+ fine-tune on {opts.real_count} real", **exp.measure(ft),
                          "train_images": opts.real_count})
         mixed = concat_sets(queries, real_subset)
         mx = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2, latent_dim=latent), mixed,
                           run.file("attack-mixed.pt"), progress=opts.progress)["checkpoint"]
-        variants.append({"variant": f"queries + {opts.real_count} real", **ev.attack(mx),
+        variants.append({"variant": f"queries + {opts.real_count} real", **exp.measure(mx),
                          "train_images": len(mixed)})
     if opts.target_discriminator:
-        target_d = load_discriminator(opts.target)
+        target_d = load_discriminator(exp.loaded.path)
         scores = drs.discriminator_scores(target_d, queries.images)
         if real_subset is not None:
             a, b = drs.calibrate_logistic(drs.discriminator_scores(target_d, real_subset.images), scores)
@@ -273,13 +275,13 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
         kept = ImageSet(queries.images[keep], None, f"{queries.fingerprint}:drs:{opts.drs_rate}", "drs")
         dr = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3, latent_dim=latent), kept,
                           run.file("attack-drs.pt"), progress=opts.progress)["checkpoint"]
-        variants.append({"variant": f"DRS with target D (kept {len(keep)}/{len(queries)})", **ev.attack(dr),
+        variants.append({"variant": f"DRS with target D (kept {len(keep)}/{len(queries)})", **exp.measure(dr),
                          "train_images": len(keep), "calibration": calibration})
     metrics["variants"] = variants
 
     # 5. Pictures and report.
     attack_gen = load_generator(attack_ckpt)
-    left = queries.images[:36] if remote else generate(load_generator(opts.target), 36, seed=1)
+    left = queries.images[:36] if remote else exp.samples(36, seed=1)
     run.side_by_side(left, generate(attack_gen, 36, seed=1), "samples.png")
     run.write_metrics(metrics)
     acc_note = "" if ev.real_stats is not None else f"\n\nNo real data for accuracy: {ev.real_error}"

@@ -103,14 +103,15 @@ class TargetOracle:
 
     def __init__(self, checkpoint, budget: int, prior="normal", seed: int = 0, *, batch: int = 256,
                  latent_transform=None, image_transform=None, served: int = 0, accept_latents: bool = True):
-        from faststeal.checkpoint import content_digest, load_generator
+        from faststeal.checkpoint import LoadedTarget, load_target
 
         if budget < 0:
             raise ValueError(f"budget must be >= 0, got {budget}")
-        generator = load_generator(checkpoint)
+        target = checkpoint if isinstance(checkpoint, LoadedTarget) else load_target(checkpoint)
+        generator = target.generator
         # Which model this API serves (a model version, as real APIs announce): stored query sets are keyed
         # on it, so images bought from one file never pass for another's behind the same path.
-        self.model_id = content_digest(checkpoint)
+        self.model_id = target.model_id
         self.latent_dim = generator.latent_dim
         self.resolution = generator.resolution
         self.channels = generator.channels

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 from . import queryset
-from .extract import Evaluator, ExtractOptions, attack_config, knowledge_settings, train_attack
-from .remote import ServedEvaluator, is_url, open_oracle, target_config
+from .extract import ExtractOptions, attack_config, knowledge_settings, train_attack
 
 
 def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
+    """Train one attack per budget on the first B queries; a rerun reuses every attack and measurement whose
+    inputs did not change (train_attack's config check, Experiment.measure's key)."""
+    from faststeal.experiment import Experiment
     from faststeal.report import RunFolder, line_plot, markdown_table
 
     budgets = sorted(set(int(b) for b in budgets))
@@ -21,20 +23,21 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
         raise ValueError(f"query budgets must be positive integers, got {budgets}")
     run = run or RunFolder(opts.out, "sweep", {**asdict(opts), "budgets": budgets})
     run.start_over(opts.fresh)
-    oracle = open_oracle(opts.target, budget=budgets[-1], prior=opts.prior, seed=opts.seed)
-    cfg = target_config(opts.target, oracle)
+    exp = Experiment(run, opts.target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
+    oracle = exp.oracle(budgets[-1], prior=opts.prior, seed=opts.seed)
+    cfg = exp.config
     qdir = opts.query_set or run.file("queries")
     queryset.collect(oracle, qdir, budgets[-1], target=opts.target, progress=opts.progress,
                      knowledge=opts.knowledge)
-    ev = (ServedEvaluator(queryset.load(qdir, limit=budgets[-1]), opts.fid_n, opts.eval_data, cfg, opts.progress)
-          if is_url(opts.target) else Evaluator(opts.target, opts.fid_n, opts.eval_data, opts.progress))
+    served = queryset.load(qdir, limit=budgets[-1])
+    ev = exp.evaluator(served=served)
     rows = []
     for budget in budgets:
         data = queryset.load(qdir, limit=budget)
         ckpt = train_attack(attack_config(replace(opts, queries=budget), cfg["resolution"], cfg["channels"],
                                           opts.attack_kimg, **knowledge_settings(opts, cfg)),
                             data, run.file(f"attack-{budget}.pt"), progress=opts.progress)["checkpoint"]
-        rows.append({"queries": budget, **ev.attack(ckpt)})
+        rows.append({"queries": budget, **exp.measure(ckpt)})
         run.write_metrics({"target": opts.target, "attack": opts.attack, "target_fid": ev.target_fid(),
                            "sweep": rows})
     series = {"fidelity": ([r["queries"] for r in rows], [r["fidelity"] for r in rows])}

@@ -1,0 +1,137 @@
+"""The run object every attack command (extract, sweep, defend) works through.
+
+An experiment reads its target once (config, weights, content digest) and makes every oracle, picture and
+measurement from that one copy; it builds the evaluator (target and real statistics) once; it keeps results
+in its run folder keyed by everything that produced them, so a rerun reuses a result only when nothing
+behind it changed. Under torch.distributed it alone decides on rank 0 and hands the answer to every rank
+(through ``RunFolder.decide``/``write``): code below it does not ask which rank it runs on.
+"""
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from .checkpoint import LoadedTarget, load_target
+from .fileio import write_json
+from .report import RunFolder
+
+
+class Experiment:
+    """One command's run folder, target, oracles, evaluator and keyed results."""
+
+    def __init__(self, folder: RunFolder, target: str, *, fid_n: int, eval_data: str | None = None,
+                 progress: bool = True):
+        from .attack.remote import is_url
+
+        self.folder, self.target = folder, str(target)
+        self.fid_n, self.eval_data, self.progress = fid_n, eval_data, progress
+        self.remote = is_url(self.target)      # an HTTP target: its weights are never reachable from here
+        self._evaluator, self._reference = None, None     # the reference: what fidelity is measured against
+
+    # -- the run folder: one rank decides and writes, every rank gets the answer ---------------------------
+    def file(self, name: str) -> Path:
+        return self.folder.file(name)
+
+    def decide(self, fn, *args, **kwargs):
+        return self.folder.decide(fn, *args, **kwargs)
+
+    def write(self, fn, *args, **kwargs):
+        return self.folder.write(fn, *args, **kwargs)
+
+    # -- the target, read once -------------------------------------------------------------------------------
+    @cached_property
+    def loaded(self) -> LoadedTarget:
+        """Config, EMA generator and digest of a checkpoint target, read on first use."""
+        if self.remote:
+            raise ValueError(f"{self.target}: an HTTP target's weights are not reachable; this needs a checkpoint")
+        return load_target(self.target)
+
+    @cached_property
+    def config(self) -> dict:
+        """The target's config (resolution, channels, latent_dim, data_source); for a URL, from /v1/info."""
+        return self.oracle(0).config() if self.remote else self.loaded.config
+
+    def oracle(self, budget: int, prior: str = "normal", seed: int = 0, **hooks):
+        """Query access to the target: in process on the loaded weights, or the HTTP client for a URL."""
+        from .attack.remote import open_oracle
+
+        return open_oracle(self.target if self.remote else self.loaded, budget=budget, prior=prior, seed=seed,
+                           **hooks)
+
+    def samples(self, n: int, seed: int) -> torch.Tensor:
+        """n uint8 samples of the target (the owner's view, for pictures and probes)."""
+        from .sampling import generate
+
+        return generate(self.loaded.generator, n, seed=seed)
+
+    # -- measurement -----------------------------------------------------------------------------------------
+    def evaluator(self, served=None):
+        """Target and real statistics, built on first use and shared by every measurement of the run.
+
+        For a URL the images the adversary bought (``served``, an ImageSet) stand in for the target.
+        """
+        if self._evaluator is None:
+            from .attack.extract import Evaluator
+            from .attack.remote import ServedEvaluator
+
+            if self.remote:
+                if served is None:
+                    raise ValueError("an HTTP target is measured against the served images: pass them")
+                self._evaluator = ServedEvaluator(served, self.fid_n, self.eval_data, self.config, self.progress)
+                self._reference = f"{self.target}:{served.fingerprint}"
+            else:
+                self._evaluator = Evaluator(self.loaded, self.fid_n, self.eval_data, self.progress)
+                self._reference = self.loaded.model_id
+        return self._evaluator
+
+    @property
+    def has_evaluator(self) -> bool:
+        return self._evaluator is not None
+
+    def measure(self, checkpoint) -> dict:
+        """{fidelity, accuracy} of an attack checkpoint, stored beside it as ``<name>.measured.json``.
+
+        Keyed by the checkpoint's bytes, the target (or the served images standing in for it), fid_n, the
+        evaluation data, the sampler and the feature extractor, so a rerun that retrains nothing measures nothing again.
+        """
+        from .checkpoint import content_digest
+        from .metrics.api import get_extractor
+        from .sampling import SAMPLER_ID
+
+        evaluator = self.evaluator()
+        key = {"attack_sha256": content_digest(checkpoint), "target": self._reference, "fid_n": self.fid_n,
+               "eval_data": self.eval_data, "sampler": SAMPLER_ID, "extractor": get_extractor().id}
+        name = f"{Path(checkpoint).stem}.measured.json"
+        return self.cached(name, key, lambda: evaluator.attack(checkpoint))
+
+    def cached(self, name: str, key: dict, compute, *, requires: tuple[str, ...] = ()):
+        """``compute()``'s JSON-able result, stored in the run folder as ``name`` beside the key that made it.
+
+        A stored result is reused only if its key equals ``key`` and the files named in ``requires`` (e.g.
+        the checkpoint it measured) still exist; otherwise it is computed again and stored over the old one.
+        Rank 0 reads and writes; every rank returns the same value.
+        """
+        key = json.loads(json.dumps(key))          # tuples and the like compare as JSON gives them back
+        path = self.file(name)
+        stored = self.decide(_stored_value, path, key, [self.file(r) for r in requires])
+        if stored is not None:
+            return stored["value"]
+        value = compute()
+        self.write(write_json, path, {"key": key, "value": value})
+        return value
+
+
+def _stored_value(path: Path, key: dict, requires: list[Path]) -> dict | None:
+    """{"value": ...} if ``path`` holds a result for exactly ``key`` and its inputs exist, else None."""
+    if not path.exists() or not all(p.exists() for p in requires):
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return None                                # a damaged entry is recomputed, never trusted
+    if not isinstance(stored, dict) or stored.get("key") != key or "value" not in stored:
+        return None
+    return {"value": stored["value"]}
