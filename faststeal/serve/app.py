@@ -229,7 +229,7 @@ def create_app(settings: dict | None = None):
                 await run_in_threadpool(ledger.refund, name, request_id, n, kind)
             return error(500, "generation_failed", f"generation failed and was not charged: "
                                                    f"{type(exc).__name__}: {exc}")
-        if not charge.replayed:
+        if not charge.replayed or charge.pending:     # a replay after a crash mid-generation is the delivery
             await run_in_threadpool(ledger.served, name, request_id, n, kind)
         headers = {"X-Budget-Remaining": str(charge.remaining), "X-Request-Id": request_id,
                    "X-Replayed": "1" if charge.replayed else "0", "X-Model-Id": target.oracle.model_id}

@@ -116,6 +116,53 @@ def test_kill_9_the_server_under_load_then_restart_ledger_equals_images_received
     ledger.dispose()
 
 
+def _outcomes(ledger, name, request_id) -> list[str]:
+    return [r["outcome"] for r in ledger.audit_rows(name) if r["request_id"] == request_id]
+
+
+def _await_charge(ledger, name, request_id, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "charged" not in _outcomes(ledger, name, request_id):
+        assert time.monotonic() < deadline, "the request was never charged"
+        time.sleep(0.005)
+
+
+def test_kill_9_while_a_request_is_generating_then_its_retry_delivers_it_once(tiny_target, tmp_path):
+    """The kill lands provably mid-generation: the request is charged, the server has not marked it served
+    (which it does before sending a byte of the answer) and the client holds nothing. JPEG on 20,000 images
+    keeps the one worker busy for seconds. After a restart the client's retry of the same id is answered
+    from the ledger's record: the same images, once, charged once."""
+    n, spec, db = 20_000, "jpeg:quality=50", tmp_path / "ledger.sqlite"
+    token = add_key(db, "inflight", n)
+    server = Server(tiny_target, db, defense=spec, latents=False, max_batch=n, log=tmp_path / "server.log").start()
+    got, errors = [], []
+
+    def client():
+        try:
+            got.append(HttpOracle(server.url, token, retry_for=120).query(n, request_id="big-1"))
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    ledger = Ledger(db)
+    thread = threading.Thread(target=client)
+    try:
+        thread.start()
+        _await_charge(ledger, "inflight", "big-1")
+        server.kill9()
+        assert _outcomes(ledger, "inflight", "big-1") == ["charged"] and not got    # killed while generating
+        server.start()
+        thread.join(timeout=120)
+    finally:
+        server.stop()
+    assert not errors and not thread.is_alive(), errors
+    assert len(got) == 1 and got[0].shape == (n, 1, 8, 8)                    # received exactly once
+    local = TargetOracle(tiny_target, budget=n, seed=0, **parse_pipeline(spec, seed=0).oracle_hooks())
+    assert torch.equal(got[0], local.query(n))                               # the replay regenerated them
+    assert ledger.usage("inflight")["used"] == n                              # charged == received
+    assert _outcomes(ledger, "inflight", "big-1") == ["charged", "replayed", "served"]   # nothing twice
+    ledger.dispose()
+
+
 CLIENT = """
 import sys
 from faststeal.attack import queryset

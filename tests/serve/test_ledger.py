@@ -63,6 +63,19 @@ def test_charges_are_all_or_nothing_and_idempotent(ledger):
     assert outcomes == ["charged", "replayed", "refused", "charged"]
 
 
+def test_a_replay_of_a_request_never_served_is_its_delivery_and_is_recorded_once(ledger):
+    """A server killed mid-generation leaves the request charged but not served: the retry delivers it."""
+    ledger.add_key("k", 10)
+    first = ledger.charge("k", "r1", "prior", 4, "d")
+    again = ledger.charge("k", "r1", "prior", 4, "d")
+    assert not first.replayed and again.replayed and again.pending and again.start == first.start
+    ledger.served("k", "r1", 4, "prior")
+    ledger.served("k", "r1", 4, "prior")                    # a concurrent second delivery counts once
+    late = ledger.charge("k", "r1", "prior", 4, "d")
+    assert late.replayed and not late.pending and ledger.usage("k")["used"] == 4
+    assert [r["outcome"] for r in ledger.audit_rows("k")] == ["charged", "replayed", "served", "replayed"]
+
+
 def test_refund_gives_back_the_images_but_not_the_stream_positions(ledger):
     ledger.add_key("k", 10)
     ledger.charge("k", "r1", "prior", 4, "d")
