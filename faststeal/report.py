@@ -92,6 +92,11 @@ class RunFolder:
         upscale = 2 if left.shape[-1] < 64 else 1
         return self.write(save_png, np.concatenate([a, gap, b], axis=1), self.path / name, upscale=upscale)
 
+    def grid(self, images: torch.Tensor, name: str, nrow: int = 6) -> Path:
+        """One uint8 sample set as a picture (small images upscaled 2x, as in side_by_side)."""
+        upscale = 2 if images.shape[-1] < 64 else 1
+        return self.write(save_png, make_grid(images, nrow), self.path / name, upscale=upscale)
+
     def write_report(self, title: str, sections: list[tuple[str, str]]) -> Path:
         """report.md: a title, the command line, then (heading, markdown) sections."""
         command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))

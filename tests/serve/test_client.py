@@ -18,17 +18,7 @@ from faststeal.defense import parse_pipeline
 from faststeal.serve.client import HttpOracle
 from faststeal.serve.ledger import Ledger
 
-from .conftest import DEFENSE, Server, add_key
-
-
-def _same_set(a, b):
-    """Every chunk and code file byte for byte, and the metadata but for the target's name."""
-    ma, mb = (json.loads((d / "meta.json").read_text()) for d in (a, b))
-    assert {k: v for k, v in ma.items() if k != "target"} == {k: v for k, v in mb.items() if k != "target"}
-    names = sorted(p.name for p in a.glob("*.npy"))
-    assert names == sorted(p.name for p in b.glob("*.npy")) and names
-    for name in names:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+from .conftest import DEFENSE, Server, add_key, same_query_set
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -47,7 +37,7 @@ def test_extract_over_http_buys_the_same_query_set_as_the_in_process_oracle(serv
     assert token not in (tmp_path / "run" / "config.json").read_text()
     local = TargetOracle(tiny_target, budget=48, seed=0, **parse_pipeline(DEFENSE, seed=0).oracle_hooks())
     queryset.collect(local, tmp_path / "local", 48, target=served.url, progress=False)
-    _same_set(tmp_path / "http", tmp_path / "local")
+    same_query_set(tmp_path / "http", tmp_path / "local")
     assert HttpOracle(served.url, token).remaining == 0
 
 
@@ -72,7 +62,7 @@ def test_chosen_codes_over_http_give_the_same_query_set(served, tiny_target, tmp
     local = TargetOracle(tiny_target, budget=700, seed=3, **parse_pipeline(DEFENSE, seed=0).oracle_hooks())
     queryset.collect(local, tmp_path / "local", 700, chunk_size=300, target="t", progress=False,
                      knowledge="latents")
-    _same_set(tmp_path / "http", tmp_path / "local")
+    same_query_set(tmp_path / "http", tmp_path / "local")
     assert remote.served == 700
 
 
@@ -197,5 +187,5 @@ def test_a_killed_client_resumes_its_query_set_with_nothing_lost_or_paid_twice(t
         server.stop()
     local = TargetOracle(tiny_target, budget=3000, seed=0)
     queryset.collect(local, tmp_path / "local", 3000, chunk_size=100, target=server.url, progress=False)
-    _same_set(folder, tmp_path / "local")                       # 0 lost, every position in place
+    same_query_set(folder, tmp_path / "local")                       # 0 lost, every position in place
     assert torch.equal(queryset.load(folder).images, queryset.load(tmp_path / "local").images)
