@@ -36,10 +36,11 @@ def _defend(*args):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_defend_over_http_measures_the_served_defense_against_the_checkpoint(served, tiny_target, tmp_path,
-                                                                           keys_env):
+                                                                           keys_env, monkeypatch):
     token = add_key(served.db, "owner", 48)
     args = ["--target", served.url, "--api-key", token, "--baseline", str(tiny_target), "--eval-data",
             _real(tmp_path), *SIZES, "--out", str(tmp_path / "run")]
+    monkeypatch.setattr("sys.argv", ["faststeal", "defend", *args])    # as run from a shell: argv is recorded
     res = _defend(*args)
     assert res.exit_code == 0, res.output
     spec = parse_pipeline(DEFENSE).spec()
@@ -55,7 +56,9 @@ def test_defend_over_http_measures_the_served_defense_against_the_checkpoint(ser
     base, guarded = m["settings"]
     assert guarded["served_vs_target"] > base["served_vs_target"] >= 0     # the defense changed what is served
     assert m["settings"][1]["fidelity_change"] is not None and m["baseline"]["defense"] == "none"
-    assert spec in (run / "report.md").read_text() and token not in (run / "config.json").read_text()
+    secret = token.split(".", 1)[1]
+    assert spec in (run / "report.md").read_text() and "--api-key REDACTED" in (run / "report.md").read_text()
+    assert secret not in (run / "config.json").read_text() and secret not in (run / "report.md").read_text()
     for name in ("tradeoff-fidelity.png", "samples-served.png", "samples-baseline.png"):
         assert (run / name).exists(), name
     # the served row trained on what the server sent: its defended stream, byte for byte
