@@ -466,20 +466,30 @@ def _defense_table() -> str:
 
 
 @main.command(epilog=_defense_table())
-@click.option("--target", required=True, help="target checkpoint or builtin:NAME")
-@click.option("--defense", "defenses", multiple=True, required=True, metavar="SPEC",
-              help="one defense family per flag (repeatable); syntax below")
+@click.option("--target", required=True, help="target checkpoint or builtin:NAME, or the URL of `faststeal serve`")
+@click.option("--defense", "defenses", multiple=True, metavar="SPEC",
+              help="one defense family per flag (repeatable; checkpoint targets only); syntax below")
 @click.option("--queries", type=int, default=10_000, show_default=True, help="query budget per setting (images)")
 @attack_size_options
+@click.option("--baseline", default=None, metavar="CKPT_OR_URL",
+              help="URL target: the undefended model fidelity is measured against (its checkpoint, or a server "
+                   "without --defense)")
+@click.option("--baseline-api-key", default=None, envvar="FASTSTEAL_BASELINE_API_KEY",
+              help="bearer token for an http:// --baseline (or $FASTSTEAL_BASELINE_API_KEY)")
 @click.option("--out", default=None, help="run folder; default runs/defend-<target>-<attack>-<queries>")
 def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed,
-           eval_data, threads, fresh, api_key, out):
+           eval_data, threads, fresh, api_key, baseline, baseline_api_key, out):
     """Serve the target through defenses; measure utility against what an attack still steals.
 
     For the undefended baseline and every defense setting: utility = FID(served images, real data);
     an attack GAN trained on the served images gives fidelity = FID(attack, UNdefended target) and
     accuracy = FID(attack, real data). Writes metrics.json (list "settings"), report.md, trade-off plots
     (utility on x) and served-vs-undefended sample pictures.
+
+    With --target http://HOST:PORT --api-key KEY the defense is the server's own (`faststeal serve
+    --defense`), so --defense is refused: the run buys --queries images from the server and measures that
+    one setting against --baseline (the undefended checkpoint, or a second server's URL with
+    --baseline-api-key). Without --baseline, fidelity is n/a; utility and accuracy need --eval-data.
 
     \b
     SPEC syntax:  NAME[:KEY=VALUE[,KEY=VALUE...]][+NAME[:...]]
@@ -488,43 +498,83 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
       truncate:psi=0.8+blur:sigma=1   '+' chains defenses into one setting
     Only one key per --defense may be swept; repeat --defense for more families.
     """
-    from .attack.remote import is_url
-    from .defense import DefenseError, parse_family
     from .defense.tradeoff import DefendOptions, run_defend
 
-    if is_url(target):
-        raise click.BadParameter("defend applies each --defense itself and needs the checkpoint; a served "
-                                 "target's defense is set on the server: measure it with `faststeal extract "
-                                 "--target URL`", param_hint="--target")
-    for text in defenses:
-        try:
-            parse_family(text, seed=seed)
-        except DefenseError as exc:
-            raise click.BadParameter(str(exc), param_hint="--defense") from None
+    _check_defend_sources(target, defenses, baseline, baseline_api_key, seed)
     name = _target_name(target, api_key)
     out = out or f"runs/defend-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
     _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, out)
     _set_threads(threads)
     opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
                          attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch,
-                         fid_n=fid_n, eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh)
+                         fid_n=fid_n, eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh,
+                         baseline=baseline)
+    from .defense import DefenseError
+
     try:
         m = run_defend(opts)
     except DefenseError as exc:
         raise click.BadParameter(str(exc), param_hint="--defense") from None
+    _print_defend(m, out)
+
+
+def _check_defend_sources(target, defenses, baseline, baseline_api_key, seed) -> None:
+    """Which defenses and which baseline a defend run may take: one line naming the option otherwise."""
+    from click.core import ParameterSource
+
+    from .attack.remote import is_url
+    from .defense import DefenseError, parse_family
+    from .defense.tradeoff import BASELINE_KEY_ENV
+
+    key_given = click.get_current_context().get_parameter_source("baseline_api_key") == ParameterSource.COMMANDLINE
+    if is_url(target):
+        if defenses:
+            raise click.BadParameter("defenses of an http:// target are set on the server (`faststeal serve "
+                                     "--defense SPEC`); drop --defense: defend measures the defense the server "
+                                     "runs", param_hint="--defense")
+        if baseline and is_url(baseline):
+            if not baseline_api_key:
+                raise click.BadParameter("an http:// baseline needs its own key from `faststeal keys add`",
+                                         param_hint="--baseline-api-key")
+            os.environ[BASELINE_KEY_ENV] = baseline_api_key     # read where its oracle is opened, never saved
+        elif key_given:
+            raise click.BadParameter("only for an http:// --baseline", param_hint="--baseline-api-key")
+        return
+    if baseline:
+        raise click.BadParameter("only with an http:// --target; a checkpoint target is its own undefended "
+                                 "baseline", param_hint="--baseline")
+    if key_given:
+        raise click.BadParameter("only for an http:// --baseline", param_hint="--baseline-api-key")
+    if not defenses:
+        raise click.BadParameter("give at least one --defense SPEC (see --help), or an http:// --target to "
+                                 "measure a server's own defense", param_hint="--defense")
+    for text in defenses:
+        try:
+            parse_family(text, seed=seed)
+        except DefenseError as exc:
+            raise click.BadParameter(str(exc), param_hint="--defense") from None
+
+
+def _print_defend(m: dict, out: str) -> None:
+    from .defense.tradeoff import NO_EFFECT
 
     def f(v):
         return "n/a" if v is None else f"{v:9.2f}"
 
-    from .defense.tradeoff import NO_EFFECT
-
+    if m.get("served_defense"):
+        baseline = m["baseline_source"] or "none (fidelity n/a)"
+        click.echo(f"server's defense: {m['served_defense']}; baseline: {baseline}")
     click.echo(f"{'defense':<40} {'utility':>9} {'fidelity':>9} {'accuracy':>9} {'changed':>8}")
     for r in m["settings"]:
-        click.echo(f"{r['defense']:<40} {f(r['utility'])} {f(r['fidelity'])} {f(r['accuracy'])} "
-                   f"{r['changed_pixels']:8.1%}")
-    idle = [r["defense"] for r in m["settings"][1:] if r["changed_pixels"] < NO_EFFECT]
+        changed = "n/a" if r["changed_pixels"] is None else f"{r['changed_pixels']:8.1%}"
+        click.echo(f"{r['defense']:<40} {f(r['utility'])} {f(r['fidelity'])} {f(r['accuracy'])} {changed:>8}")
+    idle = [r["defense"] for r in m["settings"][1:]
+            if r["changed_pixels"] is not None and r["changed_pixels"] < NO_EFFECT]
     if idle:
         click.echo(f"no effect on this target (served the undefended images): {', '.join(idle)}")
+    notes = {r.get("target_note") for r in m["settings"]} | {r.get("real_note") for r in m["settings"]}
+    for note in sorted(n for n in notes if n):
+        click.echo(f"n/a: {note}")
     click.echo(f"report: {out}/report.md")
 
 

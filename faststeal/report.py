@@ -28,6 +28,24 @@ def versions() -> dict:
                        else f"cpu ({torch.get_num_threads()} threads)")}
 
 
+SECRET_FLAGS = ("--api-key", "--baseline-api-key")
+
+
+def redacted(argv: list[str]) -> list[str]:
+    """The command line with API keys replaced: run folders are shared, keys are not."""
+    out, hide = [], False
+    for a in argv:
+        flag, eq, _ = a.partition("=")
+        if hide:
+            out.append("REDACTED")
+        elif eq and flag in SECRET_FLAGS:
+            out.append(f"{flag}=REDACTED")
+        else:
+            out.append(a)
+        hide = a in SECRET_FLAGS
+    return out
+
+
 class RunFolder:
     """One experiment's output folder."""
 
@@ -36,7 +54,7 @@ class RunFolder:
         self.decide(self._prepare)
         self.started = time.time()
         self.command = command
-        self.config = {"command": command, "argv": sys.argv, "options": options, "versions": versions(),
+        self.config = {"command": command, "argv": redacted(sys.argv), "options": options, "versions": versions(),
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self.write(write_json, self.path / "config.json", self.config)
 
@@ -92,9 +110,14 @@ class RunFolder:
         upscale = 2 if left.shape[-1] < 64 else 1
         return self.write(save_png, np.concatenate([a, gap, b], axis=1), self.path / name, upscale=upscale)
 
+    def grid(self, images: torch.Tensor, name: str, nrow: int = 6) -> Path:
+        """One uint8 sample set as a picture (small images upscaled 2x, as in side_by_side)."""
+        upscale = 2 if images.shape[-1] < 64 else 1
+        return self.write(save_png, make_grid(images, nrow), self.path / name, upscale=upscale)
+
     def write_report(self, title: str, sections: list[tuple[str, str]]) -> Path:
         """report.md: a title, the command line, then (heading, markdown) sections."""
-        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
+        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(redacted(sys.argv)))
         lines = [f"# {title}", "", f"Command: `{command}`",
                  "", f"Wall time: {time.time() - self.started:.0f} s on {self.config['versions']['device']}", ""]
         for heading, body in sections:

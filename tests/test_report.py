@@ -28,3 +28,11 @@ def test_markdown_table_and_plot(tmp_path):
     path = line_plot(tmp_path / "p.png", {"x": ([1, 2], [3, 4])}, "q", "fid", "t")
     with Image.open(path) as im:
         assert im.size[0] > 100
+
+
+def test_api_keys_are_redacted_from_recorded_command_lines():
+    from faststeal.report import redacted
+
+    argv = ["faststeal", "extract", "--api-key", "k.s1", "--baseline-api-key=k.s2", "--target", "http://h"]
+    assert redacted(argv) == ["faststeal", "extract", "--api-key", "REDACTED", "--baseline-api-key=REDACTED",
+                              "--target", "http://h"]

@@ -171,10 +171,12 @@ class Evaluator:
             self._floor = fid(second, self.target_stats)
         return self._floor
 
-    def attack(self, checkpoint) -> dict:
+    def attack(self, checkpoint, against: dict | None = None) -> dict:
+        """Fidelity and accuracy of an attack checkpoint, plus FID to each named statistics in ``against``."""
         stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
         return {"fidelity": fid(stats, self.target_stats),
-                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None}
+                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
+                **{k: fid(stats, ref) for k, ref in (against or {}).items()}}
 
 
 def adversary_real_subset(spec: str, count: int, resolution: int, channels: int, seed: int,

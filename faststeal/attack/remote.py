@@ -41,26 +41,38 @@ def target_config(target: str, oracle=None) -> dict:
     return load_checkpoint(target)["config"]
 
 
-class ServedEvaluator:
-    """The Evaluator's interface for an HTTP target: the reference sample is the served images themselves."""
+NO_BASELINE = ("no undefended view of the target: pass --baseline (the undefended checkpoint or a server "
+               "without --defense)")
 
-    def __init__(self, served, fid_n: int, eval_data: str | None, config: dict, progress: bool = True):
+
+class ServedEvaluator:
+    """The Evaluator's interface for an HTTP target: the reference sample is the images a server sent.
+
+    ``served`` is what the thief bought (extract) or an undefended server's images (defend's baseline);
+    with ``served=None`` there is no reference at all and fidelity is n/a (``target_error`` says why)."""
+
+    def __init__(self, served, fid_n: int, eval_data: str | None, config: dict, progress: bool = True,
+                 target_error: str = NO_BASELINE):
         self.fid_n, self.progress = fid_n, progress
-        images = served.images[:fid_n]
-        self.target_stats = image_stats(images, "served images", progress=progress)
+        self.target_stats, self.target_error = None, target_error
+        if served is not None:
+            self.target_stats = image_stats(served.images[:fid_n], "served images", progress=progress)
         self.real, self.real_error = None, "an HTTP target does not reveal its training data; pass --eval-data"
         if eval_data:
             self.real = real_data_for({**config, "data_source": None}, eval_data)
         self.real_stats = real_stats(self.real, fid_n, progress) if self.real is not None else None
 
     def target_fid(self) -> float | None:
-        return fid(self.target_stats, self.real_stats) if self.real_stats is not None else None
+        if self.target_stats is None or self.real_stats is None:
+            return None
+        return fid(self.target_stats, self.real_stats)
 
     def fid_floor(self) -> None:
         """n/a: a floor needs a second independent sample of the target, which the adversary did not buy."""
         return None
 
-    def attack(self, checkpoint) -> dict:
+    def attack(self, checkpoint, against: dict | None = None) -> dict:
         stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
-        return {"fidelity": fid(stats, self.target_stats),
-                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None}
+        return {"fidelity": fid(stats, self.target_stats) if self.target_stats is not None else None,
+                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
+                **{k: fid(stats, ref) for k, ref in (against or {}).items()}}

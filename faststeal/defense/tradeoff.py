@@ -6,11 +6,18 @@ trained on exactly those images gives security = its fidelity FID(attack, undefe
 FID(attack, real). Fidelity is always against the undefended target, since that is what the owner protects.
 Each setting keeps its query set, attack checkpoint and measured row (``queries-<setting>/result.json``, keyed
 on every option it depends on) in the run folder, so a rerun reuses finished work and resumes unfinished work.
+
+Against a URL (``faststeal serve``) the defense is the server's own ``--defense``: the client cannot choose it,
+so the run measures the one served setting, bought with the owner's key, against an undefended baseline
+given as ``baseline`` (a checkpoint sampled here, or a second server without a defense). Without a baseline
+there is no undefended view, and fidelity is n/a; the rest is measured as above.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +25,8 @@ import torch
 
 from faststeal.attack import queryset
 from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, knowledge_settings, train_attack
-from faststeal.attack.oracle import TargetOracle
+from faststeal.attack.oracle import BudgetExceeded, TargetOracle
+from faststeal.attack.remote import ServedEvaluator, is_url, open_oracle
 from faststeal.checkpoint import load_checkpoint
 from faststeal.data import DataError, ImageSet
 from faststeal.evaluate import fid, image_stats
@@ -34,6 +42,29 @@ BASELINE = "none"
 class DefendOptions(AttackOptions):
     defenses: list[str] = field(default_factory=list)   # one --defense value each (a family, maybe a sweep)
     out: str = "runs/defend"
+    baseline: str | None = None    # URL target only: the undefended model, a checkpoint or a second URL
+
+
+BASELINE_KEY_ENV = "FASTSTEAL_BASELINE_API_KEY"   # the baseline server's key (never in a run folder)
+SERVED = "served"
+
+
+@dataclass
+class Setting:
+    """One row of the trade-off: where its images come from and what its files are called."""
+
+    spec: str                                  # the defense it serves ("none": undefended)
+    name: str                                  # queries-<name>/, attack-<name>.pt, samples-<name>.png
+    target: str                                # the query set's target: a checkpoint or a URL
+    open: Callable                             # () -> the oracle serving this setting's images
+    pipeline: DefensePipeline | None = None    # applied in this process; None: applied by a server
+    family: str = BASELINE                     # its line on the trade-off plot
+    swept: str | None = None
+    value: object = None
+
+    @property
+    def slow(self) -> bool:
+        return self.pipeline is not None and any(isinstance(d, AdversarialFeatures) for d in self.pipeline.image)
 
 
 NO_EFFECT = 1e-3   # below this fraction of changed pixels a setting serves the undefended images
@@ -54,12 +85,9 @@ def slug(spec: str) -> str:
 
 
 def _validate(opts: DefendOptions) -> list[Family]:
-    if opts.queries < 1:
-        raise ValueError(f"queries must be >= 1, got {opts.queries}")
-    if opts.fid_n < 2:
-        raise ValueError(f"fid_n must be >= 2, got {opts.fid_n}")
-    if opts.attack_kimg <= 0:
-        raise ValueError(f"attack_kimg must be > 0, got {opts.attack_kimg}")
+    _check_sizes(opts)
+    if opts.baseline:
+        raise ValueError("--baseline is for an http:// target; a checkpoint target is its own undefended baseline")
     if not opts.defenses:
         raise ValueError("give at least one defense, e.g. noise:sigma=0.05,0.1")
     families = [parse_family(text, seed=opts.seed) for text in opts.defenses]
@@ -70,26 +98,109 @@ def _validate(opts: DefendOptions) -> list[Family]:
     return families
 
 
-def _collect(run, opts: DefendOptions, pipeline: DefensePipeline, folder: Path) -> ImageSet:
-    """Buy ``queries`` defended images into ``folder`` (resumable) and load them as a training set.
+def _check_sizes(opts: DefendOptions) -> None:
+    if opts.queries < 1:
+        raise ValueError(f"queries must be >= 1, got {opts.queries}")
+    if opts.fid_n < 2:
+        raise ValueError(f"fid_n must be >= 2, got {opts.fid_n}")
+    if opts.attack_kimg <= 0:
+        raise ValueError(f"attack_kimg must be > 0, got {opts.attack_kimg}")
+
+
+def _open(target: str, opts: DefendOptions, api_key: str | None = None):
+    return open_oracle(target, budget=opts.queries, prior=opts.prior, seed=opts.seed, api_key=api_key)
+
+
+def _validate_remote(opts: DefendOptions) -> tuple[dict, dict]:
+    """Check a URL run before any query is bought: (the target's config, what its measured rows are keyed on).
+
+    Opens the server (and a baseline server) with their keys, so a wrong URL or key fails here."""
+    from faststeal.checkpoint import content_digest
+
+    _check_sizes(opts)
+    if opts.defenses:
+        raise ValueError("defenses of an http:// target are set on the server (faststeal serve --defense SPEC); "
+                         "drop --defense: defend measures the defense the server runs")
+    server = _open(opts.target, opts)
+    if opts.knowledge == "latents" and not server.accepts_latents:
+        raise DataError(f"{opts.target}: this server does not accept latent codes; use --knowledge images")
+    ids = {"target_sha256": server.model_id, "served_defense": server.defense or "unknown", "baseline": None,
+           "baseline_sha256": None}
+    if opts.baseline:
+        if is_url(opts.baseline):
+            other = _open(opts.baseline, opts, os.environ.get(BASELINE_KEY_ENV) or "")
+            shape, ids["baseline_sha256"] = (other.resolution, other.channels), other.model_id
+            if opts.knowledge == "latents" and not other.accepts_latents:
+                raise DataError(f"{opts.baseline}: the baseline server does not accept latent codes; use "
+                                f"--knowledge images")
+        else:
+            cfg = load_checkpoint(opts.baseline)["config"]
+            shape, ids["baseline_sha256"] = (cfg["resolution"], cfg["channels"]), content_digest(opts.baseline)
+        if shape != (server.resolution, server.channels):
+            raise ValueError(f"--baseline {opts.baseline} makes {shape[1]}x{shape[0]}x{shape[0]} images, the "
+                             f"server {server.channels}x{server.resolution}x{server.resolution}: not the same model")
+        ids["baseline"] = opts.baseline
+    return server.config(), ids
+
+
+def _check_budgets(run, opts: DefendOptions, plan: list[Setting]) -> None:
+    """Every server key can still pay for what its query set lacks, before the first query is bought.
+
+    Conservative: ids the key already paid for elsewhere would be replayed free, and are counted here."""
+    for setting in plan:
+        if setting.pipeline is not None or not is_url(setting.target):
+            continue
+        meta = queryset.read_meta(run.file(f"queries-{setting.name}"))
+        need = max(0, opts.queries - (meta["count"] if meta else 0))
+        left = setting.open().remaining
+        if need > left:
+            raise BudgetExceeded(f"{setting.target}: the key has {left} images left, the {setting.name} query "
+                                 f"set needs {need} more (--queries {opts.queries})")
+
+
+def _collect(run, opts: DefendOptions, setting: Setting, folder: Path) -> ImageSet:
+    """Buy ``queries`` images of one setting into ``folder`` (resumable) and load them as a training set.
 
     Under torchrun the queries are split across ranks (``queryset.collect``); every rank loads the set after
     the last write has completed, so all train on the same images.
     """
-    spec = pipeline.spec()
+    spec = setting.spec
     marker = folder / "defense.json"
     recorded = run.decide(lambda: json.loads(marker.read_text()).get("defense") if marker.exists() else None)
     if recorded is not None and recorded != spec:
         raise DataError(f"{folder}: holds queries served with defense {recorded!r}, this setting is "
                         f"{spec!r}; use another --out")
     run.write(write_json, marker, {"defense": spec})
-    oracle = TargetOracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed,
-                          **pipeline.oracle_hooks())
-    queryset.collect(oracle, folder, opts.queries, target=opts.target,
-                     chunk_size=200 if any(isinstance(d, AdversarialFeatures) for d in pipeline.image) else 1000,
-                     progress=opts.progress, knowledge=opts.knowledge)
+    queryset.collect(setting.open(), folder, opts.queries, target=setting.target,
+                     chunk_size=200 if setting.slow else 1000, progress=opts.progress, knowledge=opts.knowledge)
     qs = queryset.load(folder, limit=opts.queries)
     return ImageSet(qs.images, None, f"{qs.fingerprint}:defense:{spec}", qs.source, codes=qs.codes)
+
+
+def _local_plan(opts: DefendOptions, families: list[Family]) -> list[Setting]:
+    """The undefended target, then every setting of every family, all applied in this process."""
+
+    def setting(pipeline: DefensePipeline, family: Family | None = None, value=None) -> Setting:
+        def oracle():
+            return TargetOracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed,
+                                **pipeline.oracle_hooks())
+
+        spec = pipeline.spec()
+        return Setting(spec, slug(spec), opts.target, oracle, pipeline, family.label if family else BASELINE,
+                       family.swept if family else None, value)
+
+    return [setting(DefensePipeline([]))] + [setting(s, f, f.values[i] if f.swept else None)
+                                             for f in families for i, s in enumerate(f.settings)]
+
+
+def _remote_plan(opts: DefendOptions, served_spec: str) -> list[Setting]:
+    """The baseline (when given), then what the server serves: one setting, its defense chosen by the owner."""
+    plan = []
+    if opts.baseline:
+        plan.append(Setting(BASELINE, "baseline", opts.baseline,
+                            lambda: _open(opts.baseline, opts, os.environ.get(BASELINE_KEY_ENV) or "")))
+    plan.append(Setting(served_spec, SERVED, opts.target, lambda: _open(opts.target, opts), family=SERVED))
+    return plan
 
 
 def _preview(opts: DefendOptions, pipeline: DefensePipeline, n: int = 36) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,32 +211,59 @@ def _preview(opts: DefendOptions, pipeline: DefensePipeline, n: int = 36) -> tup
     return plain.query(n), guarded.query(n)     # both from position 0 of the same seed's stream: same codes
 
 
+def _picture(run, opts: DefendOptions, setting: Setting, picture: str) -> None:
+    """Undefended | served for the same codes in process; over HTTP the bought images (other codes)."""
+    if setting.pipeline is not None:
+        plain, guarded = _preview(opts, setting.pipeline, n=12 if setting.slow else 36)
+        run.side_by_side(plain, guarded, picture)
+        return
+    served = queryset.load(run.file(f"queries-{setting.name}"), limit=36).images
+    if setting.name == SERVED and opts.baseline:
+        run.side_by_side(queryset.load(run.file("queries-baseline"), limit=36).images, served, picture)
+    else:
+        run.grid(served, picture)
+
+
 class _LazyEvaluator:
     """Target and real statistics, computed only when some setting still has to be measured."""
 
-    def __init__(self, opts: DefendOptions):
-        self.opts, self.ev = opts, None
+    def __init__(self, build: Callable):
+        self.build, self.ev = build, None
 
     @property
     def built(self) -> bool:
         return self.ev is not None
 
-    def get(self) -> Evaluator:
+    def get(self):
         if self.ev is None:
-            self.ev = Evaluator(self.opts.target, self.opts.fid_n, self.opts.eval_data, self.opts.progress)
+            self.ev = self.build()
         return self.ev
 
     def mu(self) -> torch.Tensor:
         return torch.as_tensor(self.get().target_stats.mu, dtype=torch.float32)
 
 
-def _result_key(opts: DefendOptions, spec: str) -> dict:
-    """Everything a setting's measured row depends on; a stored row is reused only if all of it matches."""
+def _evaluator(run, opts: DefendOptions, config: dict) -> _LazyEvaluator:
+    """What fidelity is measured against: the undefended target (a checkpoint), or a baseline server's images."""
+    anchor = opts.baseline if is_url(opts.target) else opts.target
+    if anchor and not is_url(anchor):
+        return _LazyEvaluator(lambda: Evaluator(anchor, opts.fid_n, opts.eval_data, opts.progress))
+    if anchor:     # the baseline row is first in the plan, so its query set exists when this is built
+        return _LazyEvaluator(lambda: ServedEvaluator(queryset.load(run.file("queries-baseline"), limit=opts.fid_n),
+                                                      opts.fid_n, opts.eval_data, config, opts.progress))
+    return _LazyEvaluator(lambda: ServedEvaluator(None, opts.fid_n, opts.eval_data, config, opts.progress))
+
+
+def _result_key(opts: DefendOptions, spec: str, remote: dict | None) -> dict:
+    """Everything a setting's measured row depends on; a stored row is reused only if all of it matches.
+
+    ``remote``: for a URL target, the server's model id and defense and the baseline's identity."""
     from faststeal.checkpoint import content_digest
 
     keep = ("target", "attack", "queries", "attack_kimg", "attack_width", "attack_latent_dim", "batch", "fid_n",
             "eval_data", "prior", "seed", "knowledge", "distill")
-    return {"defense": spec, "target_sha256": content_digest(opts.target), **{k: getattr(opts, k) for k in keep}}
+    ident = remote if remote is not None else {"target_sha256": content_digest(opts.target)}
+    return {"defense": spec, **ident, **{k: getattr(opts, k) for k in keep}}
 
 
 def _cached_row(path: Path, key: dict, ckpt: Path) -> dict | None:
@@ -139,108 +277,166 @@ def _cached_row(path: Path, key: dict, ckpt: Path) -> dict | None:
 
 
 def run_defend(opts: DefendOptions, run=None) -> dict:
-    """Measure every defense setting against the undefended baseline; writes the run folder, returns metrics."""
-    from faststeal.report import RunFolder, line_plot, markdown_table
+    """Measure every defense setting against the undefended baseline; writes the run folder, returns metrics.
 
-    families = _validate(opts)
-    target_cfg = load_checkpoint(opts.target)["config"]
-    res, ch = target_cfg["resolution"], target_cfg["channels"]
+    A URL target measures the one setting its server serves (see the module docstring)."""
+    from faststeal.report import RunFolder
+
+    remote = is_url(opts.target)
+    if remote:
+        target_cfg, ident = _validate_remote(opts)
+        families, plan = [], _remote_plan(opts, ident["served_defense"])
+    else:
+        families, ident = _validate(opts), None
+        target_cfg = load_checkpoint(opts.target)["config"]
+        plan = _local_plan(opts, families)
     run = run or RunFolder(opts.out, "defend", asdict(opts))
     run.start_over(opts.fresh)
-    lazy = _LazyEvaluator(opts)
-    plan = [(None, None, DefensePipeline([]))] + [(f, f.values[i] if f.swept else None, s)
-                                                  for f in families for i, s in enumerate(f.settings)]
-    rows, previews = [], []
-    cfg = attack_config(opts, res, ch, opts.attack_kimg, **knowledge_settings(opts, target_cfg))
-    for family, value, pipeline in plan:
-        spec, name = pipeline.spec(), slug(pipeline.spec())
-        picture, result_file = f"samples-{name}.png", run.file(f"queries-{name}") / "result.json"
-        key = _result_key(opts, spec)
-        ckpt = run.file(f"attack-{name}.pt")
-        # Under torchrun rank 0's reading decides for all ranks: a rank that saw a file rank 0 just wrote
-        # would skip a write the others wait for at its barrier.
-        row = run.decide(_cached_row, result_file, key, ckpt)
-        fresh = row is None
-        if fresh:
-            for d in pipeline.image:
-                if isinstance(d, AdversarialFeatures) and d.reference is None:
-                    d.set_reference(lazy.mu())   # push away from the undefended target's own features
-            served = _collect(run, opts, pipeline, run.file(f"queries-{name}"))
-            train_attack(cfg, served, ckpt, progress=opts.progress)
-            ev = lazy.get()
-            n_util = min(opts.fid_n, len(served))
-            served_stats = image_stats(served.images[:n_util], f"served:{spec}", progress=opts.progress)
-            row = {"defense": spec,
-                   "utility": fid(served_stats, ev.real_stats) if ev.real_stats is not None else None,
-                   "served_vs_target": fid(served_stats, ev.target_stats), **ev.attack(ckpt),
-                   "utility_n": n_util, "queries_dir": f"queries-{name}", "attack_checkpoint": ckpt.name,
-                   "target_fid": ev.target_fid(),
-                   "real_note": None if ev.real_stats is not None else getattr(ev, "real_error", "no real data")}
-            run.write(write_json, result_file, {"key": key, "row": row})
-        row.update({"family": family.label if family else BASELINE, "swept": family.swept if family else None,
-                    "value": value})
-        if fresh or not run.decide(run.file(picture).exists):
-            slow = any(isinstance(d, AdversarialFeatures) for d in pipeline.image)
-            plain, guarded = _preview(opts, pipeline, n=12 if slow else 36)
-            run.side_by_side(plain, guarded, picture)
-        rows.append(row)
-        previews.append((spec, picture))
-
-    base = rows[0]
-    undefended = queryset.load(run.file(base["queries_dir"]), limit=opts.fid_n).images
-    for r in rows:
-        for key in ("utility", "fidelity", "accuracy"):
-            r[f"{key}_change"] = (None if r[key] is None or base[key] is None else r[key] - base[key])
-        r["changed_pixels"] = changed_fraction(undefended, run.file(r["queries_dir"]))
-    idle = [r["defense"] for r in rows[1:] if r["changed_pixels"] < NO_EFFECT]
+    if remote:
+        run.decide(_check_budgets, run, opts, plan)
+    lazy = _evaluator(run, opts, target_cfg)
+    cfg = attack_config(opts, target_cfg["resolution"], target_cfg["channels"], opts.attack_kimg,
+                        **knowledge_settings(opts, target_cfg))
+    rows = [_measure(run, opts, setting, cfg, lazy, ident) for setting in plan]
+    base = rows[0] if plan[0].family == BASELINE else None     # over HTTP only with --baseline
+    _compare(run, opts, rows, base)
     metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
                "attack_kimg": opts.attack_kimg, "prior": opts.prior, "seed": opts.seed,
-               "target_fid": base["target_fid"], "baseline": base, "settings": rows}
-
-    plots = _plots(run, rows, families, base, line_plot)
-    metrics["plots"] = plots
+               "target_fid": (base or rows[0])["target_fid"], "baseline": base, "settings": rows}
+    if remote:
+        metrics.update(served_defense=ident["served_defense"], baseline_source=opts.baseline)
+    labels = [f.label for f in families] if not remote else [SERVED]
+    metrics["plots"] = _plots(run, rows, labels, base)
     run.write_metrics(metrics)
+    _write_report(run, opts, rows, base, metrics)
+    return metrics
 
-    table = markdown_table(rows, ["defense", "utility", "fidelity", "accuracy", "served_vs_target",
-                                  "changed_pixels"])
+
+def _measure(run, opts: DefendOptions, setting: Setting, cfg, lazy: _LazyEvaluator, ident: dict | None) -> dict:
+    """One setting's row: reused from its result.json when every input matches, else bought, trained, measured."""
+    name, spec = setting.name, setting.spec
+    picture, result_file = f"samples-{name}.png", run.file(f"queries-{name}") / "result.json"
+    key, ckpt = _result_key(opts, spec, ident), run.file(f"attack-{name}.pt")
+    # Under torchrun rank 0's reading decides for all ranks: a rank that saw a file rank 0 just wrote
+    # would skip a write the others wait for at its barrier.
+    row = run.decide(_cached_row, result_file, key, ckpt)
+    fresh = row is None
+    if fresh:
+        for d in (setting.pipeline.image if setting.pipeline is not None else []):
+            if isinstance(d, AdversarialFeatures) and d.reference is None:
+                d.set_reference(lazy.mu())   # push away from the undefended target's own features
+        served = _collect(run, opts, setting, run.file(f"queries-{name}"))
+        train_attack(cfg, served, ckpt, progress=opts.progress)
+        ev = lazy.get()
+        n_util = min(opts.fid_n, len(served))
+        served_stats = image_stats(served.images[:n_util], f"served:{spec}", progress=opts.progress)
+        anchored = ev.target_stats is not None
+        row = {"defense": spec,
+               "utility": fid(served_stats, ev.real_stats) if ev.real_stats is not None else None,
+               "served_vs_target": fid(served_stats, ev.target_stats) if anchored else None,
+               **ev.attack(ckpt, against={"attack_vs_served": served_stats}),
+               "utility_n": n_util, "queries_dir": f"queries-{name}", "attack_checkpoint": ckpt.name,
+               "target_fid": ev.target_fid(),
+               "real_note": None if ev.real_stats is not None else getattr(ev, "real_error", "no real data"),
+               "target_note": None if anchored else ev.target_error}
+        run.write(write_json, result_file, {"key": key, "row": row})
+    row.update({"family": setting.family, "swept": setting.swept, "value": setting.value})
+    if fresh or not run.decide(run.file(picture).exists):
+        _picture(run, opts, setting, picture)
+    row["picture"] = picture
+    return row
+
+
+def _compare(run, opts: DefendOptions, rows: list[dict], base: dict | None) -> None:
+    """Each row's change from the baseline, and (in process only) the fraction of pixels its defense changed.
+
+    Over HTTP the server draws codes from its own secret stream, so served and baseline images answer
+    different codes and a pixel comparison means nothing: changed_pixels is n/a there."""
+    local = not is_url(opts.target)
+    undefended = queryset.load(run.file(base["queries_dir"]), limit=opts.fid_n).images if local else None
+    for r in rows:
+        for key in ("utility", "fidelity", "accuracy"):
+            r[f"{key}_change"] = (None if base is None or r[key] is None or base[key] is None
+                                  else r[key] - base[key])
+        r["changed_pixels"] = changed_fraction(undefended, run.file(r["queries_dir"])) if local else None
+
+
+def _write_report(run, opts: DefendOptions, rows: list[dict], base: dict | None, metrics: dict) -> None:
+    from faststeal.report import markdown_table
+
+    remote = is_url(opts.target)
+    columns = ["defense", "utility", "fidelity", "accuracy", "served_vs_target", "attack_vs_served"]
+    table = markdown_table(rows, columns + ([] if remote else ["changed_pixels"]))
+    idle = [r["defense"] for r in rows[1:] if r["changed_pixels"] is not None and r["changed_pixels"] < NO_EFFECT]
     if idle:
         table += ("\n\n**No effect on this target:** " + ", ".join(f"`{d}`" for d in idle) + " served the "
                   "undefended images (fewer than 0.1% of pixels changed). A latent defense that only rescales "
                   "codes does nothing to a generator that normalises its latent input, as PGGAN does; any "
                   "change in its fidelity or accuracy is training noise.")
-    acc_note = ("" if base["real_note"] is None
-                else f"\n\nNo real data, so no utility or accuracy: {base['real_note']}")
+    notes = [f"No real data, so no utility or accuracy: {rows[0]['real_note']}"] if rows[0]["real_note"] else []
+    if base is None and rows[0].get("target_note"):
+        notes.append(f"No fidelity or served_vs_target: {rows[0]['target_note']}.")
     sections = [
-        ("Definitions", "utility = FID(served images, real data): what honest users lose (lower is better "
-                        "for them). fidelity = FID(attack, undefended target) and accuracy = FID(attack, real): "
-                        "what the thief gets (higher means the defense works). served_vs_target = FID(served, "
-                        "undefended target). changed_pixels = fraction of served pixels that differ from the "
-                        f"undefended answer to the same query. {opts.queries} queries per setting "
-                        f"({opts.prior} prior), "
-                        f"{opts.attack} attack trained for {opts.attack_kimg} kimg, FID on {opts.fid_n} "
-                        f"images per side (utility on min(fid_n, queries)); the first row is the undefended "
-                        f"baseline measured in this run.{acc_note}"),
+        ("Definitions", _definitions(opts, base) + "".join(f"\n\n{n}" for n in notes)),
         ("Results", table),
-        ("Trade-off", "\n\n".join(f"![{p}]({p})" for p in plots) or "No plot: no real data for utility."),
-        ("Served samples", "Left: undefended target. Right: served through the defense (same codes).\n\n" +
-         "\n\n".join(f"**{spec}**\n\n![{spec}]({pic})" for spec, pic in previews)),
+        ("Trade-off", "\n\n".join(f"![{p}]({p})" for p in metrics["plots"])
+         or "No plot: it needs utility (real data) and an undefended baseline."),
+        ("Served samples", _samples_text(opts, rows)),
     ]
-    run.write_report(f"Defenses for {opts.target} against a {opts.attack} attack", sections)
-    return metrics
+    title = (f"The defense served by {opts.target} (`{metrics['served_defense']}`) against a {opts.attack} attack"
+             if remote else f"Defenses for {opts.target} against a {opts.attack} attack")
+    run.write_report(title, sections)
 
 
-def _plots(run, rows, families, base, line_plot) -> list[str]:
+def _definitions(opts: DefendOptions, base: dict | None) -> str:
+    remote = is_url(opts.target)
+    undefended = ("the undefended target" if not remote else
+                  f"the undefended baseline {opts.baseline}" if opts.baseline else "the undefended target (n/a)")
+    text = (f"utility = FID(served images, real data): what honest users lose (lower is better for them). "
+            f"fidelity = FID(attack, {undefended}) and accuracy = FID(attack, real): what the thief gets (higher "
+            f"means the defense works). served_vs_target = FID(served, {undefended}). attack_vs_served = "
+            f"FID(attack, the images it was trained on): how far the thief is from copying what it was served. ")
+    if remote:
+        text += (f"The server at {opts.target} applies its own `--defense`; its {opts.queries} images were bought "
+                 f"with the given key (the server's prior and secret seed). ")
+        if opts.baseline and is_url(opts.baseline):
+            text += ("The baseline server's images stand for the undefended target (fidelity is against its "
+                     "first fid_n images). ")
+    else:
+        text += ("changed_pixels = fraction of served pixels that differ from the undefended answer to the same "
+                 f"query. {opts.queries} queries per setting ({opts.prior} prior), ")
+    text += (f"{opts.attack} attack trained for {opts.attack_kimg} kimg, FID on {opts.fid_n} images per side "
+             f"(utility on min(fid_n, queries)); ")
+    text += ("the first row is the undefended baseline measured in this run." if base is not None
+             else "no undefended baseline was given (--baseline), so no row to compare with.")
+    return text
+
+
+def _samples_text(opts: DefendOptions, rows: list[dict]) -> str:
+    if not is_url(opts.target):
+        head = "Left: undefended target. Right: served through the defense (same codes)."
+    elif opts.baseline:
+        head = ("Served row: left the baseline's images, right the server's; other codes (the server draws "
+                "its own). Baseline row: its images.")
+    else:
+        head = "The images the server sent."
+    return head + "\n\n" + "\n\n".join(f"**{r['defense']}**\n\n![{r['defense']}]({r['picture']})" for r in rows)
+
+
+def _plots(run, rows, labels: list[str], base) -> list[str]:
     """trade-off PNGs: utility on x; fidelity / accuracy on y; one line per family, starting at the baseline."""
-    if base["utility"] is None:
+    from faststeal.report import line_plot
+
+    if base is None or base["utility"] is None:
         return []
     out = []
     for metric in ("fidelity", "accuracy"):
         series = {}
-        for family in families:
-            pts = [base] + [r for r in rows if r["family"] == family.label]
-            if any(p[metric] is None for p in pts):
+        for label in labels:
+            pts = [base] + [r for r in rows if r["family"] == label]
+            if any(p[metric] is None or p["utility"] is None for p in pts):
                 continue
-            series[family.label] = ([p["utility"] for p in pts], [p[metric] for p in pts])
+            series[label] = ([p["utility"] for p in pts], [p[metric] for p in pts])
         if series:
             name = f"tradeoff-{metric}.png"
             run.write(line_plot, run.file(name), series, "utility = FID(served, real)  (lower: users lose less)",

@@ -6,7 +6,9 @@ Endpoints (JSON errors ``{"error": {"code", "message"}}`` with a 4xx status for 
   ``{"z": [[...], ...]}`` or ``{"seeds": [...]}``; header ``Idempotency-Key`` (the request id) makes a retry
   return the same images without a second charge. Answers uint8 (N, C, R, R) as ``.npy`` bytes, or a PNG grid
   with ``?format=png``; headers ``X-Budget-Remaining``, ``X-Request-Id``, ``X-Replayed``.
-* ``GET /v1/info``: model id, resolution, channels, prior, max batch (latent size only when codes are taken).
+* ``GET /v1/info``: model id, resolution, channels, prior, max batch, the served defense spec (so an owner's
+  ``faststeal defend --target URL`` can name it; the owner's seed stays secret), latent size only when codes
+  are taken.
 * ``GET /v1/usage``: the calling key's budget and use; ``GET /v1/usage/NAME`` only for the caller's own NAME.
 
 Images come from the same code path as the in-process ``TargetOracle`` (its generator closure, prior stream
@@ -60,12 +62,13 @@ class Target:
         self.oracle = TargetOracle(settings["target"], budget=0, prior=settings.get("prior", "normal"),
                                    seed=settings["seed"], batch=settings.get("batch", 256),
                                    accept_latents=settings.get("accept_latents", False), **hooks)
+        self.defense = pipeline.spec() if pipeline is not None else "none"
         self.lock = threading.Lock()       # one generation at a time per worker: torch threads are the parallelism
 
     def info(self, max_batch: int) -> dict:
         o = self.oracle
         out = {"model_id": o.model_id, "resolution": o.resolution, "channels": o.channels, "prior": str(o.prior),
-               "accepts_latents": o.accepts_latents, "max_batch": max_batch}
+               "accepts_latents": o.accepts_latents, "max_batch": max_batch, "defense": self.defense}
         if o.accepts_latents:
             out["latent_dim"] = o.latent_dim
         return out
@@ -229,7 +232,7 @@ def create_app(settings: dict | None = None):
                 await run_in_threadpool(ledger.refund, name, request_id, n, kind)
             return error(500, "generation_failed", f"generation failed and was not charged: "
                                                    f"{type(exc).__name__}: {exc}")
-        if not charge.replayed:
+        if not charge.replayed or charge.pending:     # a replay after a crash mid-generation is the delivery
             await run_in_threadpool(ledger.served, name, request_id, n, kind)
         headers = {"X-Budget-Remaining": str(charge.remaining), "X-Request-Id": request_id,
                    "X-Replayed": "1" if charge.replayed else "0", "X-Model-Id": target.oracle.model_id}

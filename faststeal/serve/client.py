@@ -46,6 +46,7 @@ class HttpOracle:
         self.accepts_latents = bool(info["accepts_latents"])
         self.latent_dim = info.get("latent_dim")
         self.max_batch = int(info["max_batch"])
+        self.defense = info.get("defense")    # the server's --defense spec ("none"); None from older servers
         self.usage()                       # a wrong or revoked key fails here, before any work
 
     def config(self) -> dict:

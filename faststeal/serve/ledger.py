@@ -88,11 +88,15 @@ class LedgerError(ValueError):
 
 @dataclass(frozen=True)
 class Charge:
-    """What a request may serve: the stream position to draw from, and whether it is a replay (no charge)."""
+    """What a request may serve: the stream position to draw from, and whether it is a replay (no charge).
+
+    ``pending``: a replay of a request whose images were never generated to the end (the server died while
+    generating it), so the replay is the first delivery and must be recorded as served."""
 
     start: int
     replayed: bool
     remaining: int
+    pending: bool = False
 
 
 def db_url(text: str) -> str:
@@ -224,7 +228,7 @@ class Ledger:
                 return LedgerError(409, "request_id_reused", f"request id {request_id!r} was used for another "
                                                              f"request; use a new id")
             self._audit(conn, name, now, earlier["n"], kind, request_id, "replayed")
-            return Charge(earlier["start"], True, remaining)
+            return Charge(earlier["start"], True, remaining, pending=earlier["status"] == "charged")
         if n > remaining:
             self._audit(conn, name, now, n, kind, request_id, "refused")
             return LedgerError(402, "budget_exceeded", f"query for {n} images refused: {remaining} of the "
@@ -238,10 +242,13 @@ class Ledger:
         return Charge(start, False, remaining - n)
 
     def served(self, name: str, request_id: str, n: int, kind: str) -> None:
+        """Mark a charged request served; only the first of concurrent deliveries (original, replays) counts."""
         with self.engine.begin() as conn:
-            conn.execute(update(requests).where(requests.c.key == name, requests.c.request_id == request_id)
-                         .values(status="served"))
-            self._audit(conn, name, time.time(), n, kind, request_id, "served")
+            done = conn.execute(update(requests).where(requests.c.key == name, requests.c.request_id == request_id,
+                                                       requests.c.status == "charged")
+                                .values(status="served")).rowcount
+            if done:
+                self._audit(conn, name, time.time(), n, kind, request_id, "served")
 
     def refund(self, name: str, request_id: str, n: int, kind: str) -> None:
         """Generation failed: give the images back and forget the request id (a retry is charged anew).

@@ -1,4 +1,5 @@
 """A real `faststeal serve` on a loopback port, started as a subprocess (no mocks), and its ledger."""
+import json
 import os
 import signal
 import socket
@@ -85,3 +86,13 @@ def add_key(db, name, budget, rate=0.0) -> str:
         return ledger.add_key(name, budget, rate)
     finally:
         ledger.dispose()
+
+
+def same_query_set(a, b):
+    """Every chunk and code file byte for byte, and the metadata but for the target's name."""
+    ma, mb = (json.loads((d / "meta.json").read_text()) for d in (a, b))
+    assert {k: v for k, v in ma.items() if k != "target"} == {k: v for k, v in mb.items() if k != "target"}
+    names = sorted(p.name for p in a.glob("*.npy"))
+    assert names == sorted(p.name for p in b.glob("*.npy")) and names
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name

@@ -131,6 +131,7 @@ def test_info_tells_the_shape_and_latent_size_only_when_codes_are_taken(served, 
     info = httpx.get(f"{served.url}/v1/info").json()
     assert (info["resolution"], info["channels"], info["latent_dim"], info["max_batch"]) == (8, 1, 8, 256)
     assert info["model_id"] == TargetOracle(tiny_target, budget=0).model_id
+    assert info["defense"] == parse_pipeline(DEFENSE).spec()           # so the owner's report can name it
 
 
 def test_32_concurrent_clients_on_one_key_get_exactly_the_budget_across_two_workers(served):

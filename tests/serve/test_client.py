@@ -18,17 +18,7 @@ from faststeal.defense import parse_pipeline
 from faststeal.serve.client import HttpOracle
 from faststeal.serve.ledger import Ledger
 
-from .conftest import DEFENSE, Server, add_key
-
-
-def _same_set(a, b):
-    """Every chunk and code file byte for byte, and the metadata but for the target's name."""
-    ma, mb = (json.loads((d / "meta.json").read_text()) for d in (a, b))
-    assert {k: v for k, v in ma.items() if k != "target"} == {k: v for k, v in mb.items() if k != "target"}
-    names = sorted(p.name for p in a.glob("*.npy"))
-    assert names == sorted(p.name for p in b.glob("*.npy")) and names
-    for name in names:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+from .conftest import DEFENSE, Server, add_key, same_query_set
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -47,7 +37,7 @@ def test_extract_over_http_buys_the_same_query_set_as_the_in_process_oracle(serv
     assert token not in (tmp_path / "run" / "config.json").read_text()
     local = TargetOracle(tiny_target, budget=48, seed=0, **parse_pipeline(DEFENSE, seed=0).oracle_hooks())
     queryset.collect(local, tmp_path / "local", 48, target=served.url, progress=False)
-    _same_set(tmp_path / "http", tmp_path / "local")
+    same_query_set(tmp_path / "http", tmp_path / "local")
     assert HttpOracle(served.url, token).remaining == 0
 
 
@@ -72,7 +62,7 @@ def test_chosen_codes_over_http_give_the_same_query_set(served, tiny_target, tmp
     local = TargetOracle(tiny_target, budget=700, seed=3, **parse_pipeline(DEFENSE, seed=0).oracle_hooks())
     queryset.collect(local, tmp_path / "local", 700, chunk_size=300, target="t", progress=False,
                      knowledge="latents")
-    _same_set(tmp_path / "http", tmp_path / "local")
+    same_query_set(tmp_path / "http", tmp_path / "local")
     assert remote.served == 700
 
 
@@ -116,6 +106,53 @@ def test_kill_9_the_server_under_load_then_restart_ledger_equals_images_received
     ledger.dispose()
 
 
+def _outcomes(ledger, name, request_id) -> list[str]:
+    return [r["outcome"] for r in ledger.audit_rows(name) if r["request_id"] == request_id]
+
+
+def _await_charge(ledger, name, request_id, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "charged" not in _outcomes(ledger, name, request_id):
+        assert time.monotonic() < deadline, "the request was never charged"
+        time.sleep(0.005)
+
+
+def test_kill_9_while_a_request_is_generating_then_its_retry_delivers_it_once(tiny_target, tmp_path):
+    """The kill lands provably mid-generation: the request is charged, the server has not marked it served
+    (which it does before sending a byte of the answer) and the client holds nothing. JPEG on 20,000 images
+    keeps the one worker busy for seconds. After a restart the client's retry of the same id is answered
+    from the ledger's record: the same images, once, charged once."""
+    n, spec, db = 20_000, "jpeg:quality=50", tmp_path / "ledger.sqlite"
+    token = add_key(db, "inflight", n)
+    server = Server(tiny_target, db, defense=spec, latents=False, max_batch=n, log=tmp_path / "server.log").start()
+    got, errors = [], []
+
+    def client():
+        try:
+            got.append(HttpOracle(server.url, token, retry_for=120).query(n, request_id="big-1"))
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    ledger = Ledger(db)
+    thread = threading.Thread(target=client)
+    try:
+        thread.start()
+        _await_charge(ledger, "inflight", "big-1")
+        server.kill9()
+        assert _outcomes(ledger, "inflight", "big-1") == ["charged"] and not got    # killed while generating
+        server.start()
+        thread.join(timeout=120)
+    finally:
+        server.stop()
+    assert not errors and not thread.is_alive(), errors
+    assert len(got) == 1 and got[0].shape == (n, 1, 8, 8)                    # received exactly once
+    local = TargetOracle(tiny_target, budget=n, seed=0, **parse_pipeline(spec, seed=0).oracle_hooks())
+    assert torch.equal(got[0], local.query(n))                               # the replay regenerated them
+    assert ledger.usage("inflight")["used"] == n                              # charged == received
+    assert _outcomes(ledger, "inflight", "big-1") == ["charged", "replayed", "served"]   # nothing twice
+    ledger.dispose()
+
+
 CLIENT = """
 import sys
 from faststeal.attack import queryset
@@ -150,5 +187,5 @@ def test_a_killed_client_resumes_its_query_set_with_nothing_lost_or_paid_twice(t
         server.stop()
     local = TargetOracle(tiny_target, budget=3000, seed=0)
     queryset.collect(local, tmp_path / "local", 3000, chunk_size=100, target=server.url, progress=False)
-    _same_set(folder, tmp_path / "local")                       # 0 lost, every position in place
+    same_query_set(folder, tmp_path / "local")                       # 0 lost, every position in place
     assert torch.equal(queryset.load(folder).images, queryset.load(tmp_path / "local").images)

@@ -38,7 +38,9 @@ def test_keys_add_list_revoke_and_report(tmp_path):
     (["serve", "--target", "builtin:pggan-fmnist32", "--defense", "foo"], "--defense: unknown defense"),
     (["serve", "--target", "builtin:pggan-fmnist32", "--prior", "cauchy"], "--prior:"),
     (["extract", "--target", "http://127.0.0.1:9"], "--api-key: an http:// target needs a key"),
-    (["defend", "--target", "http://127.0.0.1:9", "--defense", "noise"], "--target: defend applies"),
+    (["defend", "--target", "http://127.0.0.1:9", "--defense", "noise"],
+     "--defense: defenses of an http:// target are set on the server"),
+    (["defend", "--target", "http://127.0.0.1:9"], "--api-key: an http:// target needs a key"),
 ])
 def test_bad_options_fail_in_one_line_before_any_work(tmp_path, monkeypatch, args, message):
     monkeypatch.delenv("FASTSTEAL_API_KEY", raising=False)

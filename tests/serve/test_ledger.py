@@ -63,6 +63,19 @@ def test_charges_are_all_or_nothing_and_idempotent(ledger):
     assert outcomes == ["charged", "replayed", "refused", "charged"]
 
 
+def test_a_replay_of_a_request_never_served_is_its_delivery_and_is_recorded_once(ledger):
+    """A server killed mid-generation leaves the request charged but not served: the retry delivers it."""
+    ledger.add_key("k", 10)
+    first = ledger.charge("k", "r1", "prior", 4, "d")
+    again = ledger.charge("k", "r1", "prior", 4, "d")
+    assert not first.replayed and again.replayed and again.pending and again.start == first.start
+    ledger.served("k", "r1", 4, "prior")
+    ledger.served("k", "r1", 4, "prior")                    # a concurrent second delivery counts once
+    late = ledger.charge("k", "r1", "prior", 4, "d")
+    assert late.replayed and not late.pending and ledger.usage("k")["used"] == 4
+    assert [r["outcome"] for r in ledger.audit_rows("k")] == ["charged", "replayed", "served", "replayed"]
+
+
 def test_refund_gives_back_the_images_but_not_the_stream_positions(ledger):
     ledger.add_key("k", 10)
     ledger.charge("k", "r1", "prior", 4, "d")
@@ -179,7 +192,7 @@ def test_the_same_ledger_code_runs_on_postgresql():
             for i in range(6):
                 try:
                     led.charge("k", f"{t}-{i}", "prior", 4, f"{t}-{i}")
-                    got.append(4)
+                    got.append(f"{t}-{i}")
                 except LedgerError as exc:
                     assert exc.status == 402
 
@@ -188,8 +201,8 @@ def test_the_same_ledger_code_runs_on_postgresql():
             t.start()
         for t in threads:
             t.join()
-        assert sum(got) == a.usage("k")["used"] == 48
-        assert a.charge("k", "0-0", "prior", 4, "0-0").replayed
+        assert 4 * len(got) == a.usage("k")["used"] == 48
+        assert a.charge("k", got[0], "prior", 4, got[0]).replayed     # any charged id: which ones won is a race
         a.dispose(), b.dispose()
     finally:
         subprocess.run(stop, capture_output=True, timeout=60)
