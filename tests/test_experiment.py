@@ -93,6 +93,6 @@ def test_an_http_target_has_no_weights_to_load(tmp_path):
     exp = Experiment(RunFolder(tmp_path / "run", "test", {}), "http://127.0.0.1:9", fid_n=8)
     assert exp.remote
     with pytest.raises(ValueError, match="weights are not reachable"):
-        exp.loaded
+        _ = exp.loaded
     with pytest.raises(ValueError, match="served images"):
         exp.evaluator()
