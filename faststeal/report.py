@@ -6,6 +6,7 @@ written atomically, so a killed run never leaves a half-written report.
 from __future__ import annotations
 
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,11 +29,12 @@ def versions() -> dict:
                        else f"cpu ({torch.get_num_threads()} threads)")}
 
 
-SECRET_FLAGS = ("--api-key", "--baseline-api-key")
+SECRET_FLAGS = ("--api-key", "--baseline-api-key", "--key")     # API keys and the owner's watermark key
+_SPEC_SECRET = re.compile(r"\b(key=)[^,+:\s]*")                # a watermark key inside a defense spec
 
 
 def redacted(argv: list[str]) -> list[str]:
-    """The command line with API keys replaced: run folders are shared, keys are not."""
+    """The command line with secrets replaced (API keys, watermark keys): run folders are shared, keys are not."""
     out, hide = [], False
     for a in argv:
         flag, eq, _ = a.partition("=")
@@ -41,9 +43,20 @@ def redacted(argv: list[str]) -> list[str]:
         elif eq and flag in SECRET_FLAGS:
             out.append(f"{flag}=REDACTED")
         else:
-            out.append(a)
+            out.append(_SPEC_SECRET.sub(r"\1REDACTED", a))
         hide = a in SECRET_FLAGS
     return out
+
+
+def redacted_options(value):
+    """Options as recorded in config.json: every string with a watermark key in it redacted, at any depth."""
+    if isinstance(value, str):
+        return _SPEC_SECRET.sub(r"\1REDACTED", value)
+    if isinstance(value, dict):
+        return {k: redacted_options(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redacted_options(v) for v in value]
+    return value
 
 
 class RunFolder:
@@ -54,7 +67,8 @@ class RunFolder:
         self.decide(self._prepare)
         self.started = time.time()
         self.command = command
-        self.config = {"command": command, "argv": redacted(sys.argv), "options": options, "versions": versions(),
+        self.config = {"command": command, "argv": redacted(sys.argv),
+                       "options": redacted_options(options), "versions": versions(),
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self.write(write_json, self.path / "config.json", self.config)
 

@@ -30,6 +30,24 @@ def test_markdown_table_and_plot(tmp_path):
         assert im.size[0] > 100
 
 
+def test_watermark_keys_are_redacted_from_command_lines_and_options(tmp_path, monkeypatch):
+    import json
+
+    from faststeal.report import RunFolder, redacted
+
+    argv = ["faststeal", "defend", "--defense", "watermark:key=owner.secret,strength=6+noise:sigma=0.1",
+            "--key", "s3cret", "--api_key=x"]
+    assert redacted(argv) == ["faststeal", "defend", "--defense",
+                              "watermark:key=REDACTED,strength=6+noise:sigma=0.1", "--key", "REDACTED", "--api_key=x"]
+    monkeypatch.setattr("sys.argv", argv)
+    run = RunFolder(tmp_path / "r", "defend", {"defenses": ["watermark:key=owner.secret,strength=6"], "seed": 0})
+    text = (tmp_path / "r" / "config.json").read_text()
+    assert "owner.secret" not in text and "s3cret" not in text
+    assert json.loads(text)["options"] == {"defenses": ["watermark:key=REDACTED,strength=6"], "seed": 0}
+    run.write_report("t", [])
+    assert "owner.secret" not in (tmp_path / "r" / "report.md").read_text()
+
+
 def test_api_keys_are_redacted_from_recorded_command_lines():
     from faststeal.report import redacted
 

@@ -25,7 +25,7 @@ import torch
 
 from faststeal.attack import queryset
 from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, knowledge_settings, train_attack
-from faststeal.attack.oracle import BudgetExceeded, TargetOracle
+from faststeal.attack.oracle import BudgetExceeded
 from faststeal.attack.remote import ServedEvaluator, is_url, open_oracle
 from faststeal.checkpoint import load_checkpoint
 from faststeal.data import DataError, ImageSet
@@ -177,13 +177,13 @@ def _collect(run, opts: DefendOptions, setting: Setting, folder: Path) -> ImageS
     return ImageSet(qs.images, None, f"{qs.fingerprint}:defense:{spec}", qs.source, codes=qs.codes)
 
 
-def _local_plan(opts: DefendOptions, families: list[Family]) -> list[Setting]:
-    """The undefended target, then every setting of every family, all applied in this process."""
+def _local_plan(exp, opts: DefendOptions, families: list[Family]) -> list[Setting]:
+    """The undefended target, then every setting of every family, all applied in this process (on the one
+    copy of the target the experiment holds)."""
 
     def setting(pipeline: DefensePipeline, family: Family | None = None, value=None) -> Setting:
         def oracle():
-            return TargetOracle(opts.target, budget=opts.queries, prior=opts.prior, seed=opts.seed,
-                                **pipeline.oracle_hooks())
+            return exp.oracle(opts.queries, prior=opts.prior, seed=opts.seed, **pipeline.oracle_hooks())
 
         spec = pipeline.spec()
         return Setting(spec, slug(spec), opts.target, oracle, pipeline, family.label if family else BASELINE,
@@ -203,18 +203,18 @@ def _remote_plan(opts: DefendOptions, served_spec: str) -> list[Setting]:
     return plan
 
 
-def _preview(opts: DefendOptions, pipeline: DefensePipeline, n: int = 36) -> tuple[torch.Tensor, torch.Tensor]:
+def _preview(exp, opts: DefendOptions, pipeline: DefensePipeline, n: int = 36) -> tuple[torch.Tensor, torch.Tensor]:
     """(undefended, defended) images for the same n prior codes, for the side-by-side picture."""
-    plain = TargetOracle(opts.target, budget=n, prior=opts.prior, seed=opts.seed + 99)
-    guarded = TargetOracle(opts.target, budget=n, prior=opts.prior, seed=opts.seed + 99,
-                           **pipeline.oracle_hooks())
+    plain = exp.oracle(n, prior=opts.prior, seed=opts.seed + 99)
+    guarded = exp.oracle(n, prior=opts.prior, seed=opts.seed + 99, **pipeline.oracle_hooks())
     return plain.query(n), guarded.query(n)     # both from position 0 of the same seed's stream: same codes
 
 
-def _picture(run, opts: DefendOptions, setting: Setting, picture: str) -> None:
+def _picture(exp, opts: DefendOptions, setting: Setting, picture: str) -> None:
     """Undefended | served for the same codes in process; over HTTP the bought images (other codes)."""
+    run = exp.folder
     if setting.pipeline is not None:
-        plain, guarded = _preview(opts, setting.pipeline, n=12 if setting.slow else 36)
+        plain, guarded = _preview(exp, opts, setting.pipeline, n=12 if setting.slow else 36)
         run.side_by_side(plain, guarded, picture)
         return
     served = queryset.load(run.file(f"queries-{setting.name}"), limit=36).images
@@ -243,9 +243,12 @@ class _LazyEvaluator:
         return torch.as_tensor(self.get().target_stats.mu, dtype=torch.float32)
 
 
-def _evaluator(run, opts: DefendOptions, config: dict) -> _LazyEvaluator:
+def _evaluator(exp, opts: DefendOptions, config: dict) -> _LazyEvaluator:
     """What fidelity is measured against: the undefended target (a checkpoint), or a baseline server's images."""
-    anchor = opts.baseline if is_url(opts.target) else opts.target
+    run = exp.folder
+    if not exp.remote:
+        return _LazyEvaluator(exp.evaluator)       # the experiment's target, read once
+    anchor = opts.baseline
     if anchor and not is_url(anchor):
         return _LazyEvaluator(lambda: Evaluator(anchor, opts.fid_n, opts.eval_data, opts.progress))
     if anchor:     # the baseline row is first in the plan, so its query set exists when this is built
@@ -254,50 +257,40 @@ def _evaluator(run, opts: DefendOptions, config: dict) -> _LazyEvaluator:
     return _LazyEvaluator(lambda: ServedEvaluator(None, opts.fid_n, opts.eval_data, config, opts.progress))
 
 
-def _result_key(opts: DefendOptions, spec: str, remote: dict | None) -> dict:
+def _result_key(exp, opts: DefendOptions, spec: str, remote: dict | None) -> dict:
     """Everything a setting's measured row depends on; a stored row is reused only if all of it matches.
 
     ``remote``: for a URL target, the server's model id and defense and the baseline's identity."""
-    from faststeal.checkpoint import content_digest
-
     keep = ("target", "attack", "queries", "attack_kimg", "attack_width", "attack_latent_dim", "batch", "fid_n",
             "eval_data", "prior", "seed", "knowledge", "distill")
-    ident = remote if remote is not None else {"target_sha256": content_digest(opts.target)}
+    ident = remote if remote is not None else {"target_sha256": exp.loaded.model_id}
     return {"defense": spec, **ident, **{k: getattr(opts, k) for k in keep}}
-
-
-def _cached_row(path: Path, key: dict, ckpt: Path) -> dict | None:
-    if not path.exists() or not ckpt.exists():
-        return None
-    try:
-        stored = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return stored["row"] if stored.get("key") == json.loads(json.dumps(key)) else None
 
 
 def run_defend(opts: DefendOptions, run=None) -> dict:
     """Measure every defense setting against the undefended baseline; writes the run folder, returns metrics.
 
     A URL target measures the one setting its server serves (see the module docstring)."""
+    from faststeal.experiment import Experiment
     from faststeal.report import RunFolder
 
     remote = is_url(opts.target)
     if remote:
         target_cfg, ident = _validate_remote(opts)
-        families, plan = [], _remote_plan(opts, ident["served_defense"])
+        families = []
     else:
         families, ident = _validate(opts), None
         target_cfg = load_checkpoint(opts.target)["config"]
-        plan = _local_plan(opts, families)
     run = run or RunFolder(opts.out, "defend", asdict(opts))
     run.start_over(opts.fresh)
+    exp = Experiment(run, opts.target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
+    plan = _remote_plan(opts, ident["served_defense"]) if remote else _local_plan(exp, opts, families)
     if remote:
         run.decide(_check_budgets, run, opts, plan)
-    lazy = _evaluator(run, opts, target_cfg)
+    lazy = _evaluator(exp, opts, target_cfg)
     cfg = attack_config(opts, target_cfg["resolution"], target_cfg["channels"], opts.attack_kimg,
                         **knowledge_settings(opts, target_cfg))
-    rows = [_measure(run, opts, setting, cfg, lazy, ident) for setting in plan]
+    rows = [_measure(exp, opts, setting, cfg, lazy, ident) for setting in plan]
     base = rows[0] if plan[0].family == BASELINE else None     # over HTTP only with --baseline
     _compare(run, opts, rows, base)
     metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
@@ -312,16 +305,14 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
     return metrics
 
 
-def _measure(run, opts: DefendOptions, setting: Setting, cfg, lazy: _LazyEvaluator, ident: dict | None) -> dict:
+def _measure(exp, opts: DefendOptions, setting: Setting, cfg, lazy: _LazyEvaluator, ident: dict | None) -> dict:
     """One setting's row: reused from its result.json when every input matches, else bought, trained, measured."""
-    name, spec = setting.name, setting.spec
-    picture, result_file = f"samples-{name}.png", run.file(f"queries-{name}") / "result.json"
-    key, ckpt = _result_key(opts, spec, ident), run.file(f"attack-{name}.pt")
-    # Under torchrun rank 0's reading decides for all ranks: a rank that saw a file rank 0 just wrote
-    # would skip a write the others wait for at its barrier.
-    row = run.decide(_cached_row, result_file, key, ckpt)
-    fresh = row is None
-    if fresh:
+    run, name, spec = exp.folder, setting.name, setting.spec
+    picture, ckpt = f"samples-{name}.png", run.file(f"attack-{name}.pt")
+    computed = []
+
+    def compute() -> dict:
+        computed.append(name)
         for d in (setting.pipeline.image if setting.pipeline is not None else []):
             if isinstance(d, AdversarialFeatures) and d.reference is None:
                 d.set_reference(lazy.mu())   # push away from the undefended target's own features
@@ -339,10 +330,15 @@ def _measure(run, opts: DefendOptions, setting: Setting, cfg, lazy: _LazyEvaluat
                "target_fid": ev.target_fid(),
                "real_note": None if ev.real_stats is not None else getattr(ev, "real_error", "no real data"),
                "target_note": None if anchored else ev.target_error}
-        run.write(write_json, result_file, {"key": key, "row": row})
+        return row
+
+    # Under torchrun rank 0's reading decides for all ranks (Experiment.cached): a rank that saw a file rank
+    # 0 just wrote would skip a write the others wait for at its barrier.
+    row = exp.cached(f"queries-{name}/result.json", _result_key(exp, opts, spec, ident), compute,
+                     requires=(ckpt.name,))
     row.update({"family": setting.family, "swept": setting.swept, "value": setting.value})
-    if fresh or not run.decide(run.file(picture).exists):
-        _picture(run, opts, setting, picture)
+    if computed or not run.decide(run.file(picture).exists):
+        _picture(exp, opts, setting, picture)
     row["picture"] = picture
     return row
 
