@@ -107,6 +107,11 @@ class Experiment:
         name = f"{Path(checkpoint).stem}.measured.json"
         return self.cached(name, key, lambda: evaluator.attack(checkpoint))
 
+    def stored(self, name: str, key: dict):
+        """The result stored as ``name`` under exactly ``key``, or None (nothing is computed)."""
+        found = self.decide(_stored_value, self.file(name), json.loads(json.dumps(key)), [])
+        return found["value"] if found is not None else None
+
     def cached(self, name: str, key: dict, compute, *, requires: tuple[str, ...] = ()):
         """``compute()``'s JSON-able result, stored in the run folder as ``name`` beside the key that made it.
 

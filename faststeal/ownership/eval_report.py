@@ -68,7 +68,7 @@ def statistic_plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def served_picture(target: str, serving: str, path: Path, n: int = 36) -> Path:
+def served_picture(target, serving: str, path: Path, n: int = 36) -> Path:
     """Left: the target's images; right: the same codes served with the mark."""
     import numpy as np
 

@@ -8,7 +8,6 @@ run a piece at a time (``limit``). The owner's key never reaches a file: results
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from faststeal.checkpoint import content_digest, load_checkpoint, load_generator
+from faststeal.checkpoint import load_generator
 from faststeal.data import ImageSet
 from faststeal.fileio import write_json
 from faststeal.sampling import generate
@@ -113,39 +112,33 @@ def member_folder(opts: EvalOptions, m: Member) -> str:
     return f"{m.name}-s{opts.strength:g}" if m.marked else m.name
 
 
-def _stored(path: Path, key: dict):
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return stored["row"] if stored.get("key") == json.loads(json.dumps(key)) else None
-
-
-def _training_set(opts: EvalOptions, m: Member, folder: Path, target_cfg: dict) -> ImageSet:
+def _training_set(exp, opts: EvalOptions, m: Member, folder: Path) -> ImageSet:
     from faststeal.attack import queryset
-    from faststeal.attack.oracle import TargetOracle
     from faststeal.defense import parse_pipeline
     from faststeal.evaluate import real_data_for
+
+    target_cfg = exp.config
 
     if m.data == "real":
         real = real_data_for(target_cfg, None)
         idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(m.seed + 101))[:m.queries]
         return ImageSet(real.images[idx], None, f"{real.fingerprint}:subset:{m.seed}:{m.queries}", "real")
     pipeline = parse_pipeline(opts.serving(m), seed=m.seed)
-    oracle = TargetOracle(opts.target, budget=m.queries, seed=m.seed, **pipeline.oracle_hooks())
+    oracle = exp.oracle(m.queries, seed=m.seed, **pipeline.oracle_hooks())
     queryset.collect(oracle, folder / "queries", m.queries, target=opts.target, progress=opts.progress,
                      knowledge=m.knowledge)
     q = queryset.load(folder / "queries", limit=m.queries)
     return ImageSet(q.images, None, f"{q.fingerprint}:served:{pipeline.spec()}", q.source, codes=q.codes)
 
 
-def _train(opts: EvalOptions, m: Member, folder: Path, target_cfg: dict) -> tuple[Path, float]:
+def _train(exp, opts: EvalOptions, m: Member, folder: Path) -> tuple[Path, float]:
     """Train (or resume, or reuse) the member's model; returns its checkpoint and training seconds."""
     from faststeal.attack.extract import AttackOptions, attack_config, knowledge_settings, train_attack
     from faststeal.evaluate import real_data_for
 
+    target_cfg = exp.config
     res, ch = target_cfg["resolution"], target_cfg["channels"]
-    data = _training_set(opts, m, folder, target_cfg)
+    data = _training_set(exp, opts, m, folder)
     a = AttackOptions(target=opts.target, attack=m.attack, queries=m.queries, attack_kimg=opts.kimg,
                       knowledge=m.knowledge, seed=m.seed, fid_n=opts.fid_n, progress=opts.progress)
     cfg = attack_config(a, res, ch, opts.kimg, **knowledge_settings(a, target_cfg))
@@ -162,15 +155,17 @@ def _train(opts: EvalOptions, m: Member, folder: Path, target_cfg: dict) -> tupl
     return ckpt, time.perf_counter() - t0
 
 
-def evaluate_member(opts: EvalOptions, m: Member, folder: Path, reference: torch.Tensor, target_cfg: dict) -> dict:
+def evaluate_member(exp, opts: EvalOptions, m: Member, folder: Path, reference: torch.Tensor) -> dict:
+    """Build (train or reuse) one member's model and verify it with the owner's key and many wrong keys."""
     from faststeal.ownership.pattern import Band
 
     t0 = time.perf_counter()
     if m.data == "target":
-        ckpt, train_s = opts.target, 0.0
+        model, ckpt, train_s = exp.loaded.generator, exp.loaded, 0.0
     else:
-        ckpt, train_s = _train(opts, m, folder, target_cfg)
-    images = generate(load_generator(ckpt), opts.verify_n, seed=SAMPLE_SEED)
+        ckpt, train_s = _train(exp, opts, m, folder)
+        model = load_generator(ckpt)
+    images = generate(model, opts.verify_n, seed=SAMPLE_SEED)
     band = Band(opts.low, opts.high)
     d = detect(images, opts.key, band, reference)
     null_z = detect_many_keys(images, [f"wrong-{i}" for i in range(opts.null_keys)], band, reference)
@@ -181,7 +176,7 @@ def evaluate_member(opts: EvalOptions, m: Member, folder: Path, reference: torch
     if m.fidelity:
         from faststeal.evaluate import fid, generator_stats
 
-        target_stats = generator_stats(opts.target, opts.fid_n, name="target", progress=opts.progress, cache=True)
+        target_stats = generator_stats(exp.loaded, opts.fid_n, name="target", progress=opts.progress, cache=True)
         row["fidelity"] = fid(generator_stats(ckpt, opts.fid_n, name="copy", progress=opts.progress), target_stats)
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
@@ -192,35 +187,31 @@ def utility_key(opts: EvalOptions, target_sha: str) -> dict:
             "band": [opts.low, opts.high], "n": opts.utility_n}
 
 
-def utility(opts: EvalOptions, out: Path, target_sha: str) -> dict:
+def utility(exp, opts: EvalOptions) -> dict:
     """FID(served, real) with and without the mark, on the same fid_n codes of the owner's prior."""
-    from faststeal.attack.oracle import TargetOracle
+    return exp.cached(f"utility-s{opts.strength:g}.json", utility_key(opts, exp.loaded.model_id),
+                      lambda: _measure_utility(exp, opts))
+
+
+def _measure_utility(exp, opts: EvalOptions) -> dict:
     from faststeal.defense import parse_pipeline
     from faststeal.evaluate import fid, image_stats, real_data_for, real_stats
 
-    key = utility_key(opts, target_sha)
-    path = out / f"utility-s{opts.strength:g}.json"
-    row = _stored(path, key)
-    if row is not None:
-        return row
     t0 = time.perf_counter()
     n = opts.utility_n
-    real = real_stats(real_data_for(load_checkpoint(opts.target)["config"], None), n, opts.progress)
-    plain = TargetOracle(opts.target, budget=n, seed=0).query(n)
+    real = real_stats(real_data_for(exp.config, None), n, opts.progress)
+    plain = exp.oracle(n, seed=0).query(n)
     mark = parse_pipeline(opts.serving(Member("stolen", "utility")))
-    marked = TargetOracle(opts.target, budget=n, seed=0, **mark.oracle_hooks()).query(n)
-    plain_key = {"target_sha256": target_sha, "n": n}
-    unmarked = _stored(out / "utility-unmarked.json", plain_key)    # shared by runs at several strengths
-    if unmarked is None:
-        unmarked = fid(image_stats(plain, "served", progress=opts.progress), real)
-        write_json(out / "utility-unmarked.json", {"key": plain_key, "row": unmarked})
+    marked = exp.oracle(n, seed=0, **mark.oracle_hooks()).query(n)
+    plain_key = {"target_sha256": exp.loaded.model_id, "n": n}
+    unmarked = exp.cached("utility-unmarked.json", plain_key,      # shared by runs at several strengths
+                          lambda: fid(image_stats(plain, "served", progress=opts.progress), real))
     marked_fid = fid(image_stats(marked, "served marked", progress=opts.progress), real)
     row = {"fid_unmarked": unmarked, "fid_marked": marked_fid,
            "n": n, "max_pixel_change": int((marked.int() - plain.int()).abs().max()),
            "rms_pixel_change": float((marked.float() - plain.float()).pow(2).mean().sqrt())}
     row["cost"] = row["fid_marked"] - row["fid_unmarked"]
     row["seconds"] = round(time.perf_counter() - t0, 1)
-    write_json(path, {"key": key, "row": row})
     return row
 
 
@@ -250,27 +241,29 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
     """Build and verify the plan's members (resumably); write results.json, report.md and the pictures."""
     if not opts.key:
         raise ValueError("give the owner's key")
+    from faststeal.experiment import Experiment
+    from faststeal.report import RunFolder
+
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    target_cfg = load_checkpoint(opts.target)["config"]
-    target_sha = content_digest(opts.target)
     start = time.perf_counter()
     config = {k: v for k, v in asdict(opts).items() if k not in ("key", "plan")}
-    write_json(out / "config.json", {**config, "key": opts.key_digest(), "plan": [asdict(m) for m in opts.plan]})
-    reference = generate(load_generator(opts.target), opts.verify_n, seed=REFERENCE_SEED).double().mean(0)
+    folder = RunFolder(out, "verify-eval", {**config, "key": opts.key_digest(), "plan": [asdict(m) for m in opts.plan]})
+    exp = Experiment(folder, opts.target, fid_n=opts.fid_n, progress=opts.progress)
+    target_sha = exp.loaded.model_id
+    reference = generate(exp.loaded.generator, opts.verify_n, seed=REFERENCE_SEED).double().mean(0)
     plan = opts.plan[: opts.limit] if opts.limit is not None else opts.plan
     names = [m.name for m in plan]
     if len(set(names)) != len(names):
         raise ValueError("two members of the plan share a name")
     rows = []
     for i, m in enumerate(plan):
-        folder = out / "members" / member_folder(opts, m)
-        key = member_key(opts, m, target_sha)
-        row = _stored(folder / "result.json", key)
-        if row is None:
+        where = f"members/{member_folder(opts, m)}"
+
+        def build(i=i, m=m, where=where) -> dict:
             log(f"[{i + 1}/{len(plan)}] building {m.group}: {m.label}")
-            row = evaluate_member(opts, m, folder, reference, target_cfg)
-            write_json(folder / "result.json", {"key": key, "row": row})
+            return evaluate_member(exp, opts, m, exp.file(where), reference)
+
+        row = exp.cached(f"{where}/result.json", member_key(opts, m, target_sha), build)
         log(f"[{i + 1}/{len(plan)}] {m.group:<8} {m.label:<48} z {row['z']:7.2f}  p {row['p_value']:.2e}"
             f"  ({row['seconds']:.0f} s)")
         rows.append(row)
@@ -279,13 +272,13 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
               "not_done": [m.label for m in opts.plan[len(plan):]],
               "wall_seconds_this_run": round(time.perf_counter() - start, 1)}
     if opts.measure_utility:
-        result["utility"] = utility(opts, out, target_sha)
+        result["utility"] = utility(exp, opts)
     else:                                          # a stored measurement of this setting still counts
-        result["utility"] = _stored(out / f"utility-s{opts.strength:g}.json", utility_key(opts, target_sha))
+        result["utility"] = exp.stored(f"utility-s{opts.strength:g}.json", utility_key(opts, target_sha))
     write_json(out / f"results-s{opts.strength:g}.json", result)
     from .eval_report import served_picture, statistic_plot, write_report
 
     statistic_plot(rows, out / f"statistic-s{opts.strength:g}.png")
-    served_picture(opts.target, opts.serving(Member("stolen", "picture")), out / f"served-s{opts.strength:g}.png")
+    served_picture(exp.loaded, opts.serving(Member("stolen", "picture")), out / f"served-s{opts.strength:g}.png")
     write_report(result, result.get("utility"), out)
     return result
