@@ -52,8 +52,9 @@ def _system_busy_seconds() -> float | None:
 
 
 def _own_busy_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (e.g. a test's subprocesses)."""
     t = os.times()
-    return t.user + t.system
+    return t.user + t.system + t.children_user + t.children_system
 
 
 class ThreadGovernor:

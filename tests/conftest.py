@@ -7,22 +7,37 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+MAX_THREADS = min(2, torch.get_num_threads())     # OMP_NUM_THREADS=1 caps it, as for any torch program
+LOOK_SECONDS = 5.0
+torch.set_num_threads(MAX_THREADS)
+_watch = {"governor": None, "threads": MAX_THREADS}
 
 
 @pytest.fixture(autouse=True)
-def _thread_policy_restored():
-    """A CLI test that runs without --threads starts a ThreadGovernor; it must not outlive that test.
+def _thread_policy():
+    """Each test runs with the cores other processes leave free (at most MAX_THREADS), fixed for the test.
 
-    Left in place it would re-fit torch's threads inside later tests (on a machine whose neighbours differ),
-    and the tests that compare bits computed with a fixed thread count would fail there only.
+    The suite then shares a machine as faststeal's commands do: beside another job it uses one thread instead
+    of fighting for both cores (looked at every LOOK_SECONDS, not per test). Tests that compare bits computed
+    with a given thread count set it themselves. A CLI test that runs without --threads starts a
+    ThreadGovernor; it ends with the test, or it would re-fit threads inside later tests.
     """
+    import time
+
     from faststeal import cpu
 
-    threads = torch.get_num_threads()
+    watch = _watch
+    if watch["governor"] is None:
+        watch["governor"] = cpu.ThreadGovernor(cpu.available_cores())
+    governor = watch["governor"]
+    if time.monotonic() - governor._mark[0] >= LOOK_SECONDS:
+        others = governor.others()
+        if others is not None:
+            watch["threads"] = min(MAX_THREADS, governor.fair_threads(others))
+    torch.set_num_threads(watch["threads"])
     yield
     cpu._governor = None
-    torch.set_num_threads(threads)
+    torch.set_num_threads(watch["threads"])
 
 
 @pytest.fixture(autouse=True)
