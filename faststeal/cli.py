@@ -601,9 +601,11 @@ _register_serving()
 @click.option("--null-keys", type=int, default=0, show_default=True,
               help="also test this many random wrong keys and report whether their p-values are uniform (KS)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the suspect's samples")
+@click.option("--exact-draws", type=int, default=10_000, show_default=True,
+              help="random sign vectors of the exact (rank) null behind the p-value; 0: normal approximation")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
-def verify(suspect, key, n, reference, low, high, null_keys, seed, threads, as_json):
+def verify(suspect, key, n, reference, low, high, null_keys, seed, exact_draws, threads, as_json):
     """Does SUSPECT carry the owner's watermark? One-line verdict with a p-value calibrated over keys.
 
     p < 0.001: marked (the suspect learned from images served with this key); p > 0.01: no evidence.
@@ -616,12 +618,15 @@ def verify(suspect, key, n, reference, low, high, null_keys, seed, threads, as_j
         raise click.BadParameter(f"must be >= {run.MIN_IMAGES} for a decision, got {n}", param_hint="--n")
     if null_keys < 0:
         raise click.BadParameter(f"must be >= 0, got {null_keys}", param_hint="--null-keys")
+    if exact_draws < 0:
+        raise click.BadParameter(f"must be >= 0 (0: normal approximation), got {exact_draws}",
+                                 param_hint="--exact-draws")
     if not 0 <= low < high:
         raise click.BadParameter(f"need 0 <= --low < --high, got {low:g} and {high:g}", param_hint="--low")
     _set_threads(threads)
     try:
         result = run.verify(suspect, key, n=n, reference=reference, low=low, high=high, null_keys=null_keys,
-                            seed=seed)
+                            seed=seed, exact_draws=exact_draws)
     except run.VerifyError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

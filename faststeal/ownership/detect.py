@@ -5,7 +5,10 @@ so it lives where images are bright), project onto the band of the pattern (coef
 z = sum_i s_i c_i / |c| with the key's signs s. For a key the suspect never saw, the signs are independent
 of c, so z has mean 0 and variance exactly 1 over keys (a Rademacher sum with weights c/|c|) and is close to
 normal when no single coefficient dominates; a copy that learned the pattern shifts c along s and z grows like
-(mark strength in the copy) x (number of coefficients) / |c|. The p-value is the one-sided normal tail of z.
+(mark strength in the copy) x (number of coefficients) / |c|. The p-value is the one-sided normal tail of z, or,
+with ``exact_draws``, the rank of z among that many random sign vectors on the same c: a key the suspect never
+saw is one more such draw, so that p-value is uniform by construction, where the normal shape is an
+approximation a KS test over ~1,000 keys can see for some suspects.
 Averaging over images first removes what varies between images; what is left of the content is the suspect's
 mean image in the band, which ``reference`` (the owner's unmarked mean, optional) can subtract.
 """
@@ -22,6 +25,7 @@ DEFAULT_BAND = Band()   # the defense's default band (a frozen value, shared)
 
 MIN_IMAGES = 100          # fewer samples leave the mean image too noisy for a decision
 STOLEN_P = 1e-3           # p below this: the suspect carries the mark
+EXACT_DRAWS = 10_000      # random sign vectors of the exact null: p resolves down to 1 / 10,001
 INNOCENT_P = 1e-2         # p above this: no evidence; in between: inconclusive
 
 
@@ -32,17 +36,20 @@ class VerifyError(ValueError):
 @dataclass
 class Detection:
     z: float
-    p_value: float
+    p_value: float            # what the verdict uses: the exact p when null_draws > 0, else p_normal
     n: int
     coefficients: int
     verdict: str
+    p_normal: float | None = None
+    null_draws: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def line(self) -> str:
-        return (f"{self.verdict}: z = {self.z:.2f}, p = {self.p_value:.3g} ({self.n} images, {self.coefficients} "
-                f"band coefficients)")
+        how = f"exact over {self.null_draws} null draws" if self.null_draws else "normal approximation"
+        return (f"{self.verdict}: z = {self.z:.2f}, p = {self.p_value:.3g} ({how}; {self.n} images, "
+                f"{self.coefficients} band coefficients)")
 
 
 def normal_sf(z: float) -> float:
@@ -86,18 +93,43 @@ def z_scores(c: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
     return signs @ c / norm
 
 
-def detect(images: torch.Tensor, key: str, band: Band = DEFAULT_BAND, reference=None) -> Detection:
-    """Test uint8 or float images (N, C, R, R) of a suspect for the key's pattern."""
+def exact_p_values(c: torch.Tensor, z, draws: int = EXACT_DRAWS, seed: int = 0) -> torch.Tensor:
+    """P(z' >= z) for each z, counted over ``draws`` random sign vectors z' on the same coefficients c.
+
+    p = (1 + #{z' >= z}) / (1 + draws): a rank test, exact under the null for any c (no normal approximation);
+    its smallest value is 1 / (1 + draws).
+    """
+    if draws < 1:
+        raise VerifyError(f"the exact null needs at least one draw, got {draws}")
+    g = torch.Generator().manual_seed(seed)
+    norm, null = c.norm(), []
+    for start in range(0, draws, 1024):
+        signs = torch.randint(0, 2, (min(1024, draws - start), c.numel()), generator=g).double() * 2 - 1
+        null.append(signs @ c / norm)
+    null = torch.sort(torch.cat(null)).values
+    z = torch.as_tensor(z, dtype=torch.float64).reshape(-1)
+    at_least = draws - torch.searchsorted(null, z)          # how many draws reach z
+    return (1 + at_least).double() / (1 + draws)
+
+
+def detect(images: torch.Tensor, key: str, band: Band = DEFAULT_BAND, reference=None,
+           exact_draws: int = 0) -> Detection:
+    """Test uint8 or float images (N, C, R, R) of a suspect for the key's pattern (exact p with exact_draws)."""
     if not key:
         raise VerifyError("the key is empty; give the key the images were served with")
     c = band_means(images, band, reference)
     z = float(z_scores(c, key_signs(key, c.numel())[None])[0])
-    p = normal_sf(z)
-    return Detection(z=z, p_value=p, n=int(images.shape[0]), coefficients=int(c.numel()), verdict=verdict(p))
+    p_normal = normal_sf(z)
+    p = float(exact_p_values(c, z, exact_draws)[0]) if exact_draws else p_normal
+    return Detection(z=z, p_value=p, n=int(images.shape[0]), coefficients=int(c.numel()), verdict=verdict(p),
+                     p_normal=p_normal, null_draws=exact_draws)
 
 
-def detect_many_keys(images: torch.Tensor, keys: list[str], band: Band = DEFAULT_BAND, reference=None) -> torch.Tensor:
-    """z of the same images under many keys (the empirical null when the keys are not the owner's)."""
+def detect_many_keys(images: torch.Tensor, keys: list[str], band: Band = DEFAULT_BAND, reference=None,
+                     exact_draws: int = 0):
+    """z of the same images under many keys (the empirical null when the keys are not the owner's); with
+    ``exact_draws`` also their exact p-values: (z, p)."""
     c = band_means(images, band, reference)
     signs = torch.stack([key_signs(k, c.numel()) for k in keys])
-    return z_scores(c, signs)
+    z = z_scores(c, signs)
+    return (z, exact_p_values(c, z, exact_draws)) if exact_draws else z

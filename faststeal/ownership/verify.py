@@ -4,25 +4,37 @@ from __future__ import annotations
 import secrets
 import time
 
-from .detect import MIN_IMAGES, VerifyError, detect, detect_many_keys, normal_sf  # noqa: F401 (MIN_IMAGES: CLI)
+from .detect import (  # noqa: F401 (MIN_IMAGES, EXACT_DRAWS: CLI)
+    EXACT_DRAWS,
+    MIN_IMAGES,
+    VerifyError,
+    detect,
+    detect_many_keys,
+    normal_sf,
+)
 from .pattern import Band
 from .suspect import mean_image, suspect_images
 
 
-def null_check(images, band: Band, reference, count: int) -> dict:
-    """p-values of ``count`` random wrong keys on the same images, and a KS test of their uniformity."""
+def null_check(images, band: Band, reference, count: int, exact_draws: int = 0) -> dict:
+    """p-values of ``count`` random wrong keys on the same images (exact ones with exact_draws, as the
+    verdict's), and a KS test of their uniformity."""
     from scipy.stats import kstest
 
     keys = [secrets.token_hex(8) for _ in range(count)]
-    z = detect_many_keys(images, keys, band, reference)
-    p = [normal_sf(float(v)) for v in z]
+    if exact_draws:
+        z, exact = detect_many_keys(images, keys, band, reference, exact_draws=exact_draws)
+        p = [float(v) for v in exact]
+    else:
+        z = detect_many_keys(images, keys, band, reference)
+        p = [normal_sf(float(v)) for v in z]
     ks = kstest(p, "uniform")
     return {"keys": count, "ks_p": float(ks.pvalue), "min_p": min(p), "below_1e-3": sum(v < 1e-3 for v in p),
             "z_mean": float(z.mean()), "z_std": float(z.std())}
 
 
 def verify(suspect: str, key: str, *, n: int = 5000, reference: str | None = None, low: float = 1.0,
-           high: float = 8.0, null_keys: int = 0, seed: int = 0) -> dict:
+           high: float = 8.0, null_keys: int = 0, seed: int = 0, exact_draws: int = EXACT_DRAWS) -> dict:
     """The verdict for one suspect as a dict (``line`` is the one-line answer)."""
     if not key:
         raise VerifyError("the key is empty; give the key the images were served with")
@@ -41,11 +53,11 @@ def verify(suspect: str, key: str, *, n: int = 5000, reference: str | None = Non
         if ref.shape != images.shape[1:]:
             raise VerifyError(f"reference {reference} makes {tuple(ref.shape)} images, the suspect "
                               f"{tuple(images.shape[1:])}")
-    d = detect(images, key, band, ref)
+    d = detect(images, key, band, ref, exact_draws=exact_draws)
     out = {"suspect": suspect, **d.as_dict(), "reference": reference, "band": [low, high]}
     line = f"{suspect}: {d.line()}"
     if null_keys:
-        out["null"] = null_check(images, band, ref, null_keys)
+        out["null"] = null_check(images, band, ref, null_keys, exact_draws)
         line += (f"; {null_keys} wrong keys: KS p = {out['null']['ks_p']:.3f}, smallest p = "
                  f"{out['null']['min_p']:.3g}")
     out["seconds"] = round(time.perf_counter() - start, 2)

@@ -10,7 +10,7 @@ from faststeal.checkpoint import load_generator
 from faststeal.data import ImageSet
 from faststeal.defense import parse_pipeline
 from faststeal.ownership import VerifyError, detect, detect_many_keys
-from faststeal.ownership.detect import STOLEN_P, normal_sf
+from faststeal.ownership.detect import DEFAULT_BAND, STOLEN_P, band_means, exact_p_values, normal_sf
 from faststeal.sampling import generate
 from faststeal.train import TrainConfig
 
@@ -49,11 +49,28 @@ def test_null_is_uniform_over_keys(tiny_target, reference):
         assert abs(float(z.mean())) < 0.15 and abs(float(z.std()) - 1) < 0.1
 
 
+def test_exact_p_values_are_uniform_over_keys_and_agree_with_the_normal_tail(tiny_target, reference):
+    images = generate(load_generator(tiny_target), 1000, seed=2)
+    z, p = detect_many_keys(images, [f"null-{i}" for i in range(1000)], reference=reference, exact_draws=20_000)
+    assert kstest(p.numpy(), "uniform").pvalue > 0.05
+    # in the body of the distribution the normal tail is a good approximation of the counted one
+    normal = torch.tensor([normal_sf(float(v)) for v in z], dtype=torch.float64)
+    assert float((p - normal).abs().max()) < 0.03
+    # the counted p never goes below its resolution, and a z beyond every draw gets exactly that
+    c = band_means(images, DEFAULT_BAND, reference)
+    assert float(exact_p_values(c, 1e6, draws=999)[0]) == pytest.approx(1 / 1000)
+    assert float(exact_p_values(c, -1e6, draws=999)[0]) == 1.0
+    with pytest.raises(VerifyError, match="at least one draw"):
+        exact_p_values(c, 0.0, draws=0)
+
+
 def test_copy_of_marked_images_is_detected_and_clean_copy_is_not(copies, reference):
-    marked = detect(copies["marked"], OWNER, reference=reference)
-    clean = detect(copies["clean"], OWNER, reference=reference)
-    assert marked.p_value < STOLEN_P and marked.verdict.startswith("MARKED")
-    assert clean.p_value > 0.01 and clean.verdict.startswith("not marked")
+    for draws in (0, 10_000):                          # normal approximation, then the exact null
+        marked = detect(copies["marked"], OWNER, reference=reference, exact_draws=draws)
+        clean = detect(copies["clean"], OWNER, reference=reference, exact_draws=draws)
+        assert marked.p_value < STOLEN_P and marked.verdict.startswith("MARKED")
+        assert clean.p_value > 0.01 and clean.verdict.startswith("not marked")
+        assert marked.null_draws == draws and marked.p_normal == normal_sf(marked.z)
 
 
 def test_wrong_key_never_verifies(copies, reference):

@@ -47,6 +47,7 @@ def test_verify_samples_a_checkpoint_and_checks_the_null(tiny_target):
     (["--suspect", "SUSPECT", "--key", "k", "-n", "10"], "--n: must be >= 100"),
     (["--suspect", "SMALL", "--key", "k"], "too few for a decision"),
     (["--suspect", "SUSPECT", "--key", "k", "--low", "5", "--high", "2"], "--low"),
+    (["--suspect", "SUSPECT", "--key", "k", "--exact-draws", "-1"], "--exact-draws: must be >= 0"),
 ])
 def test_bad_input_is_one_line(args, message, marked_npy, tmp_path):
     small = tmp_path / "small.npy"
