@@ -94,7 +94,8 @@ def write_report(result: dict, utility: dict | None, out: Path) -> Path:
         f"Target {opts['target']}, mark strength {opts['strength']:g} (RMS pixel levels), band "
         f"[{opts['low']:g}, {opts['high']:g}), every model trained {opts['kimg']:g} kimg, {opts['verify_n']} samples "
         f"per model for the detector (reference: the owner's unmarked target), {opts['null_keys']} wrong keys per "
-        f"model.", "",
+        f"model. p-values are exact: the rank of z among 10,000 random sign vectors on the model's own band "
+        f"coefficients (models stored before that carry normal-tail p-values).", "",
         "## Utility", "", util, "",
         "## Detection", "", summary_table(s), "",
         f"Wrong-key p-values over all models: KS test against uniform p = {_fmt(s.get('wrong_key_ks_p'), '.3f')} "

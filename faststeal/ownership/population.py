@@ -20,7 +20,7 @@ from faststeal.data import ImageSet
 from faststeal.fileio import write_json
 from faststeal.sampling import generate
 
-from .detect import STOLEN_P, detect, detect_many_keys, normal_sf
+from .detect import EXACT_DRAWS, STOLEN_P, detect, detect_many_keys, normal_sf
 
 GROUPS = ("stolen", "careful", "innocent")
 SAMPLE_SEED, REFERENCE_SEED = 3, 11
@@ -105,7 +105,8 @@ def member_key(opts: EvalOptions, m: Member, target_sha: str) -> dict:
     the member was served the mark, so innocent models are shared by runs at several strengths)."""
     return {"member": asdict(m), "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
             "strength": opts.strength if m.marked else None, "kimg": opts.kimg, "verify_n": opts.verify_n,
-            "null_keys": opts.null_keys, "fid_n": opts.fid_n if m.fidelity else None}
+            "null_keys": opts.null_keys, "fid_n": opts.fid_n if m.fidelity else None,
+            "p_value": f"exact over {EXACT_DRAWS} draws"}
 
 
 def member_folder(opts: EvalOptions, m: Member) -> str:
@@ -167,12 +168,14 @@ def evaluate_member(exp, opts: EvalOptions, m: Member, folder: Path, reference: 
         model = load_generator(ckpt)
     images = generate(model, opts.verify_n, seed=SAMPLE_SEED)
     band = Band(opts.low, opts.high)
-    d = detect(images, opts.key, band, reference)
-    null_z = detect_many_keys(images, [f"wrong-{i}" for i in range(opts.null_keys)], band, reference)
+    d = detect(images, opts.key, band, reference, exact_draws=EXACT_DRAWS)
+    null_z, null_p = detect_many_keys(images, [f"wrong-{i}" for i in range(opts.null_keys)], band, reference,
+                                      exact_draws=EXACT_DRAWS)
     row = {"group": m.group, "label": m.label, "marked": m.marked, "thief": m.thief, "knowledge": m.knowledge,
            "attack": m.attack, "queries": m.queries, "seed": m.seed, "data": m.data, "finetune_real": m.finetune_real,
            "z": d.z, "p_value": d.p_value, "detected": d.p_value < STOLEN_P,
-           "null_z": [round(float(v), 4) for v in null_z], "train_seconds": round(train_s, 1)}
+           "p_normal": d.p_normal, "null_z": [round(float(v), 4) for v in null_z],
+           "null_p": [float(v) for v in null_p], "train_seconds": round(train_s, 1)}
     if m.fidelity:
         from faststeal.evaluate import fid, generator_stats
 
@@ -215,6 +218,11 @@ def _measure_utility(exp, opts: EvalOptions) -> dict:
     return row
 
 
+def _null_p(row: dict) -> list[float]:
+    """The wrong keys' p-values of a member: exact where stored, else (rows from before) the normal tail."""
+    return row.get("null_p") or [normal_sf(z) for z in row["null_z"]]
+
+
 def summarise(rows: list[dict]) -> dict:
     """TPR at the calibrated thresholds, innocent false positives, and the wrong-key null over all members."""
     from scipy.stats import kstest
@@ -226,14 +234,14 @@ def summarise(rows: list[dict]) -> dict:
             out[f"tpr_{group}_at_{alpha:g}"] = (sum(r["p_value"] < alpha for r in g) / len(g)) if g else None
         inn = [r for r in rows if r["group"] == "innocent"]
         out[f"fpr_innocent_at_{alpha:g}"] = (sum(r["p_value"] < alpha for r in inn) / len(inn)) if inn else None
-    null_p = [normal_sf(z) for r in rows for z in r["null_z"]]
+    null_p = [p for r in rows for p in _null_p(r)]
     if null_p:
         out["wrong_key_tests"] = len(null_p)
         out["wrong_key_ks_p"] = float(kstest(null_p, "uniform").pvalue)
         out["wrong_key_fpr_at_0.01"] = sum(p < 1e-2 for p in null_p) / len(null_p)
         out["wrong_key_fpr_at_0.001"] = sum(p < 1e-3 for p in null_p) / len(null_p)
         out["wrong_key_ks_p_per_member_min"] = min(
-            float(kstest([normal_sf(z) for z in r["null_z"]], "uniform").pvalue) for r in rows)
+            float(kstest(_null_p(r), "uniform").pvalue) for r in rows)
     return out
 
 
