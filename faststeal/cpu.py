@@ -82,9 +82,13 @@ class ThreadGovernor:
         free = self.cores - int(others + 0.4)          # a neighbour using >= 0.6 of a core holds that core
         return max(1, free // self.local_procs)
 
+    def due(self) -> bool:
+        """Whether an interval has passed since the last look."""
+        return time.monotonic() - self._mark[0] >= self.interval
+
     def maybe_adjust(self) -> int | None:
         """Called often from long loops; acts once per interval. Returns the new thread count if it changed."""
-        if time.monotonic() - self._mark[0] < self.interval:
+        if not self.due():
             return None
         others = self.others()
         if others is None:

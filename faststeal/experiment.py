@@ -23,9 +23,12 @@ class Experiment:
     """One command's run folder, target, oracles, evaluator and keyed results."""
 
     def __init__(self, folder: RunFolder, target: str, *, fid_n: int, eval_data: str | None = None,
-                 progress: bool = True):
+                 progress: bool = True, loaded: LoadedTarget | None = None):
+        """``loaded``: the target already read (e.g. to validate options before the run folder existed)."""
         from .attack.remote import is_url
 
+        if loaded is not None:
+            self.loaded = loaded                   # fills the cached property: the file is not read again
         self.folder, self.target = folder, str(target)
         self.fid_n, self.eval_data, self.progress = fid_n, eval_data, progress
         self.remote = is_url(self.target)      # an HTTP target: its weights are never reachable from here
@@ -58,8 +61,11 @@ class Experiment:
         """Query access to the target: in process on the loaded weights, or the HTTP client for a URL."""
         from .attack.remote import open_oracle
 
-        return open_oracle(self.target if self.remote else self.loaded, budget=budget, prior=prior, seed=seed,
-                           **hooks)
+        oracle = open_oracle(self.target if self.remote else self.loaded, budget=budget, prior=prior, seed=seed,
+                             **hooks)
+        if self.remote:
+            self.__dict__.setdefault("config", oracle.config())   # the client read /v1/info: not asked again
+        return oracle
 
     def samples(self, n: int, seed: int) -> torch.Tensor:
         """n uint8 samples of the target (the owner's view, for pictures and probes)."""

@@ -22,15 +22,13 @@ def _thread_policy():
     with a given thread count set it themselves. A CLI test that runs without --threads starts a
     ThreadGovernor; it ends with the test, or it would re-fit threads inside later tests.
     """
-    import time
-
     from faststeal import cpu
 
     watch = _watch
     if watch["governor"] is None:
-        watch["governor"] = cpu.ThreadGovernor(cpu.available_cores())
+        watch["governor"] = cpu.ThreadGovernor(cpu.available_cores(), interval=LOOK_SECONDS)
     governor = watch["governor"]
-    if time.monotonic() - governor._mark[0] >= LOOK_SECONDS:
+    if governor.due():
         others = governor.others()
         if others is not None:
             watch["threads"] = min(MAX_THREADS, governor.fair_threads(others))

@@ -27,7 +27,7 @@ from faststeal.attack import queryset
 from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, knowledge_settings, train_attack
 from faststeal.attack.oracle import BudgetExceeded
 from faststeal.attack.remote import ServedEvaluator, is_url, open_oracle
-from faststeal.checkpoint import load_checkpoint
+from faststeal.checkpoint import load_checkpoint, load_target
 from faststeal.data import DataError, ImageSet
 from faststeal.evaluate import fid, image_stats
 from faststeal.fileio import write_json
@@ -280,10 +280,12 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
         families = []
     else:
         families, ident = _validate(opts), None
-        target_cfg = load_checkpoint(opts.target)["config"]
+        loaded = load_target(opts.target)          # read once: validated here, then used by the experiment
+        target_cfg = loaded.config
     run = run or RunFolder(opts.out, "defend", asdict(opts))
     run.start_over(opts.fresh)
-    exp = Experiment(run, opts.target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
+    exp = Experiment(run, opts.target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress,
+                     loaded=None if remote else loaded)
     plan = _remote_plan(opts, ident["served_defense"]) if remote else _local_plan(exp, opts, families)
     if remote:
         run.decide(_check_budgets, run, opts, plan)
