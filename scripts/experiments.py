@@ -27,12 +27,15 @@ from pathlib import Path
 
 PGGAN, SNGAN = "builtin:pggan-fmnist32", "builtin:sngan-fmnist32"
 SEEDS3 = (0, 1, 2)
+DEFAULT_QUERIES = 10000                          # faststeal extract --queries default
 
 
 @dataclass(frozen=True)
 class Experiment:
     name: str            # group/variant/seedN: runs sharing group/variant are one mean +- std
     args: tuple[str, ...]
+    folder: str | None = None   # another experiment's run folder when the command is the same one
+
 
     @property
     def group(self) -> str:
@@ -59,6 +62,11 @@ def plan(icons: str | None) -> list[Experiment]:
         # 2. Query sweep; three seeds at 1K and 10K.
         for q in (300, 1000, 3000, 10000, 30000):
             seeds = SEEDS3 if q in (1000, 10000) else (0,)
+            if q == DEFAULT_QUERIES:             # the same command as the pair's: one run serves both tables
+                out += [Experiment(f"sweep/{knowledge}/q{q}/seed{s}", e.args, folder=e.name)
+                        for s, e in zip(seeds, _extract(f"pairs/pggan-fast-{knowledge}", PGGAN,
+                                                        "--knowledge", knowledge, seeds=seeds))]
+                continue
             out += _extract(f"sweep/{knowledge}/q{q}", PGGAN, "--queries", str(q), "--knowledge", knowledge,
                             seeds=seeds)
     # 3. Accuracy extraction: real data held by the adversary, and the target's discriminator.
@@ -81,7 +89,7 @@ def plan(icons: str | None) -> list[Experiment]:
 
 
 def run_dir(root: Path, e: Experiment) -> Path:
-    return root / e.name
+    return root / (e.folder or e.name)
 
 
 def is_done(root: Path, e: Experiment) -> bool:
