@@ -28,6 +28,7 @@ from pathlib import Path
 PGGAN, SNGAN = "builtin:pggan-fmnist32", "builtin:sngan-fmnist32"
 SEEDS3 = (0, 1, 2)
 DEFAULT_QUERIES = 10000                          # faststeal extract --queries default
+TRANSFER_TARGET_KIMG = 100                       # the built-in targets trained 400 kimg; a quarter fits a CPU day
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,15 @@ def plan(icons: str | None) -> list[Experiment]:
         for d in defenses:
             args += ["--defense", d]
         out.append(Experiment(f"defend/{knowledge}/seed0", tuple(args)))
+    # 5. Transfer: a target that never saw classes 7-9, stolen, then fine-tuned to 7-9 vs trained from scratch.
+    target = "transfer/target-classes0to6"
+    out.append(Experiment(f"{target}/seed0", ("train-target", "--classes", ",".join(map(str, range(7))),
+                                             "--kimg", str(TRANSFER_TARGET_KIMG), "--resume")))
+    stolen = "transfer/stolen-images"
+    out.append(Experiment(f"{stolen}/seed0", ("extract", "--target", f"@{target}/seed0/target.pt", "--seed", "0")))
+    out.append(Experiment("transfer/to-classes7to9/seed0",
+                          ("transfer", "--source", f"@{stolen}/seed0/attack.pt", "--data", "fashion-mnist",
+                           "--classes", "7,8,9", "--kimg", "20", "--fid-n", "2000")))
     # 6. A 64x64 RGB image-folder target, one seed per knowledge level.
     if icons:
         for knowledge in ("images", "latents"):
@@ -92,8 +102,22 @@ def run_dir(root: Path, e: Experiment) -> Path:
     return root / (e.folder or e.name)
 
 
+def command(root: Path, e: Experiment) -> list[str]:
+    """The faststeal arguments with '@name' paths resolved under root and the output option appended."""
+    args = [str(root / a[1:]) if a.startswith("@") else a for a in e.args]
+    folder = run_dir(root, e)
+    if e.args[0] == "train-target":              # a checkpoint file, not a run folder
+        return [*args, "--out", str(folder / "target.pt"), "--run-dir", str(folder)]
+    return [*args, "--out", str(folder)]
+
+
 def is_done(root: Path, e: Experiment) -> bool:
     folder = run_dir(root, e)
+    if e.args[0] == "train-target":              # finished when this runner saw that command line succeed
+        try:
+            return json.loads((folder / "finished.json").read_text())["command"] == command(root, e)
+        except (OSError, ValueError, KeyError):
+            return False
     try:
         argv = json.loads((folder / "config.json").read_text())["argv"][1:]
     except (OSError, ValueError, KeyError):
@@ -101,19 +125,26 @@ def is_done(root: Path, e: Experiment) -> bool:
     if "--threads" in argv:                      # how many threads ran it does not change what it measured
         i = argv.index("--threads")
         argv = argv[:i] + argv[i + 2:]
-    return (folder / "metrics.json").exists() and argv == [*e.args, "--out", str(folder)]
+    return (folder / "metrics.json").exists() and argv == command(root, e)
 
 
 def execute(root: Path, e: Experiment, threads: int | None) -> int:
     folder = run_dir(root, e)
-    cmd = ["faststeal", *e.args, "--out", str(folder)] + (["--threads", str(threads)] if threads else [])
+    cmd = ["faststeal", *command(root, e)] + (["--threads", str(threads)] if threads else [])
     folder.parent.mkdir(parents=True, exist_ok=True)
+    if e.args[0] == "train-target":
+        folder.mkdir(parents=True, exist_ok=True)
     log = folder.with_name(folder.name + ".log")
     print(f"[{time.strftime('%H:%M:%S')}] {e.name}: {shlex.join(cmd)}  (log {log})", flush=True)
     start = time.time()
     with open(log, "a") as f:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
     print(f"    {'done' if rc == 0 else f'FAILED (exit {rc})'} in {(time.time() - start) / 60:.1f} min", flush=True)
+    if rc == 0 and e.args[0] == "train-target":
+        marker = folder / "finished.json"
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"command": command(root, e), "minutes": (time.time() - start) / 60}))
+        tmp.replace(marker)
     return rc
 
 
@@ -122,12 +153,13 @@ def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for e in experiments:
         path = run_dir(root, e) / "metrics.json"
-        if is_done(root, e):
+        if e.args[0] != "train-target" and is_done(root, e):
             groups.setdefault(e.group, []).append(json.loads(path.read_text()))
     rows = []
     for group, runs in groups.items():
         row = {"group": group, "runs": len(runs)}
-        for key in ("fidelity", "accuracy", "target_fid", "fid_floor", "train_seconds", "wall_seconds"):
+        for key in ("fidelity", "accuracy", "target_fid", "fid_floor", "train_seconds", "wall_seconds",
+                    "final_finetuned_fid", "final_scratch_fid"):
             values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
             if values:
                 row[key] = statistics.fmean(values)
@@ -148,10 +180,18 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| experiment | runs | fidelity | accuracy | target FID | FID floor | train s | wall min |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        if "final_finetuned_fid" in r:
+            continue
         wall = f"{r['wall_seconds'] / 60:.1f}" if "wall_seconds" in r else "-"
         lines.append(f"| {r['group']} | {r['runs']} | {cell(r, 'fidelity')} | {cell(r, 'accuracy')} | "
                      f"{cell(r, 'target_fid')} | {cell(r, 'fid_floor')} | "
                      f"{r.get('train_seconds', float('nan')):.0f} | {wall} |")
+    transfer = [r for r in rows if "final_finetuned_fid" in r]
+    if transfer:
+        lines += ["", "| transfer | runs | FID to the new domain, fine-tuned stolen model | from scratch |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {r['group']} | {r['runs']} | {cell(r, 'final_finetuned_fid')} | {cell(r, 'final_scratch_fid')} |"
+                  for r in transfer]
     return "\n".join(lines) + "\n\nmean ± sample standard deviation over the runs (seeds) of each experiment.\n"
 
 

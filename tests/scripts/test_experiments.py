@@ -1,0 +1,76 @@
+"""scripts/experiments.py: the plan, what counts as done, and the tables (no training here)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "experiments.py"
+
+
+@pytest.fixture(scope="module")
+def ex():
+    spec = importlib.util.spec_from_file_location("experiments_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module                    # dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _finish(root, ex, e, metrics):
+    folder = ex.run_dir(root, e)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"argv": ["faststeal", *ex.command(root, e), "--threads", "1"]}))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_names_are_unique_and_the_default_budget_is_not_run_twice(ex):
+    plan = ex.plan(None)
+    assert len({e.name for e in plan}) == len(plan)
+    shared = [e for e in plan if e.folder]
+    assert {e.name for e in shared} == {f"sweep/{k}/q10000/seed{s}" for k in ("images", "latents") for s in (0, 1, 2)}
+    by_name = {e.name: e for e in plan}
+    for e in shared:                                   # the same command as the run whose folder it reads
+        assert by_name[e.folder].args == e.args
+
+
+def test_done_needs_the_same_command_line(ex, tmp_path):
+    e = next(x for x in ex.plan(None) if x.name == "pairs/pggan-fast-images/seed0")
+    assert not ex.is_done(tmp_path, e)
+    _finish(tmp_path, ex, e, {"fidelity": 40.0})
+    assert ex.is_done(tmp_path, e)                     # --threads does not change what was measured
+    other = ex.Experiment(e.name, (*e.args[:-1], "7"))
+    assert not ex.is_done(tmp_path, other)             # another seed in the same folder is not this run
+    sweep = next(x for x in ex.plan(None) if x.name == "sweep/images/q10000/seed0")
+    assert ex.is_done(tmp_path, sweep)                 # the pair's run serves the sweep's 10K row
+
+
+def test_transfer_chain_resolves_paths_under_the_root(ex, tmp_path):
+    plan = {e.name: e for e in ex.plan(None)}
+    target = plan["transfer/target-classes0to6/seed0"]
+    cmd = ex.command(tmp_path, target)
+    assert cmd[-4:] == ["--out", str(tmp_path / "transfer/target-classes0to6/seed0/target.pt"),
+                        "--run-dir", str(tmp_path / "transfer/target-classes0to6/seed0")]
+    stolen = ex.command(tmp_path, plan["transfer/stolen-images/seed0"])
+    assert stolen[stolen.index("--target") + 1] == cmd[-3]
+    assert not ex.is_done(tmp_path, target)
+    folder = ex.run_dir(tmp_path, target)
+    folder.mkdir(parents=True)
+    (folder / "finished.json").write_text(json.dumps({"command": cmd}))
+    assert ex.is_done(tmp_path, target)
+
+
+def test_summary_gives_mean_and_spread_per_group(ex, tmp_path):
+    plan = {e.name: e for e in ex.plan(None)}
+    for seed, fid in enumerate((30.0, 34.0, 38.0)):
+        _finish(tmp_path, ex, plan[f"pairs/pggan-fast-images/seed{seed}"], {"fidelity": fid, "accuracy": 60.0})
+    _finish(tmp_path, ex, plan["transfer/to-classes7to9/seed0"],
+            {"final_finetuned_fid": 50.0, "final_scratch_fid": 90.0})
+    rows = {r["group"]: r for r in ex.summarise(tmp_path, list(plan.values()))}
+    pair = rows["pairs/pggan-fast-images"]
+    assert (pair["runs"], pair["fidelity"], pair["fidelity_std"]) == (3, 34.0, 4.0)
+    assert rows["sweep/images/q10000"]["fidelity"] == 34.0
+    table = ex.markdown(list(rows.values()))
+    assert "34.00 ± 4.00" in table and "| transfer/to-classes7to9 | 1 | 50.00 | 90.00 |" in table
