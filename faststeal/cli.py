@@ -639,25 +639,38 @@ def verify(suspect, key, n, reference, low, high, null_keys, seed, exact_draws, 
 @click.option("--target", default="builtin:pggan-fmnist32", show_default=True, help="the owner's target")
 @click.option("--key", default=None, help="the owner's watermark key")
 @click.option("--strength", type=float, default=6.0, show_default=True, help="mark strength (RMS pixel levels)")
-@click.option("--kimg", type=float, default=8.0, show_default=True, help="training length of every model")
+@click.option("--kimg", type=float, default=80.0, show_default=True, help="training length of every model")
 @click.option("--verify-n", type=int, default=5000, show_default=True, help="samples per model for the detector")
 @click.option("--null-keys", type=int, default=1000, show_default=True, help="wrong keys per model")
 @click.option("--fid-n", type=int, default=1000, show_default=True, help="images per side of the fidelity FIDs")
 @click.option("--utility-n", type=int, default=2000, show_default=True,
               help="images per side of the utility FIDs (served with and without the mark)")
 @click.option("--limit", type=int, default=None, help="build only the first N models of the plan (resumable)")
+@click.option("--member", "members", multiple=True,
+              help="build only this member (a name from --list-members; repeatable): split a population "
+                   "over processes, then run once more without it for the full report")
+@click.option("--list-members", is_flag=True, help="print the plan's member names and exit")
 @click.option("--no-utility", is_flag=True, help="skip the utility FIDs (served with and without the mark)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--out", default="runs/verify-eval", show_default=True, help="run folder (finished models are reused)")
-def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility_n, limit, no_utility, threads, out):
+def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility_n, limit, members, list_members,
+                no_utility, threads, out):
     """Build stolen, carefully stolen and innocent models and verify each with the owner's key.
 
     Reports TPR at FPR 1% and 0.1%, every model's p-value, the wrong-key null, the utility cost of the
     mark and the thief's fidelity (report.md, results.json, statistic.png, served.png in --out).
     """
     from .ownership.detect import MIN_IMAGES
-    from .ownership.population import EvalOptions, run_eval
+    from .ownership.population import EvalOptions, default_plan, run_eval
 
+    names = [m.name for m in default_plan()]
+    if list_members:
+        for i, m in enumerate(default_plan(), 1):
+            click.echo(f"{i:3d}  {m.group:<8} {m.name}")
+        return
+    unknown = [m for m in members if m not in names]
+    if unknown:
+        raise click.BadParameter(f"no member named {', '.join(unknown)}; see --list-members", param_hint="--member")
     if not key:
         raise click.BadParameter("give the owner's key, e.g. --key SECRET", param_hint="--key")
     if strength <= 0:
@@ -674,7 +687,7 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility
     _set_threads(threads)
     r = run_eval(EvalOptions(target=target, key=key, strength=strength, kimg=kimg, verify_n=verify_n,
                              null_keys=null_keys, fid_n=fid_n, utility_n=utility_n, limit=limit,
-                             measure_utility=not no_utility, out=out),
+                             members=tuple(members), measure_utility=not no_utility, out=out),
                  log=click.echo)
     s = r["summary"]
     click.echo(f"TPR stolen at p<0.001: {s['tpr_stolen_at_0.001']}; innocent below p=0.01: "

@@ -79,12 +79,13 @@ class EvalOptions:
     strength: float = 6.0
     low: float = 1.0
     high: float = 8.0
-    kimg: float = 8.0               # training length of every member (the fast default is 60: see README)
+    kimg: float = 80.0              # training length of every member (extract's default for chosen latents)
     verify_n: int = 5000            # samples of each member for the detector (and of the reference)
     null_keys: int = 1000           # wrong keys per member
     fid_n: int = 1000               # images per side of the fidelity FIDs (members with fidelity=True)
     utility_n: int = 2000           # images per side of the utility FIDs (served with and without the mark)
     limit: int | None = None        # only the first N members of the plan
+    members: tuple[str, ...] = ()   # only these members (names as in members/); others stay as stored
     measure_utility: bool = True    # FID of served images with and without the mark (2 x fid_n Inception passes)
     out: str = "runs/verify-eval"
     progress: bool = False
@@ -263,6 +264,8 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
     names = [m.name for m in plan]
     if len(set(names)) != len(names):
         raise ValueError("two members of the plan share a name")
+    if opts.members:
+        plan = [m for m in plan if m.name in opts.members]
     rows = []
     for i, m in enumerate(plan):
         where = f"members/{member_folder(opts, m)}"

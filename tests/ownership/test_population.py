@@ -41,6 +41,22 @@ def test_population_detects_the_copy_and_resumes(tiny_target, tmp_path):
         other_key["members"][0]["z"]
 
 
+def test_members_built_elsewhere_are_reused(tiny_target, tmp_path):
+    """--member builds one model in its own folder; copied into the main folder, it is not built again."""
+    import shutil
+
+    common = dict(target=str(tiny_target), key=KEY, strength=32, kimg=1, verify_n=200, null_keys=20,
+                  measure_utility=False, plan=plan()[:2])
+    side = run_eval(EvalOptions(**common, out=str(tmp_path / "side"), members=("distilled-from-marked",)),
+                    log=lambda _: None)
+    assert [m["label"] for m in side["members"]] == ["distilled from marked"]
+    shutil.copytree(tmp_path / "side" / "members", tmp_path / "main" / "members")
+    logs = []
+    full = run_eval(EvalOptions(**common, out=str(tmp_path / "main")), log=logs.append)
+    assert [line for line in logs if "building" in line] == ["[1/2] building innocent: target itself"]
+    assert full["members"][1]["z"] == side["members"][0]["z"]
+
+
 def test_summary_counts_rates():
     rows = [{"group": "stolen", "p_value": 1e-5, "null_z": [0.0, 1.0]},
             {"group": "stolen", "p_value": 0.005, "null_z": [-1.0]},

@@ -65,8 +65,15 @@ def test_bad_input_is_one_line(args, message, marked_npy, tmp_path):
     (["--key", "k", "--strength", "0"], "--strength: must be > 0"),
     (["--key", "k", "--limit", "0"], "--limit: must be >= 1"),
     (["--key", "k", "--verify-n", "10"], "--verify-n: must be >= 100"),
+    (["--key", "k", "--member", "no-such-model"], "--member: no member named no-such-model; see --list-members"),
 ])
 def test_verify_eval_rejects_bad_options_in_one_line(args, message, tmp_path):
     result = CliRunner().invoke(main, ["verify-eval", "--out", str(tmp_path / "e"), *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "e").exists()
+
+
+def test_verify_eval_lists_its_members(tmp_path):
+    result = CliRunner().invoke(main, ["verify-eval", "--list-members", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0 and "fast-images-10k-seed-0" in result.output
     assert not (tmp_path / "e").exists()
