@@ -152,17 +152,21 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(out)
 
 
-def line_plot(path, series: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str,
+def line_plot(path, series: dict[str, tuple], xlabel: str, ylabel: str, title: str,
               logx: bool = False) -> Path:
-    """A small PNG line chart (matplotlib, headless), written atomically."""
+    """A small PNG line chart (matplotlib, headless), written atomically. A series is (xs, ys), or
+    (xs, ys, errors) for error bars (None where a point has no spread)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for label, (xs, ys) in series.items():
-        ax.plot(xs, ys, marker="o", label=label)
+    for label, (xs, ys, *errors) in series.items():
+        if errors and any(e is not None for e in errors[0]):
+            ax.errorbar(xs, ys, yerr=[e or 0.0 for e in errors[0]], marker="o", capsize=3, label=label)
+        else:
+            ax.plot(xs, ys, marker="o", label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

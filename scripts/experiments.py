@@ -195,6 +195,24 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n\nmean ± sample standard deviation over the runs (seeds) of each experiment.\n"
 
 
+def sweep_plot(rows: list[dict], path: Path) -> Path | None:
+    """Fidelity and accuracy against the query budget, both knowledge levels, error bars where seeds exist."""
+    from faststeal.report import line_plot
+
+    series = {}
+    for knowledge in ("images", "latents"):
+        points = sorted((int(r["group"].rsplit("/q", 1)[1]), r) for r in rows
+                        if r["group"].startswith(f"sweep/{knowledge}/q") and "fidelity" in r)
+        for key in ("fidelity", "accuracy"):
+            if points:
+                series[f"{key}, {knowledge}"] = ([q for q, _ in points], [r[key] for _, r in points],
+                                                 [r.get(key + "_std") for _, r in points])
+    if not series:
+        return None
+    return line_plot(path, series, "queries (images served to the thief)", "FID at n = 2,000",
+                     "default thief against the PGGAN target", logx=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="runs/experiments", help="where run folders go")
@@ -224,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     (root / "experiments.json").write_text(json.dumps(rows, indent=2))
     (root / "experiments.md").write_text(markdown([r for r in rows if "settings" not in r]))
+    sweep_plot(rows, root / "sweep.png")
     print(markdown([r for r in rows if "settings" not in r]))
     return 1 if failed else 0
 

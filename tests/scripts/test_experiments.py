@@ -74,3 +74,13 @@ def test_summary_gives_mean_and_spread_per_group(ex, tmp_path):
     assert rows["sweep/images/q10000"]["fidelity"] == 34.0
     table = ex.markdown(list(rows.values()))
     assert "34.00 ± 4.00" in table and "| transfer/to-classes7to9 | 1 | 50.00 | 90.00 |" in table
+
+
+def test_sweep_plot_has_error_bars_where_seeds_exist(ex, tmp_path):
+    rows = [{"group": "sweep/images/q300", "fidelity": 40.0, "fidelity_std": None, "accuracy": 60.0},
+            {"group": "sweep/images/q1000", "fidelity": 45.0, "fidelity_std": 5.0, "accuracy": 70.0,
+             "accuracy_std": 4.0},
+            {"group": "pairs/pggan-fast-images", "fidelity": 41.0}]
+    path = ex.sweep_plot(rows, tmp_path / "sweep.png")
+    assert path.stat().st_size > 1000
+    assert ex.sweep_plot(rows[2:], tmp_path / "none.png") is None
