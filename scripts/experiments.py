@@ -74,6 +74,8 @@ def plan(icons: str | None) -> list[Experiment]:
     for k in (100, 1000):
         out += _extract(f"accuracy/real{k}", PGGAN, "--real", "fashion-mnist", "--real-count", str(k), seeds=SEEDS3)
     out += _extract("accuracy/drs", PGGAN, "--target-discriminator")
+    # Compute-matched control for "+ fine-tune": queries only, trained as long as base + fine-tuning (60 + 20).
+    out += _extract("accuracy/control-80kimg", PGGAN, "--attack-kimg", "80", seeds=SEEDS3)
     # 4. Defenses at two strengths each, against both knowledge levels.
     defenses = ("noise:sigma=0.05,0.1", "blur:sigma=0.5,1", "jpeg:quality=50,20", "anchors:mix=0.5,1",
                 "region:keep=0.7,0.5", "truncate:psi=1,threshold=2,1")
@@ -154,7 +156,11 @@ def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
     for e in experiments:
         path = run_dir(root, e) / "metrics.json"
         if e.args[0] != "train-target" and is_done(root, e):
-            groups.setdefault(e.group, []).append(json.loads(path.read_text()))
+            metrics = json.loads(path.read_text())
+            groups.setdefault(e.group, []).append(metrics)
+            for v in metrics.get("variants", [])[1:]:      # accuracy extraction: one row per variant
+                label = v["variant"].split(" (")[0]         # "DRS with target D (kept 5012/10000)" -> one group
+                groups.setdefault(f"{e.group} [{label}]", []).append({**v, "wall_seconds": None})
     rows = []
     for group, runs in groups.items():
         row = {"group": group, "runs": len(runs)}

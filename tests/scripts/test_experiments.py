@@ -84,3 +84,17 @@ def test_sweep_plot_has_error_bars_where_seeds_exist(ex, tmp_path):
     path = ex.sweep_plot(rows, tmp_path / "sweep.png")
     assert path.stat().st_size > 1000
     assert ex.sweep_plot(rows[2:], tmp_path / "none.png") is None
+
+
+def test_accuracy_variants_get_rows_of_their_own(ex, tmp_path):
+    plan = {e.name: e for e in ex.plan(None)}
+    for seed, ft in enumerate((50.0, 54.0)):
+        _finish(tmp_path, ex, plan[f"accuracy/real100/seed{seed}"], {
+            "fidelity": 40.0, "accuracy": 65.0,
+            "variants": [{"variant": "queries only (fidelity extraction)", "fidelity": 40.0, "accuracy": 65.0},
+                         {"variant": "+ fine-tune on 100 real", "fidelity": 45.0, "accuracy": ft},
+                         {"variant": f"DRS with target D (kept {5000 + seed}/10000)", "fidelity": 41.0,
+                          "accuracy": 64.0}]})
+    rows = {r["group"]: r for r in ex.summarise(tmp_path, list(plan.values()))}
+    assert rows["accuracy/real100 [+ fine-tune on 100 real]"]["accuracy"] == 52.0
+    assert rows["accuracy/real100 [DRS with target D]"]["runs"] == 2
