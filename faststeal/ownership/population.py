@@ -280,7 +280,7 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
         rows.append(row)
     summary = summarise(rows)
     result = {"options": {**config, "key": opts.key_digest()}, "summary": summary, "members": rows,
-              "not_done": [m.label for m in opts.plan[len(plan):]],
+              "not_done": [m.label for m in opts.plan if m not in plan],
               "wall_seconds_this_run": round(time.perf_counter() - start, 1)}
     if opts.measure_utility:
         result["utility"] = utility(exp, opts)

@@ -50,6 +50,7 @@ def test_members_built_elsewhere_are_reused(tiny_target, tmp_path):
     side = run_eval(EvalOptions(**common, out=str(tmp_path / "side"), members=("distilled-from-marked",)),
                     log=lambda _: None)
     assert [m["label"] for m in side["members"]] == ["distilled from marked"]
+    assert side["not_done"] == ["target itself"]
     shutil.copytree(tmp_path / "side" / "members", tmp_path / "main" / "members")
     logs = []
     full = run_eval(EvalOptions(**common, out=str(tmp_path / "main")), log=logs.append)
