@@ -663,12 +663,12 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility
     from .ownership.detect import MIN_IMAGES
     from .ownership.population import EvalOptions, default_plan, run_eval
 
-    names = [m.name for m in default_plan()]
+    plan = default_plan()
     if list_members:
-        for i, m in enumerate(default_plan(), 1):
+        for i, m in enumerate(plan, 1):
             click.echo(f"{i:3d}  {m.group:<8} {m.name}")
         return
-    unknown = [m for m in members if m not in names]
+    unknown = [name for name in members if name not in {m.name for m in plan}]
     if unknown:
         raise click.BadParameter(f"no member named {', '.join(unknown)}; see --list-members", param_hint="--member")
     if not key:

@@ -37,6 +37,10 @@ class Experiment:
     args: tuple[str, ...]
     folder: str | None = None   # another experiment's run folder when the command is the same one
 
+    @property
+    def trains_target(self) -> bool:
+        """train-target writes a checkpoint file, not a run folder with config.json and metrics.json."""
+        return self.args[0] == "train-target"
 
     @property
     def group(self) -> str:
@@ -108,14 +112,14 @@ def command(root: Path, e: Experiment) -> list[str]:
     """The faststeal arguments with '@name' paths resolved under root and the output option appended."""
     args = [str(root / a[1:]) if a.startswith("@") else a for a in e.args]
     folder = run_dir(root, e)
-    if e.args[0] == "train-target":              # a checkpoint file, not a run folder
+    if e.trains_target:
         return [*args, "--out", str(folder / "target.pt"), "--run-dir", str(folder)]
     return [*args, "--out", str(folder)]
 
 
 def is_done(root: Path, e: Experiment) -> bool:
     folder = run_dir(root, e)
-    if e.args[0] == "train-target":              # finished when this runner saw that command line succeed
+    if e.trains_target:                          # finished when this runner saw that command line succeed
         try:
             return json.loads((folder / "finished.json").read_text())["command"] == command(root, e)
         except (OSError, ValueError, KeyError):
@@ -133,20 +137,17 @@ def is_done(root: Path, e: Experiment) -> bool:
 def execute(root: Path, e: Experiment, threads: int | None) -> int:
     folder = run_dir(root, e)
     cmd = ["faststeal", *command(root, e)] + (["--threads", str(threads)] if threads else [])
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if e.args[0] == "train-target":
-        folder.mkdir(parents=True, exist_ok=True)
+    (folder if e.trains_target else folder.parent).mkdir(parents=True, exist_ok=True)
     log = folder.with_name(folder.name + ".log")
     print(f"[{time.strftime('%H:%M:%S')}] {e.name}: {shlex.join(cmd)}  (log {log})", flush=True)
     start = time.time()
     with open(log, "a") as f:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
     print(f"    {'done' if rc == 0 else f'FAILED (exit {rc})'} in {(time.time() - start) / 60:.1f} min", flush=True)
-    if rc == 0 and e.args[0] == "train-target":
-        marker = folder / "finished.json"
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"command": command(root, e), "minutes": (time.time() - start) / 60}))
-        tmp.replace(marker)
+    if rc == 0 and e.trains_target:
+        from faststeal.fileio import write_json
+
+        write_json(folder / "finished.json", {"command": command(root, e), "minutes": (time.time() - start) / 60})
     return rc
 
 
@@ -155,7 +156,7 @@ def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for e in experiments:
         path = run_dir(root, e) / "metrics.json"
-        if e.args[0] != "train-target" and is_done(root, e):
+        if not e.trains_target and is_done(root, e):
             metrics = json.loads(path.read_text())
             groups.setdefault(e.group, []).append(metrics)
             for v in metrics.get("variants", [])[1:]:      # accuracy extraction: one row per variant
