@@ -117,7 +117,35 @@ def command(root: Path, e: Experiment) -> list[str]:
     return [*args, "--out", str(folder)]
 
 
+# Settings that do not change what a run measures (where it is written, how many threads ran it) or that
+# are secrets; every other option of the command is compared.
+NOT_SETTINGS = {"out", "run_dir", "threads", "fresh", "api_key", "baseline_api_key"}
+
+
+def settings(args: list[str]) -> dict | None:
+    """The command's options with today's defaults filled in, as the faststeal CLI parses them (None when it
+    does not parse). The attack's length defaults by attack and knowledge, so it is resolved here."""
+    from click.exceptions import ClickException
+
+    from faststeal.attack.extract import default_attack_kimg
+    from faststeal.cli import main as cli
+
+    name, rest = args[0], list(args[1:])
+    try:
+        params = cli.commands[name].make_context(name, rest).params
+    except (KeyError, ClickException):
+        return None
+    params = {k: v for k, v in params.items() if k not in NOT_SETTINGS}
+    if "attack_kimg" in params and params["attack_kimg"] is None:
+        params["attack_kimg"] = default_attack_kimg(params["attack"], params["knowledge"])
+    return json.loads(json.dumps(params))              # tuples as lists, as config.json stores them
+
+
 def is_done(root: Path, e: Experiment) -> bool:
+    """Finished with the settings this plan asks for. A run's recorded options (resolved when it ran) are
+    the key, so a default that changed since makes it stale; options it did not record, or that the
+    command resolves itself (given as None), are read from its command line. Where it was written and how
+    many threads ran it do not count, so folders can move."""
     folder = run_dir(root, e)
     if e.trains_target:                          # finished when this runner saw that command line succeed
         try:
@@ -125,13 +153,19 @@ def is_done(root: Path, e: Experiment) -> bool:
         except (OSError, ValueError, KeyError):
             return False
     try:
-        argv = json.loads((folder / "config.json").read_text())["argv"][1:]
-    except (OSError, ValueError, KeyError):
+        config = json.loads((folder / "config.json").read_text())
+        recorded = settings(config["argv"][1:])
+    except (OSError, ValueError, KeyError, IndexError):
         return False
-    if "--threads" in argv:                      # how many threads ran it does not change what it measured
-        i = argv.index("--threads")
-        argv = argv[:i] + argv[i + 2:]
-    return (folder / "metrics.json").exists() and argv == command(root, e)
+    wanted = settings(command(root, e))
+    if recorded is None or wanted is None or not (folder / "metrics.json").exists():
+        return False
+    options = config.get("options", {})
+
+    def ran_with(k):                             # an option left to the command (None) is compared as given
+        return options[k] if k in options and wanted[k] is not None else recorded.get(k)
+
+    return all(ran_with(k) == v for k, v in wanted.items())
 
 
 def execute(root: Path, e: Experiment, threads: int | None) -> int:

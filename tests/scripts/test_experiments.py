@@ -47,6 +47,26 @@ def test_done_needs_the_same_command_line(ex, tmp_path):
     assert ex.is_done(tmp_path, sweep)                 # the pair's run serves the sweep's 10K row
 
 
+def test_done_is_keyed_by_the_settings_the_run_resolved(ex, tmp_path):
+    from faststeal.attack.extract import default_attack_kimg
+
+    e = next(x for x in ex.plan(None) if x.name == "pairs/pggan-fast-images/seed0")
+    folder = ex.run_dir(tmp_path, e)
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    moved = ["extract", "--target", "builtin:pggan-fmnist32", "--seed", "0", "--out", str(tmp_path / "elsewhere")]
+
+    def record(attack_kimg):
+        (folder / "config.json").write_text(json.dumps({"argv": ["faststeal", *moved],
+                                                        "options": {"attack_kimg": attack_kimg, "batch": 16}}))
+
+    record(default_attack_kimg("fast", "images"))
+    assert ex.is_done(tmp_path, e)                     # written elsewhere, defaults left implicit: the same run
+    record(default_attack_kimg("fast", "images") + 20)
+    assert not ex.is_done(tmp_path, e)                 # trained under another default length: stale
+    assert ex.settings(["extract", "--no-such-option"]) is None
+
+
 def test_transfer_chain_resolves_paths_under_the_root(ex, tmp_path):
     plan = {e.name: e for e in ex.plan(None)}
     target = plan["transfer/target-classes0to6/seed0"]
