@@ -228,8 +228,7 @@ def attack_size_options(f):
                      help="the adversary's GAN (independent of the target's): fast = PGGAN networks at full "
                           "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers"),
         click.option("--attack-kimg", type=float, default=None,
-                     help="thousands of images the attack GAN trains on [default: fast 60, or 80 with "
-                          "--knowledge latents; pggan/sngan 80]"),
+                     help="thousands of images the attack GAN trains on [default: 80]"),
         click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),

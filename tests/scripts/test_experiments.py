@@ -30,7 +30,9 @@ def test_names_are_unique_and_the_default_budget_is_not_run_twice(ex):
     plan = ex.plan(None)
     assert len({e.name for e in plan}) == len(plan)
     shared = [e for e in plan if e.folder]
-    assert {e.name for e in shared} == {f"sweep/{k}/q10000/seed{s}" for k in ("images", "latents") for s in (0, 1, 2)}
+    # the chosen-latents sweep runs the default length, so its 10K row is the pair's run; the image-only sweep
+    # gives its length explicitly (60 kimg) and has rows of its own
+    assert {e.name for e in shared} == {f"sweep/latents/q10000/seed{s}" for s in (0, 1, 2)}
     by_name = {e.name: e for e in plan}
     for e in shared:                                   # the same command as the run whose folder it reads
         assert by_name[e.folder].args == e.args
@@ -44,7 +46,10 @@ def test_done_needs_the_same_command_line(ex, tmp_path):
     other = ex.Experiment(e.name, (*e.args[:-1], "7"))
     assert not ex.is_done(tmp_path, other)             # another seed in the same folder is not this run
     sweep = next(x for x in ex.plan(None) if x.name == "sweep/images/q10000/seed0")
-    assert ex.is_done(tmp_path, sweep)                 # the pair's run serves the sweep's 10K row
+    assert not ex.is_done(tmp_path, sweep)             # 60 kimg given explicitly: not the default-length run
+    plan = {x.name: x for x in ex.plan(None)}
+    _finish(tmp_path, ex, plan["pairs/pggan-fast-latents/seed0"], {"fidelity": 25.0})
+    assert ex.is_done(tmp_path, plan["sweep/latents/q10000/seed0"])      # the pair's run serves the sweep's row
 
 
 def test_done_is_keyed_by_the_settings_the_run_resolved(ex, tmp_path):
@@ -85,13 +90,13 @@ def test_transfer_chain_resolves_paths_under_the_root(ex, tmp_path):
 def test_summary_gives_mean_and_spread_per_group(ex, tmp_path):
     plan = {e.name: e for e in ex.plan(None)}
     for seed, fid in enumerate((30.0, 34.0, 38.0)):
-        _finish(tmp_path, ex, plan[f"pairs/pggan-fast-images/seed{seed}"], {"fidelity": fid, "accuracy": 60.0})
+        _finish(tmp_path, ex, plan[f"pairs/pggan-fast-latents/seed{seed}"], {"fidelity": fid, "accuracy": 60.0})
     _finish(tmp_path, ex, plan["transfer/to-classes7to9/seed0"],
             {"final_finetuned_fid": 50.0, "final_scratch_fid": 90.0})
     rows = {r["group"]: r for r in ex.summarise(tmp_path, list(plan.values()))}
-    pair = rows["pairs/pggan-fast-images"]
+    pair = rows["pairs/pggan-fast-latents"]
     assert (pair["runs"], pair["fidelity"], pair["fidelity_std"]) == (3, 34.0, 4.0)
-    assert rows["sweep/images/q10000"]["fidelity"] == 34.0
+    assert rows["sweep/latents/q10000"]["fidelity"] == 34.0
     table = ex.markdown(list(rows.values()))
     assert "34.00 ± 4.00" in table and "| transfer/to-classes7to9 | 1 | 50.00 | 90.00 |" in table
 
