@@ -258,7 +258,7 @@ def sweep_plot(rows: list[dict], path: Path) -> Path | None:
     if not series:
         return None
     return line_plot(path, series, "queries (images served to the thief)", "FID at n = 2,000",
-                     "default thief against the PGGAN target", logx=True)
+                     "PGGAN target (images: 60 kimg, latents: 80)", logx=True)
 
 
 def main(argv: list[str] | None = None) -> int:
