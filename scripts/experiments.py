@@ -3,7 +3,8 @@
 Every experiment is one `faststeal` command writing its own run folder under --root. A finished run (its
 metrics.json written with the same settings) is skipped, and an interrupted one resumes (the commands
 reuse their query sets and attack checkpoints), so this script can be stopped and started again at will.
-Runs are sequential: on a 2-core CPU parallel runs only slow each other down.
+Runs are sequential within one process. On 2 cores, two processes with `--threads 1` and different `--only`
+prefixes finish sooner than one with both threads (README, "Sharing the CPU"); never two on one name.
 
     python scripts/experiments.py --list                      # what would run, and what is done
     python scripts/experiments.py --only pairs/pggan-fast     # one group (a prefix of the names)
