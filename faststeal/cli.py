@@ -686,7 +686,7 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility
     _set_threads(threads)
     r = run_eval(EvalOptions(target=target, key=key, strength=strength, kimg=kimg, verify_n=verify_n,
                              null_keys=null_keys, fid_n=fid_n, utility_n=utility_n, limit=limit,
-                             members=tuple(members), measure_utility=not no_utility, out=out),
+                             members=tuple(members), measure_utility=not no_utility, out=out, progress=True),
                  log=click.echo)
     s = r["summary"]
     click.echo(f"TPR stolen at p<0.001: {s['tpr_stolen_at_0.001']}; innocent below p=0.01: "

@@ -88,7 +88,7 @@ class EvalOptions:
     members: tuple[str, ...] = ()   # only these members (names as in members/); others stay as stored
     measure_utility: bool = True    # FID of served images with and without the mark (2 x fid_n Inception passes)
     out: str = "runs/verify-eval"
-    progress: bool = False
+    progress: bool = False          # bars for queries, training and FIDs (the CLI turns them on)
     plan: list[Member] = field(default_factory=default_plan)
 
     def key_digest(self) -> str:
