@@ -77,8 +77,7 @@ def plan(icons: str | None) -> list[Experiment]:
                         for s, e in zip(seeds, _extract(f"pairs/pggan-fast-{knowledge}", PGGAN,
                                                         "--knowledge", knowledge, seeds=seeds))]
                 continue
-            budget = ("--queries", str(q)) if q != DEFAULT_QUERIES else ()
-            out += _extract(f"sweep/{knowledge}/q{q}", PGGAN, *budget, "--knowledge", knowledge, *length,
+            out += _extract(f"sweep/{knowledge}/q{q}", PGGAN, "--queries", str(q), "--knowledge", knowledge, *length,
                             seeds=seeds)
     # 3. Accuracy extraction: real data held by the adversary, and the target's discriminator.
     # The thief trains ACCURACY_BASE_KIMG on queries, then fine-tunes a third of that on real data: base +
@@ -132,10 +131,10 @@ NOT_SETTINGS = {"out", "run_dir", "threads", "fresh", "api_key", "baseline_api_k
 
 def settings(args: list[str]) -> dict | None:
     """The command's options with today's defaults filled in, as the faststeal CLI parses them (None when it
-    does not parse). The attack's length defaults by attack and knowledge, so it is resolved here."""
+    does not parse). The attack's length is left to the command (None), so it is resolved here."""
     from click.exceptions import ClickException
 
-    from faststeal.attack.extract import default_attack_kimg
+    from faststeal.attack.extract import DEFAULT_ATTACK_KIMG
     from faststeal.cli import main as cli
 
     name, rest = args[0], list(args[1:])
@@ -145,7 +144,7 @@ def settings(args: list[str]) -> dict | None:
         return None
     params = {k: v for k, v in params.items() if k not in NOT_SETTINGS}
     if "attack_kimg" in params and params["attack_kimg"] is None:
-        params["attack_kimg"] = default_attack_kimg(params["attack"], params["knowledge"])
+        params["attack_kimg"] = DEFAULT_ATTACK_KIMG
     return json.loads(json.dumps(params))              # tuples as lists, as config.json stores them
 
 

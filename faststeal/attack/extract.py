@@ -21,12 +21,10 @@ from faststeal.train import TrainConfig, Trainer
 from . import drs, queryset
 from .remote import is_url
 
-
-def default_attack_kimg(attack: str, knowledge: str) -> float:
-    """How long the thief trains: 80 kimg for every attack and knowledge level. The image-only fast thief
-    still gains 10 FID points from 60 to 80 kimg (three seeds each, README "Results on a CPU"), and 80 kimg
-    keeps the default extraction within ~15 min on an idle 2-core CPU with the target's statistics cached."""
-    return 80.0
+# How long the thief trains, for every attack and knowledge level. The image-only fast thief still gains 10 FID
+# points from 60 to 80 kimg (three seeds each, README "Results on a CPU"), and 80 kimg keeps the default
+# extraction within ~15 min on an idle 2-core CPU with the target's statistics cached.
+DEFAULT_ATTACK_KIMG = 80.0
 
 
 @dataclass
@@ -37,7 +35,7 @@ class AttackOptions:
     target: str
     attack: str = "fast"
     queries: int = 10_000
-    attack_kimg: float | None = None    # None: default_attack_kimg(attack, knowledge)
+    attack_kimg: float | None = None    # None: DEFAULT_ATTACK_KIMG
     knowledge: str = "images"           # "latents": the adversary chooses the codes and distils on the pairs
     distill: float = 10.0               # weight of the paired L1 loss with knowledge "latents"
     distill_only: float = 0.75          # fraction of attack_kimg trained on the paired loss alone (no D)
@@ -46,7 +44,7 @@ class AttackOptions:
 
     def __post_init__(self):
         if self.attack_kimg is None:
-            self.attack_kimg = default_attack_kimg(self.attack, self.knowledge)
+            self.attack_kimg = DEFAULT_ATTACK_KIMG
         if self.batch is None:
             self.batch = 16 if self.attack == "fast" else 32
     attack_width: int = 64

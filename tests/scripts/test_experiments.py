@@ -53,7 +53,7 @@ def test_done_needs_the_same_command_line(ex, tmp_path):
 
 
 def test_done_is_keyed_by_the_settings_the_run_resolved(ex, tmp_path):
-    from faststeal.attack.extract import default_attack_kimg
+    from faststeal.attack.extract import DEFAULT_ATTACK_KIMG
 
     e = next(x for x in ex.plan(None) if x.name == "pairs/pggan-fast-images/seed0")
     folder = ex.run_dir(tmp_path, e)
@@ -65,9 +65,9 @@ def test_done_is_keyed_by_the_settings_the_run_resolved(ex, tmp_path):
         (folder / "config.json").write_text(json.dumps({"argv": ["faststeal", *moved],
                                                         "options": {"attack_kimg": attack_kimg, "batch": 16}}))
 
-    record(default_attack_kimg("fast", "images"))
+    record(DEFAULT_ATTACK_KIMG)
     assert ex.is_done(tmp_path, e)                     # written elsewhere, defaults left implicit: the same run
-    record(default_attack_kimg("fast", "images") + 20)
+    record(DEFAULT_ATTACK_KIMG + 20)
     assert not ex.is_done(tmp_path, e)                 # trained under another default length: stale
     assert ex.settings(["extract", "--no-such-option"]) is None
 
