@@ -247,6 +247,44 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n\nmean ± sample standard deviation over the runs (seeds) of each experiment.\n"
 
 
+def defense_markdown(rows: list[dict]) -> str:
+    """Each defend run's settings against the seed spread of the same thief undefended (its pairs group).
+
+    A defended run and the mean of n undefended seeds differ by sigma * sqrt(1 + 1/n) from seeds alone, so an
+    effect is marked when it exceeds twice that. The ratio is the thief's fidelity lost per point of the honest
+    users' utility lost; its +- is the seed part only (utility has no training in it).
+    """
+    by_group = {r["group"]: r for r in rows}
+    lines = []
+    for r in rows:
+        if "settings" not in r:
+            continue
+        knowledge = r["group"].split("/")[1]
+        pair = by_group.get(f"pairs/pggan-fast-{knowledge}")
+        base = r["settings"][0]
+        if pair and pair.get("fidelity_std"):
+            mean, std, n = pair["fidelity"], pair["fidelity_std"], pair["runs"]
+            noise = std * (1 + 1 / n) ** 0.5
+            ref = (f"undefended: {mean:.2f} ± {std:.2f} over {n} seeds ({pair['group']}); "
+                   f"marked: |change| > {2 * noise:.2f}")
+        else:
+            mean, noise, ref = base["fidelity"], None, "undefended: this run's baseline, one seed (no spread known)"
+        lines += ["", f"**{r['group']}** ({ref})", "",
+                  "| defense | utility | utility lost | fidelity | fidelity change | > 2 sigma | accuracy | "
+                  "fidelity per utility point | pixels changed |",
+                  "|---|---:|---:|---:|---:|:---:|---:|---:|---:|"]
+        for s in r["settings"]:
+            lost = s["utility"] - base["utility"]
+            change = s["fidelity"] - mean
+            beyond = "-" if noise is None else ("yes" if abs(change) > 2 * noise else "no")
+            ratio = "" if s is base or abs(lost) < 0.5 else (
+                f"{change / lost:.2f}" + (f" ± {noise / abs(lost):.2f}" if noise else ""))
+            pixels = "" if s.get("changed_pixels") is None else f"{100 * s['changed_pixels']:.0f}%"
+            lines.append(f"| `{s['defense']}` | {s['utility']:.2f} | {lost:+.2f} | {s['fidelity']:.2f} | "
+                         f"{change:+.2f} | {beyond} | {s['accuracy']:.2f} | {ratio} | {pixels} |")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def sweep_plot(rows: list[dict], path: Path) -> Path | None:
     """Fidelity and accuracy against the query budget, both knowledge levels, error bars where seeds exist."""
     from faststeal.report import line_plot
@@ -293,9 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(root, chosen)
     root.mkdir(parents=True, exist_ok=True)
     (root / "experiments.json").write_text(json.dumps(rows, indent=2))
-    (root / "experiments.md").write_text(markdown([r for r in rows if "settings" not in r]))
+    text = markdown([r for r in rows if "settings" not in r]) + defense_markdown(rows)
+    (root / "experiments.md").write_text(text)
     sweep_plot(rows, root / "sweep.png")
-    print(markdown([r for r in rows if "settings" not in r]))
+    print(text)
     return 1 if failed else 0
 
 

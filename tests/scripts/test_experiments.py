@@ -123,3 +123,20 @@ def test_accuracy_variants_get_rows_of_their_own(ex, tmp_path):
     rows = {r["group"]: r for r in ex.summarise(tmp_path, list(plan.values()))}
     assert rows["accuracy/real100 [+ fine-tune on 100 real]"]["accuracy"] == 52.0
     assert rows["accuracy/real100 [DRS with target D]"]["runs"] == 2
+
+
+def test_defense_table_marks_effects_beyond_the_seed_spread(ex):
+    def setting(name, utility, fidelity):
+        return {"defense": name, "utility": utility, "fidelity": fidelity, "accuracy": 60.0, "changed_pixels": 0.5}
+
+    defend = {"group": "defend/images", "settings": [setting("none", 40.0, 31.0),
+                                                     setting("jpeg:quality=20", 50.0, 33.0),
+                                                     setting("noise:sigma=0.1", 80.0, 50.0)]}
+    pair = {"group": "pairs/pggan-fast-images", "runs": 3, "fidelity": 30.0, "fidelity_std": 3.0}
+    table = ex.defense_markdown([pair, defend])
+    # noise of a single run against a 3-seed mean: 3 * sqrt(4/3) = 3.46, marked beyond 6.93
+    assert "|change| > 6.93" in table
+    assert "| `jpeg:quality=20` | 50.00 | +10.00 | 33.00 | +3.00 | no |" in table
+    assert "| `noise:sigma=0.1` | 80.00 | +40.00 | 50.00 | +20.00 | yes | 60.00 | 0.50 ± 0.09 | 50% |" in table
+    alone = ex.defense_markdown([defend])               # no seeds of the undefended thief: nothing is marked
+    assert "one seed (no spread known)" in alone and "| yes |" not in alone and "| no |" not in alone
