@@ -285,6 +285,48 @@ def defense_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def defense_plot(rows: list[dict], path: Path) -> Path | None:
+    """What each defense costs the thief (fidelity change) against what it costs honest users (utility lost),
+    one colour per knowledge level, error bars of twice the seed noise, and the line where both pay alike."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from faststeal.fileio import atomic_write
+
+    by_group = {r["group"]: r for r in rows}
+    runs = [r for r in rows if "settings" in r]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)
+    top = 1.0
+    for r, colour in zip(runs, ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+        knowledge = r["group"].split("/")[1]
+        pair = by_group.get(f"pairs/pggan-fast-{knowledge}")
+        base = r["settings"][0]
+        mean = pair["fidelity"] if pair and pair.get("fidelity_std") else base["fidelity"]
+        noise = pair["fidelity_std"] * (1 + 1 / pair["runs"]) ** 0.5 if pair and pair.get("fidelity_std") else 0
+        xs = [s["utility"] - base["utility"] for s in r["settings"][1:]]
+        ys = [s["fidelity"] - mean for s in r["settings"][1:]]
+        ax.errorbar(xs, ys, yerr=2 * noise, fmt="o", capsize=3, color=colour, label=f"thief: {knowledge}")
+        for x, y, s in zip(xs, ys, r["settings"][1:]):
+            ax.annotate(s["defense"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7, color=colour)
+        top = max([top, *xs, *ys])
+    ax.plot([0, top], [0, top], "k--", lw=0.8, label="thief pays as much as the users")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel("utility lost: FID(served, real) minus undefended")
+    ax.set_ylabel("thief's fidelity change vs undefended seeds")
+    ax.set_title("Defenses against the default thief (error bars: 2 sigma of seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
+
+
 def sweep_plot(rows: list[dict], path: Path) -> Path | None:
     """Fidelity and accuracy against the query budget, both knowledge levels, error bars where seeds exist."""
     from faststeal.report import line_plot
@@ -334,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown([r for r in rows if "settings" not in r]) + defense_markdown(rows)
     (root / "experiments.md").write_text(text)
     sweep_plot(rows, root / "sweep.png")
+    defense_plot(rows, root / "defenses.png")
     print(text)
     return 1 if failed else 0
 

@@ -140,3 +140,12 @@ def test_defense_table_marks_effects_beyond_the_seed_spread(ex):
     assert "| `noise:sigma=0.1` | 80.00 | +40.00 | 50.00 | +20.00 | yes | 60.00 | 0.50 ± 0.09 | 50% |" in table
     alone = ex.defense_markdown([defend])               # no seeds of the undefended thief: nothing is marked
     assert "one seed (no spread known)" in alone and "| yes |" not in alone and "| no |" not in alone
+
+
+def test_defense_plot_is_drawn_only_for_defend_runs(ex, tmp_path):
+    settings = [{"defense": "none", "utility": 40.0, "fidelity": 31.0},
+                {"defense": "noise:sigma=0.1", "utility": 80.0, "fidelity": 50.0}]
+    rows = [{"group": "pairs/pggan-fast-images", "runs": 3, "fidelity": 30.0, "fidelity_std": 3.0},
+            {"group": "defend/images", "settings": settings}]
+    assert ex.defense_plot(rows, tmp_path / "d.png").stat().st_size > 1000
+    assert ex.defense_plot(rows[:1], tmp_path / "none.png") is None
