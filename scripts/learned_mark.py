@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kimg", type=float, default=80.0)
     ap.add_argument("--n", type=int, default=5000, help="samples of each suspect")
     ap.add_argument("--fid-n", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0, help="the thief's seed (its queries, training, real subset)")
     ap.add_argument("--innocent", action="append", default=[], help="checkpoints never served the mark")
     ap.add_argument("--no-finetune", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
@@ -182,21 +183,21 @@ def main(argv=None) -> int:
 
     results = {}
     # 2. served queries and the thieves
-    queries = exp.oracle(args.queries, seed=0).query(args.queries)
+    queries = exp.oracle(args.queries, seed=args.seed).query(args.queries)
     served = serve(queries)
     results["served images"] = score(dec, served[:args.n], reference, args.key)
     results["served images, wrong key"] = score(dec, served[:args.n], reference, args.key + "-wrong")
-    a = AttackOptions(target=args.target, queries=args.queries, attack_kimg=args.kimg, seed=0, fid_n=args.fid_n,
+    a = AttackOptions(target=args.target, queries=args.queries, attack_kimg=args.kimg, seed=args.seed, fid_n=args.fid_n,
                       progress=True)
     acfg = attack_config(a, res, ch, args.kimg, **knowledge_settings(a, cfg))
     data = ImageSet(served, None, "learned-mark:" + hashlib.sha256(served.numpy().tobytes()).hexdigest(), "served")
     trained = train_attack(acfg, data, out / "thief.pt", progress=True)
     thief = trained["checkpoint"]
-    suspects = {"stolen: fast, images, 10K, seed 0": (thief, trained["train_seconds"])}
+    suspects = {f"stolen: fast, images, {args.queries}, seed {args.seed}": (thief, trained["train_seconds"])}
     if not args.no_finetune:
         real = real_data_for(cfg, None)
-        idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(7))[:1000]
-        subset = ImageSet(real.images[idx], None, f"{real.fingerprint}:subset:0:1000", "real")
+        idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(7 + args.seed))[:1000]
+        subset = ImageSet(real.images[idx], None, f"{real.fingerprint}:subset:{args.seed}:1000", "real")
         ft = attack_config(a, res, ch, args.kimg / 3, grow=False, seed_offset=1)
         tuned = train_attack(ft, subset, out / "thief-finetuned.pt", init_from=thief, progress=True)
         suspects["careful: + fine-tune on 1K real"] = (tuned["checkpoint"], tuned["train_seconds"])
