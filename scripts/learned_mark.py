@@ -135,6 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="the thief's seed (its queries, training, real subset)")
     ap.add_argument("--innocent", action="append", default=[], help="checkpoints never served the mark")
     ap.add_argument("--no-finetune", action="store_true")
+    ap.add_argument("--no-utility", action="store_true", help="skip the utility FIDs (they do not depend on --seed)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="runs/learned-mark")
     args = ap.parse_args(argv)
@@ -213,13 +214,15 @@ def main(argv=None) -> int:
         print(f"{name:<60} z {results[name]['z']:6.2f}  p {results[name]['p']:.4g}")
 
     # 4. utility at the same codes, and the stolen copy's fidelity
-    plain = exp.oracle(args.fid_n, seed=0).query(args.fid_n)
-    real = real_stats(real_data_for(cfg, None), args.fid_n, True)
-    results["utility"] = {"unmarked": fid(image_stats(plain, "served"), real),
-                          "marked": fid(image_stats(serve(plain), "served marked"), real),
-                          "rms_pixel_change": float((serve(plain).float() - plain.float()).pow(2).mean().sqrt())}
-    results["utility"]["cost"] = results["utility"]["marked"] - results["utility"]["unmarked"]
     write_json(out / "results.json", results)
+    if not args.no_utility:
+        plain = exp.oracle(args.fid_n, seed=0).query(args.fid_n)
+        real = real_stats(real_data_for(cfg, None), args.fid_n, True)
+        results["utility"] = {"unmarked": fid(image_stats(plain, "served"), real),
+                              "marked": fid(image_stats(serve(plain), "served marked"), real),
+                              "rms_pixel_change": float((serve(plain).float() - plain.float()).pow(2).mean().sqrt())}
+        results["utility"]["cost"] = results["utility"]["marked"] - results["utility"]["unmarked"]
+        write_json(out / "results.json", results)
     target_stats = generator_stats(exp.loaded, args.fid_n, name="target", progress=True, cache=True)
     for name, (ckpt, _) in suspects.items():
         if not name.startswith("innocent"):
