@@ -6,8 +6,8 @@ the other scheme the literature offers (an encoder/decoder pair trained to hide 
 al., ICCV 2021) under the same budget, so the choice between them is made by measurement:
 
 1. train an encoder (image, bits -> residual) and a decoder (image -> bits) on the owner's own samples; the
-   residual is scaled exactly like the shipped mark (``strength`` pixel levels RMS on white, multiplied by the
-   image), so both cost the same pixel energy;
+   residual is multiplied by the image and rescaled to the RMS the shipped mark spends on that image
+   (``strength`` levels RMS on white), so both cost the same pixel energy;
 2. serve 10,000 queries with the key's bits, train the default thief on them (80 kimg), and a second copy
    that is then fine-tuned on 1,000 real images;
 3. decode 5,000 samples of each suspect, subtract the decoder's mean output on the owner's unmarked samples and
@@ -76,9 +76,15 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def mark(encoder: Encoder, images: torch.Tensor, bits: torch.Tensor, strength: float, *, differentiable=False):
-    """uint8-range images -> marked images: x + strength * r * x / 255 (the shipped mark's energy), rounded."""
+    """uint8-range images -> marked images x + change, rounded. The change is the residual times the image
+    (black pixels carry nothing), rescaled per image to the RMS the shipped mark spends on it: strength times
+    the RMS of x / 255. Without the rescaling the encoder moves its residual onto bright pixels and spends
+    about twice the shipped mark's RMS (4.5 against 2.3 levels at strength 6, measured)."""
     x = images.float()
-    served = (x + strength * encoder(to_unit(images), bits) * x / 255).clamp(0, 255)
+    change = encoder(to_unit(images), bits) * x / 255
+    budget = strength * (x / 255).pow(2).mean((1, 2, 3), keepdim=True).sqrt()
+    change = change * budget / change.pow(2).mean((1, 2, 3), keepdim=True).sqrt().clamp_min(1e-8)
+    served = (x + change).clamp(0, 255)
     rounded = served.round()
     return served + (rounded - served).detach() if differentiable else rounded.to(torch.uint8)
 
@@ -159,7 +165,8 @@ def main(argv=None) -> int:
     folder = RunFolder(out, "learned-mark", {k: v for k, v in vars(args).items() if k not in ("key", "innocent")})
     exp = Experiment(folder, args.target, fid_n=args.fid_n, progress=True)
     gen, cfg = exp.loaded.generator, exp.config
-    coder_key = {"target": exp.loaded.model_id, "strength": args.strength, "bits": args.bits, "steps": args.steps}
+    coder_key = {"target": exp.loaded.model_id, "strength": args.strength, "bits": args.bits, "steps": args.steps,
+                 "budget": "rms of the shipped mark per image"}
 
     # 1. the coder, trained on the owner's own samples
     coder_path = out / "coder.pt"
