@@ -300,7 +300,7 @@ def defense_plot(rows: list[dict], path: Path) -> Path | None:
     if not runs:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)
-    top = 1.0
+    top, stacked = 1.0, 0
     for r, colour in zip(runs, ("tab:blue", "tab:red", "tab:green", "tab:purple")):
         knowledge = r["group"].split("/")[1]
         pair = by_group.get(f"pairs/pggan-fast-{knowledge}")
@@ -311,7 +311,10 @@ def defense_plot(rows: list[dict], path: Path) -> Path | None:
         ys = [s["fidelity"] - mean for s in r["settings"][1:]]
         ax.errorbar(xs, ys, yerr=2 * noise, fmt="o", capsize=3, color=colour, label=f"thief: {knowledge}")
         for x, y, s in zip(xs, ys, r["settings"][1:]):
-            ax.annotate(s["defense"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7, color=colour)
+            crowded = abs(x) < 3                   # costless settings pile up at the origin: stack their labels
+            offset = (12, 28 - 11 * stacked) if crowded else (5, 4)
+            stacked += crowded
+            ax.annotate(s["defense"], (x, y), textcoords="offset points", xytext=offset, fontsize=7, color=colour)
         top = max([top, *xs, *ys])
     ax.plot([0, top], [0, top], "k--", lw=0.8, label="thief pays as much as the users")
     ax.axhline(0, color="grey", lw=0.6)
