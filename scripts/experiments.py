@@ -32,6 +32,7 @@ DEFAULT_QUERIES = 10000                          # faststeal extract --queries d
 TRANSFER_TARGET_KIMG = 100                       # the built-in targets trained 400 kimg; a quarter fits a CPU day
 SWEEP_IMAGES_KIMG = 60                           # the image-only sweep's length (the default is 80 since; its
                                                  # finished runs stay valid because it is given explicitly)
+UTILITY_NOISE = 2.0                              # FID points: below this a utility change gets no ratio
 ACCURACY_BASE_KIMG = 60                          # + a third of it on real data = the default 80
 
 
@@ -277,7 +278,7 @@ def defense_markdown(rows: list[dict]) -> str:
             lost = s["utility"] - base["utility"]
             change = s["fidelity"] - mean
             beyond = "-" if noise is None else ("yes" if abs(change) > 2 * noise else "no")
-            ratio = "" if s is base or abs(lost) < 0.5 else (
+            ratio = "" if s is base or abs(lost) < UTILITY_NOISE else (
                 f"{change / lost:.2f}" + (f" ± {noise / abs(lost):.2f}" if noise else ""))
             pixels = "" if s.get("changed_pixels") is None else f"{100 * s['changed_pixels']:.0f}%"
             lines.append(f"| `{s['defense']}` | {s['utility']:.2f} | {lost:+.2f} | {s['fidelity']:.2f} | "
