@@ -88,9 +88,9 @@ def plan(icons: str | None) -> list[Experiment]:
         out += _extract(f"accuracy/real{k}", PGGAN, "--real", "fashion-mnist", "--real-count", str(k),
                         "--attack-kimg", str(ACCURACY_BASE_KIMG), seeds=SEEDS3)
     out += _extract("accuracy/drs", PGGAN, "--target-discriminator")
-    # 4. Defenses against the default thief, one strength per family (the strongest of the 30-kimg table, so the
-    # two tables compare directly); the chosen-latent thief meets the latent side (the owner remaps, refuses or
-    # clips the codes it is given) and the image-side defense with the best ratio in that table.
+    # 4. Defenses against the default thief, one strength per family: those of the 30-kimg table (noise at its
+    # middle one), so the two tables compare directly. The chosen-latent thief meets the latent side (the owner
+    # remaps or clips the codes it is given) and the image-side defense with the best ratio in that table.
     # Each setting is one 80-kimg attack; more settings can be added later: a rerun reuses the stored rows.
     latent_side = ("anchors:mix=1", "region:keep=0.5", "truncate:psi=1,threshold=1")
     defenses = {"images": ("jpeg:quality=20", "noise:sigma=0.1", "blur:sigma=1") + latent_side,
