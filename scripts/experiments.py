@@ -248,6 +248,20 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n\nmean ± sample standard deviation over the runs (seeds) of each experiment.\n"
 
 
+def _undefended(rows_by_group: dict, run: dict) -> tuple[float, float | None, str]:
+    """The undefended thief a defend run is judged against: (fidelity mean, seed noise of one run against that
+    mean, description). With seeds (its pairs group) the noise is sigma * sqrt(1 + 1/n); without, the run's own
+    baseline and no noise."""
+    knowledge = run["group"].split("/")[1]
+    pair = rows_by_group.get(f"pairs/pggan-fast-{knowledge}")
+    if pair and pair.get("fidelity_std"):
+        mean, std, n = pair["fidelity"], pair["fidelity_std"], pair["runs"]
+        noise = std * (1 + 1 / n) ** 0.5
+        return mean, noise, (f"undefended: {mean:.2f} ± {std:.2f} over {n} seeds ({pair['group']}); "
+                             f"marked: |change| > {2 * noise:.2f}")
+    return run["settings"][0]["fidelity"], None, "undefended: this run's baseline, one seed (no spread known)"
+
+
 def defense_markdown(rows: list[dict]) -> str:
     """Each defend run's settings against the seed spread of the same thief undefended (its pairs group).
 
@@ -260,16 +274,8 @@ def defense_markdown(rows: list[dict]) -> str:
     for r in rows:
         if "settings" not in r:
             continue
-        knowledge = r["group"].split("/")[1]
-        pair = by_group.get(f"pairs/pggan-fast-{knowledge}")
         base = r["settings"][0]
-        if pair and pair.get("fidelity_std"):
-            mean, std, n = pair["fidelity"], pair["fidelity_std"], pair["runs"]
-            noise = std * (1 + 1 / n) ** 0.5
-            ref = (f"undefended: {mean:.2f} ± {std:.2f} over {n} seeds ({pair['group']}); "
-                   f"marked: |change| > {2 * noise:.2f}")
-        else:
-            mean, noise, ref = base["fidelity"], None, "undefended: this run's baseline, one seed (no spread known)"
+        mean, noise, ref = _undefended(by_group, r)
         lines += ["", f"**{r['group']}** ({ref})", "",
                   "| defense | utility | utility lost | fidelity | fidelity change | > 2 sigma | accuracy | "
                   "fidelity per utility point | pixels changed |",
@@ -304,10 +310,9 @@ def defense_plot(rows: list[dict], path: Path) -> Path | None:
     top, stacked = 1.0, 0
     for r, colour in zip(runs, ("tab:blue", "tab:red", "tab:green", "tab:purple")):
         knowledge = r["group"].split("/")[1]
-        pair = by_group.get(f"pairs/pggan-fast-{knowledge}")
         base = r["settings"][0]
-        mean = pair["fidelity"] if pair and pair.get("fidelity_std") else base["fidelity"]
-        noise = pair["fidelity_std"] * (1 + 1 / pair["runs"]) ** 0.5 if pair and pair.get("fidelity_std") else 0
+        mean, noise, _ = _undefended(by_group, r)
+        noise = noise or 0.0
         xs = [s["utility"] - base["utility"] for s in r["settings"][1:]]
         ys = [s["fidelity"] - mean for s in r["settings"][1:]]
         ax.errorbar(xs, ys, yerr=2 * noise, fmt="o", capsize=3, color=colour, label=f"thief: {knowledge}")

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faststeal.fileio import atomic_write, write_json
-from faststeal.ownership.detect import EXACT_DRAWS, exact_p_values
+from faststeal.ownership.detect import EXACT_DRAWS, exact_p_values, z_scores
 from faststeal.ownership.pattern import key_signs
 from faststeal.sampling import generate
 
@@ -122,7 +122,7 @@ def decoded_mean(decoder: Decoder, images: torch.Tensor) -> torch.Tensor:
 def score(decoder: Decoder, images: torch.Tensor, reference: torch.Tensor, key: str) -> dict:
     c = decoded_mean(decoder, images) - reference
     s = key_signs(key, c.numel())
-    z = float(s @ c / c.norm())
+    z = float(z_scores(c, s[None])[0])
     p = float(exact_p_values(c, z, EXACT_DRAWS)[0])
     return {"z": round(z, 3), "p": p, "bit_agreement": float((c.sign() == s).double().mean())}
 
