@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--innocent", action="append", default=[], help="checkpoints never served the mark")
     ap.add_argument("--no-finetune", action="store_true")
     ap.add_argument("--no-utility", action="store_true", help="skip the utility FIDs (they do not depend on --seed)")
+    ap.add_argument("--fresh", action="store_true", help="delete the stored coder and thieves in --out first")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="runs/learned-mark")
     args = ap.parse_args(argv)
@@ -162,6 +163,9 @@ def main(argv=None) -> int:
     from faststeal.report import RunFolder
 
     out = Path(args.out)
+    if args.fresh:                      # a stale coder is retrained anyway; stale thieves are refused without this
+        for name in ("coder.pt", "thief.pt", "thief-finetuned.pt"):
+            (out / name).unlink(missing_ok=True)
     folder = RunFolder(out, "learned-mark", {k: v for k, v in vars(args).items() if k not in ("key", "innocent")})
     exp = Experiment(folder, args.target, fid_n=args.fid_n, progress=True)
     gen, cfg = exp.loaded.generator, exp.config
