@@ -94,9 +94,10 @@ def plan(icons: str | None) -> list[Experiment]:
     # stronger for the latent remappings (the first cost nobody anything). The chosen-latent thief meets the latent
     # side (the owner remaps or clips the codes it is given) and JPEG, the image-side family with the best ratio
     # in that table. Each setting is one 80-kimg attack; a rerun reuses every stored setting (keyed on all its
-    # inputs), so adding a strength trains only that one.
+    # inputs), so adding a strength trains only that one. The latent side comes first for both: its single
+    # strength left a lead against the image-only thief to confirm.
     latent_side = ("anchors:mix=1,0.5", "region:keep=0.5,0.25", "truncate:psi=1,threshold=1,0.5")
-    defenses = {"images": ("jpeg:quality=20,50", "noise:sigma=0.1,0.05", "blur:sigma=1,0.5") + latent_side,
+    defenses = {"images": latent_side + ("jpeg:quality=20,50", "noise:sigma=0.1,0.05", "blur:sigma=1,0.5"),
                 "latents": latent_side + ("jpeg:quality=20,50",)}
     for knowledge, chosen in defenses.items():
         args = ["defend", "--target", PGGAN, "--knowledge", knowledge]
@@ -157,30 +158,59 @@ def settings(args: list[str]) -> dict | None:
 
 
 def is_done(root: Path, e: Experiment) -> bool:
-    """Finished with the settings this plan asks for. A run's recorded options (resolved when it ran) are
-    the key, so a default that changed since makes it stale; options it did not record, or that the
-    command resolves itself (given as None), are read from its command line. Where it was written and how
-    many threads ran it do not count, so folders can move."""
+    """Finished with the settings this plan asks for (see started_config)."""
     folder = run_dir(root, e)
     if e.trains_target:                          # finished when this runner saw that command line succeed
         try:
             return json.loads((folder / "finished.json").read_text())["command"] == command(root, e)
         except (OSError, ValueError, KeyError):
             return False
+    return started_config(root, e) is not None and (folder / "metrics.json").exists()
+
+
+def started_config(root: Path, e: Experiment) -> dict | None:
+    """The run folder's config.json if the run there was started with the settings this plan asks for, else
+    None. A run's recorded options (resolved when it ran) are the key, so a default that changed since makes
+    it stale; options it did not record, or that the command resolves itself (given as None), are read from
+    its command line. Where it was written and how many threads ran it do not count, so folders can move."""
     try:
-        config = json.loads((folder / "config.json").read_text())
+        config = json.loads((run_dir(root, e) / "config.json").read_text())
         recorded = settings(config["argv"][1:])
     except (OSError, ValueError, KeyError, IndexError):
-        return False
+        return None
     wanted = settings(command(root, e))
-    if recorded is None or wanted is None or not (folder / "metrics.json").exists():
-        return False
+    if recorded is None or wanted is None:
+        return None
     options = config.get("options", {})
 
     def ran_with(k):                             # an option left to the command (None) is compared as given
         return options[k] if k in options and wanted[k] is not None else recorded.get(k)
 
-    return all(ran_with(k) == v for k, v in wanted.items())
+    return config if all(ran_with(k) == v for k, v in wanted.items()) else None
+
+
+def defend_progress(root: Path, e: Experiment) -> list[dict] | None:
+    """The settings an unfinished defend run has measured so far (baseline first, plan order), so a long run's
+    table can be read before it ends. A stored row counts only if the run now in that folder was started by
+    this very command and the row's key agrees with that run's options; None if there is no such row."""
+    from faststeal.defense.pipeline import parse_family
+    from faststeal.defense.tradeoff import BASELINE, slug
+
+    config = started_config(root, e) if e.args[0] == "defend" else None
+    if config is None:
+        return None
+    options = config.get("options", {})
+    specs = [BASELINE] + [s.spec() for d in options.get("defenses", []) for s in parse_family(d).settings]
+    rows = []
+    for spec in specs:
+        try:
+            stored = json.loads((run_dir(root, e) / f"queries-{slug(spec)}" / "result.json").read_text())
+        except (OSError, ValueError):
+            continue
+        key = stored.get("key", {}) if isinstance(stored, dict) else {}
+        if key.get("defense") == spec and all(options.get(k, v) == v for k, v in key.items() if k != "defense"):
+            rows.append({**stored["value"], "changed_pixels": None})
+    return rows if rows and rows[0]["defense"] == BASELINE else None
 
 
 def execute(root: Path, e: Experiment, threads: int | None) -> int:
@@ -205,7 +235,10 @@ def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for e in experiments:
         path = run_dir(root, e) / "metrics.json"
-        if not e.trains_target and is_done(root, e):
+        partial = None if e.trains_target or is_done(root, e) else defend_progress(root, e)
+        if partial:
+            groups.setdefault(e.group, []).append({"settings": partial, "partial": True})
+        elif not e.trains_target and is_done(root, e):
             metrics = json.loads(path.read_text())
             groups.setdefault(e.group, []).append(metrics)
             for v in metrics.get("variants", [])[1:]:      # accuracy extraction: one row per variant
@@ -222,6 +255,7 @@ def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
                 row[key + "_std"] = statistics.stdev(values) if len(values) > 1 else None
         if "settings" in runs[0]:                # a defend run: its own table
             row["settings"] = runs[0]["settings"]
+            row["partial"] = runs[0].get("partial", False)
         rows.append(row)
     return rows
 
@@ -279,7 +313,8 @@ def defense_markdown(rows: list[dict]) -> str:
             continue
         base = r["settings"][0]
         mean, noise, ref = _undefended(by_group, r)
-        lines += ["", f"**{r['group']}** ({ref})", "",
+        progress = " (still running: the settings measured so far)" if r.get("partial") else ""
+        lines += ["", f"**{r['group']}**{progress} ({ref})", "",
                   "| defense | utility | utility lost | fidelity | fidelity change | > 2 sigma | accuracy | "
                   "fidelity per utility point | pixels changed |",
                   "|---|---:|---:|---:|---:|:---:|---:|---:|---:|"]

@@ -149,3 +149,31 @@ def test_defense_plot_is_drawn_only_for_defend_runs(ex, tmp_path):
             {"group": "defend/images", "settings": settings}]
     assert ex.defense_plot(rows, tmp_path / "d.png").stat().st_size > 1000
     assert ex.defense_plot(rows[:1], tmp_path / "none.png") is None
+
+
+def test_an_unfinished_defend_run_reports_the_settings_it_has_measured(ex, tmp_path):
+    e = next(x for x in ex.plan(None) if x.name == "defend/latents/seed0")
+    folder = ex.run_dir(tmp_path, e)
+    options = {"defenses": [a for prev, a in zip(e.args, e.args[1:]) if prev == "--defense"], "seed": 0,
+               "knowledge": "latents"}
+
+    def store(spec, fidelity, **key):
+        from faststeal.defense.tradeoff import slug
+
+        (folder / f"queries-{slug(spec)}").mkdir(parents=True, exist_ok=True)
+        row = {"defense": spec, "utility": 44.0, "fidelity": fidelity, "accuracy": 55.0}
+        (folder / f"queries-{slug(spec)}" / "result.json").write_text(
+            json.dumps({"key": {"defense": spec, "seed": 0, **key}, "value": row}))
+
+    store("none", 24.0)
+    store("anchors:mix=0.5", 30.0)
+    store("region:keep=0.25", 99.0, seed=5)            # stored by a run with another seed: not this run's row
+    assert ex.defend_progress(tmp_path, e) is None     # no config.json: no run of this command started here
+    (folder / "config.json").write_text(json.dumps({"argv": ["faststeal", *ex.command(tmp_path, e)],
+                                                    "options": options}))
+    rows = ex.defend_progress(tmp_path, e)
+    assert [r["defense"] for r in rows] == ["none", "anchors:mix=0.5"]
+    summary = ex.summarise(tmp_path, [e])
+    assert summary[0]["partial"] and "still running" in ex.defense_markdown(summary)
+    (folder / "metrics.json").write_text(json.dumps({"settings": rows}))
+    assert not ex.summarise(tmp_path, [e])[0]["partial"]     # finished: the run's own metrics
