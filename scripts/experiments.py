@@ -165,7 +165,10 @@ def is_done(root: Path, e: Experiment) -> bool:
             return json.loads((folder / "finished.json").read_text())["command"] == command(root, e)
         except (OSError, ValueError, KeyError):
             return False
-    return started_config(root, e) is not None and (folder / "metrics.json").exists()
+    metrics, config = folder / "metrics.json", folder / "config.json"
+    # a rerun writes config.json when it starts and metrics.json when it ends: older metrics are a previous run's
+    return (started_config(root, e) is not None and metrics.exists()
+            and metrics.stat().st_mtime >= config.stat().st_mtime)
 
 
 def started_config(root: Path, e: Experiment) -> dict | None:

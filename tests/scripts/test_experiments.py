@@ -58,12 +58,12 @@ def test_done_is_keyed_by_the_settings_the_run_resolved(ex, tmp_path):
     e = next(x for x in ex.plan(None) if x.name == "pairs/pggan-fast-images/seed0")
     folder = ex.run_dir(tmp_path, e)
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text("{}")
     moved = ["extract", "--target", "builtin:pggan-fmnist32", "--seed", "0", "--out", str(tmp_path / "elsewhere")]
 
     def record(attack_kimg):
         (folder / "config.json").write_text(json.dumps({"argv": ["faststeal", *moved],
                                                         "options": {"attack_kimg": attack_kimg, "batch": 16}}))
+        (folder / "metrics.json").write_text("{}")      # a run writes its metrics after its config
 
     record(DEFAULT_ATTACK_KIMG)
     assert ex.is_done(tmp_path, e)                     # written elsewhere, defaults left implicit: the same run
@@ -177,3 +177,7 @@ def test_an_unfinished_defend_run_reports_the_settings_it_has_measured(ex, tmp_p
     assert summary[0]["partial"] and "still running" in ex.defense_markdown(summary)
     (folder / "metrics.json").write_text(json.dumps({"settings": rows}))
     assert not ex.summarise(tmp_path, [e])[0]["partial"]     # finished: the run's own metrics
+    import os
+
+    os.utime(folder / "metrics.json", (1, 1))          # metrics older than the config: a rerun has begun since
+    assert not ex.is_done(tmp_path, e) and ex.summarise(tmp_path, [e])[0]["partial"]
