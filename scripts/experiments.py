@@ -348,7 +348,7 @@ def defense_plot(rows: list[dict], path: Path) -> Path | None:
     if not runs:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)
-    top, stacked = 1.0, 0
+    top, piled = 1.0, []
     for r, colour in zip(runs, ("tab:blue", "tab:red", "tab:green", "tab:purple")):
         knowledge = r["group"].split("/")[1]
         base = r["settings"][0]
@@ -358,11 +358,16 @@ def defense_plot(rows: list[dict], path: Path) -> Path | None:
         ys = [s["fidelity"] - mean for s in r["settings"][1:]]
         ax.errorbar(xs, ys, yerr=2 * noise, fmt="o", capsize=3, color=colour, label=f"thief: {knowledge}")
         for x, y, s in zip(xs, ys, r["settings"][1:]):
-            crowded = abs(x) < 3                   # costless settings pile up at the origin: stack their labels
-            offset = (12, 28 - 11 * stacked) if crowded else (5, 4)
-            stacked += crowded
-            ax.annotate(s["defense"], (x, y), textcoords="offset points", xytext=offset, fontsize=7, color=colour)
+            if abs(x) < UTILITY_NOISE and abs(y) <= 4 * noise:   # piled near the origin: listed, not labelled
+                piled.append((f"{s['defense']}  {y:+.1f}", colour))
+            else:
+                ax.annotate(s["defense"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7,
+                            color=colour)
         top = max([top, *xs, *ys])
+    listed = [("free for users, thief moved < 2x the mark:", "black")] + piled if piled else []
+    for i, (label, colour) in enumerate(listed):
+        ax.text(0.98, 0.04 + 0.045 * (len(piled) - i), label, transform=ax.transAxes, ha="right", fontsize=7,
+                color=colour)
     ax.plot([0, top], [0, top], "k--", lw=0.8, label="thief pays as much as the users")
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_xlabel("utility lost: FID(served, real) minus undefended")
