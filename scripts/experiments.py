@@ -238,10 +238,11 @@ def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for e in experiments:
         path = run_dir(root, e) / "metrics.json"
-        partial = None if e.trains_target or is_done(root, e) else defend_progress(root, e)
+        done = not e.trains_target and is_done(root, e)
+        partial = None if done or e.trains_target else defend_progress(root, e)
         if partial:
             groups.setdefault(e.group, []).append({"settings": partial, "partial": True})
-        elif not e.trains_target and is_done(root, e):
+        elif done:
             metrics = json.loads(path.read_text())
             groups.setdefault(e.group, []).append(metrics)
             for v in metrics.get("variants", [])[1:]:      # accuracy extraction: one row per variant
