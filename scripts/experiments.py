@@ -218,7 +218,8 @@ def defend_progress(root: Path, e: Experiment) -> list[dict] | None:
 
 def execute(root: Path, e: Experiment, threads: int | None) -> int:
     folder = run_dir(root, e)
-    cmd = ["faststeal", *command(root, e)] + (["--threads", str(threads)] if threads else [])
+    # This interpreter's faststeal, not whichever one PATH finds first (a worktree's venv runs its own copy).
+    cmd = [sys.executable, "-m", "faststeal", *command(root, e)] + (["--threads", str(threads)] if threads else [])
     (folder if e.trains_target else folder.parent).mkdir(parents=True, exist_ok=True)
     log = folder.with_name(folder.name + ".log")
     print(f"[{time.strftime('%H:%M:%S')}] {e.name}: {shlex.join(cmd)}  (log {log})", flush=True)
