@@ -12,7 +12,8 @@ prefixes finish sooner than one with both threads (README, "Sharing the CPU"); n
     python scripts/experiments.py                             # everything (many hours on 2 cores)
 
 The summary (experiments.md and experiments.json under --root) gives, for every group of seeds, the mean and
-the sample standard deviation of fidelity and accuracy, and the FID floor at the same n.
+the sample standard deviation of fidelity and accuracy, and the FID floor at the same n; for a defense setting
+run at several seeds, its change against the same seed's undefended thief with a paired t.
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ SWEEP_IMAGES_KIMG = 60                           # the image-only sweep's length
                                                  # finished runs stay valid because it is given explicitly)
 UTILITY_NOISE = 2.0                              # FID points: below this a utility change gets no ratio
 ACCURACY_BASE_KIMG = 60                          # + a third of it on real data = the default 80
+SEEDED_DEFENSES = "defend-seeds"                 # defend runs at more seeds, summarised as paired differences
+SEEDED_SETTING = "anchors:mix=0.5"
+T_CRITICAL = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}   # two-sided 5% Student t by degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,13 @@ def plan(icons: str | None) -> list[Experiment]:
         for d in chosen:
             args += ["--defense", d]
         out.append(Experiment(f"defend/{knowledge}/seed0", tuple(args)))
+    # 4b. The one setting above that cost the thief far more than the users, at two more seeds. Each run
+    # trains its own undefended thief at the same seed, so the effect is a paired difference per seed (seed 0
+    # is the run above), free of the seed-to-seed spread of the baseline.
+    for knowledge in defenses:
+        out += [Experiment(f"{SEEDED_DEFENSES}/{knowledge}/seed{s}",
+                           ("defend", "--target", PGGAN, "--knowledge", knowledge, "--defense", SEEDED_SETTING,
+                            "--seed", str(s))) for s in SEEDS3[1:]]
     # 5. Transfer: a target that never saw classes 7-9, stolen, then fine-tuned to 7-9 vs trained from scratch.
     target = "transfer/target-classes0to6"
     out.append(Experiment(f"{target}/seed0", ("train-target", "--classes", ",".join(map(str, range(7))),
@@ -251,6 +262,10 @@ def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
                 groups.setdefault(f"{e.group} [{label}]", []).append({**v, "wall_seconds": None})
     rows = []
     for group, runs in groups.items():
+        if group.startswith(SEEDED_DEFENSES + "/"):
+            first = groups.get(f"defend/{group.split('/')[1]}", [])   # seed 0: the full defend run
+            rows.append({"group": group, "runs": len(runs) + len(first), "paired": paired_effects(first + runs)})
+            continue
         row = {"group": group, "runs": len(runs)}
         for key in ("fidelity", "accuracy", "target_fid", "fid_floor", "train_seconds", "wall_seconds",
                     "final_finetuned_fid", "final_scratch_fid"):
@@ -263,6 +278,46 @@ def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
             row["partial"] = runs[0].get("partial", False)
         rows.append(row)
     return rows
+
+
+def paired_effects(runs: list[dict]) -> list[dict]:
+    """Per defense setting measured in at least two of these defend runs (one seed each): its change against
+    the same run's undefended thief, per seed, for fidelity, utility and accuracy."""
+    by_spec: dict[str, dict] = {}
+    for run in runs:
+        base = run["settings"][0]
+        for s in run["settings"][1:]:
+            entry = by_spec.setdefault(s["defense"], {"defense": s["defense"], "seeds": []})
+            entry["seeds"].append({"seed": run.get("seed"),
+                                   **{k: s[k] - base[k] for k in ("fidelity", "utility", "accuracy")}})
+    return [e for e in by_spec.values() if len(e["seeds"]) > 1]
+
+
+def _spread(seeds: list[dict], key: str) -> tuple[float, float]:
+    values = [x[key] for x in seeds]
+    return statistics.fmean(values), statistics.stdev(values)
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    """Seeded defend groups: mean +- sample std of the per-seed changes and the paired t statistic; an
+    effect is marked when |t| exceeds the two-sided 5% critical value for n - 1 degrees of freedom."""
+    lines = []
+    for r in rows:
+        if not r.get("paired"):
+            continue
+        lines += ["", f"**{r['group']}** (each seed against its own undefended thief)", "",
+                  "| defense | seeds | thief's fidelity change per seed | mean ± std | paired t | beyond 5% | "
+                  "utility lost | accuracy change |", "|---|---:|---|---:|---:|:---:|---:|---:|"]
+        for e in r["paired"]:
+            n = len(e["seeds"])
+            mean, std = _spread(e["seeds"], "fidelity")
+            t = mean / (std / n ** 0.5) if std > 0 else float("inf")
+            beyond = "yes" if abs(t) > T_CRITICAL.get(n - 1, 2.0) else "no"
+            per_seed = " / ".join(f"{x['fidelity']:+.2f}" for x in e["seeds"])
+            (u, us), (a, as_) = _spread(e["seeds"], "utility"), _spread(e["seeds"], "accuracy")
+            lines.append(f"| `{e['defense']}` | {n} | {per_seed} | {mean:+.2f} ± {std:.2f} | {t:.1f} | {beyond} | "
+                         f"{u:+.2f} ± {us:.2f} | {a:+.2f} ± {as_:.2f} |")
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def markdown(rows: list[dict]) -> str:
@@ -430,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(root, chosen)
     root.mkdir(parents=True, exist_ok=True)
     (root / "experiments.json").write_text(json.dumps(rows, indent=2))
-    text = markdown([r for r in rows if "settings" not in r]) + defense_markdown(rows)
+    text = (markdown([r for r in rows if "settings" not in r and "paired" not in r]) + defense_markdown(rows)
+            + paired_markdown(rows))
     (root / "experiments.md").write_text(text)
     sweep_plot(rows, root / "sweep.png")
     defense_plot(rows, root / "defenses.png")

@@ -181,3 +181,32 @@ def test_an_unfinished_defend_run_reports_the_settings_it_has_measured(ex, tmp_p
 
     os.utime(folder / "metrics.json", (1, 1))          # metrics older than the config: a rerun has begun since
     assert not ex.is_done(tmp_path, e) and ex.summarise(tmp_path, [e])[0]["partial"]
+
+
+def test_seeded_defense_is_a_paired_difference_over_seeds_with_seed0_from_the_full_run(ex, tmp_path):
+    plan = {e.name: e for e in ex.plan(None)}
+
+    def run(seed, base, defended, extra=()):
+        rows = [{"defense": "none", "utility": 44.0, "fidelity": base, "accuracy": 55.0},
+                {"defense": "anchors:mix=0.5", "utility": 45.0, "fidelity": defended, "accuracy": 65.0}]
+        rows += [{"defense": d, "utility": 44.0, "fidelity": base, "accuracy": 55.0} for d in extra]
+        return {"seed": seed, "settings": rows}
+
+    _finish(tmp_path, ex, plan["defend/images/seed0"], run(0, 29.0, 49.0, extra=["jpeg:quality=50"]))
+    _finish(tmp_path, ex, plan["defend-seeds/images/seed1"], run(1, 33.0, 51.0))
+    _finish(tmp_path, ex, plan["defend-seeds/images/seed2"], run(2, 31.0, 53.0))
+    rows = {r["group"]: r for r in ex.summarise(tmp_path, list(plan.values()))}
+    seeded = rows["defend-seeds/images"]
+    assert seeded["runs"] == 3 and "settings" not in seeded
+    (effect,) = seeded["paired"]                        # jpeg was measured at one seed only: no paired row
+    assert [x["fidelity"] for x in effect["seeds"]] == [20.0, 18.0, 22.0]
+    table = ex.paired_markdown(list(rows.values()))
+    # mean 20, std 2, t = 20 / (2 / sqrt 3) = 17.3 > 4.30 (df 2)
+    assert "| `anchors:mix=0.5` | 3 | +20.00 / +18.00 / +22.00 | +20.00 ± 2.00 | 17.3 | yes |" in table
+    assert "defend-seeds" not in ex.defense_markdown(list(rows.values()))   # not a table of one run
+
+
+def test_a_paired_effect_inside_its_spread_is_not_marked(ex):
+    seeds = [{"seed": s, "fidelity": f, "utility": 0.0, "accuracy": 0.0} for s, f in enumerate((5.0, -3.0, 4.0))]
+    table = ex.paired_markdown([{"group": "defend-seeds/latents", "paired": [{"defense": "x", "seeds": seeds}]}])
+    assert "| no |" in table
