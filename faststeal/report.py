@@ -48,6 +48,14 @@ def redacted(argv: list[str]) -> list[str]:
     return out
 
 
+def shown_command(argv: list[str]) -> str:
+    """The command line as a reader would type it again: secrets redacted, the program by its name
+    (`python -m faststeal` runs as .../faststeal/__main__.py)."""
+    args = redacted(argv)
+    program = "faststeal" if Path(args[0]).name == "__main__.py" else Path(args[0]).name
+    return " ".join([program, *args[1:]])
+
+
 def redacted_options(value):
     """Options as recorded in config.json: every string with a watermark key in it redacted, at any depth."""
     if isinstance(value, str):
@@ -131,7 +139,7 @@ class RunFolder:
 
     def write_report(self, title: str, sections: list[tuple[str, str]]) -> Path:
         """report.md: a title, the command line, then (heading, markdown) sections."""
-        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(redacted(sys.argv)))
+        command = shown_command(sys.argv)
         lines = [f"# {title}", "", f"Command: `{command}`",
                  "", f"Wall time: {time.time() - self.started:.0f} s on {self.config['versions']['device']}", ""]
         for heading, body in sections:

@@ -54,3 +54,11 @@ def test_api_keys_are_redacted_from_recorded_command_lines():
     argv = ["faststeal", "extract", "--api-key", "k.s1", "--baseline-api-key=k.s2", "--target", "http://h"]
     assert redacted(argv) == ["faststeal", "extract", "--api-key", "REDACTED", "--baseline-api-key=REDACTED",
                               "--target", "http://h"]
+
+
+def test_a_command_run_as_a_module_is_shown_by_the_program_name():
+    from faststeal.report import shown_command
+
+    assert shown_command(["/venv/lib/faststeal/__main__.py", "defend", "--api-key", "k"]) == \
+        "faststeal defend --api-key REDACTED"
+    assert shown_command(["/usr/bin/faststeal", "extract"]) == "faststeal extract"
