@@ -307,16 +307,18 @@ def paired_markdown(rows: list[dict]) -> str:
             continue
         lines += ["", f"**{r['group']}** (each seed against its own undefended thief)", "",
                   "| defense | seeds | thief's fidelity change per seed | mean ± std | paired t | beyond 5% | "
-                  "utility lost | accuracy change |", "|---|---:|---|---:|---:|:---:|---:|---:|"]
+                  "utility lost per seed | utility lost | accuracy change |",
+                  "|---|---:|---|---:|---:|:---:|---|---:|---:|"]
         for e in r["paired"]:
             n = len(e["seeds"])
             mean, std = _spread(e["seeds"], "fidelity")
             t = mean / (std / n ** 0.5) if std > 0 else float("inf")
             beyond = "yes" if abs(t) > T_CRITICAL.get(n - 1, 2.0) else "no"
-            per_seed = " / ".join(f"{x['fidelity']:+.2f}" for x in e["seeds"])
+            per_seed, utility_per_seed = (" / ".join(f"{x[k]:+.2f}" for x in e["seeds"])
+                                          for k in ("fidelity", "utility"))
             (u, us), (a, as_) = _spread(e["seeds"], "utility"), _spread(e["seeds"], "accuracy")
             lines.append(f"| `{e['defense']}` | {n} | {per_seed} | {mean:+.2f} ± {std:.2f} | {t:.1f} | {beyond} | "
-                         f"{u:+.2f} ± {us:.2f} | {a:+.2f} ± {as_:.2f} |")
+                         f"{utility_per_seed} | {u:+.2f} ± {us:.2f} | {a:+.2f} ± {as_:.2f} |")
     return "\n".join(lines) + "\n" if lines else ""
 
 
