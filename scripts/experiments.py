@@ -37,7 +37,6 @@ UTILITY_NOISE = 2.0                              # FID points: below this a util
 ACCURACY_BASE_KIMG = 60                          # + a third of it on real data = the default 80
 SEEDED_DEFENSES = "defend-seeds"                 # defend runs at more seeds, summarised as paired differences
 SEEDED_SETTING = "anchors:mix=0.5"
-T_CRITICAL = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}   # two-sided 5% Student t by degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,8 @@ def plan(icons: str | None) -> list[Experiment]:
         for d in chosen:
             args += ["--defense", d]
         out.append(Experiment(f"defend/{knowledge}/seed0", tuple(args)))
-    # 4b. The one setting above that cost the thief far more than the users, at two more seeds. Each run
+    # 4b. The table's lead (anchors at half strength: a thief's large loss for a small utility cost at seed 0),
+    # at two more seeds. Each run
     # trains its own undefended thief at the same seed, so the effect is a paired difference per seed (seed 0
     # is the run above), free of the seed-to-seed spread of the baseline.
     for knowledge in defenses:
@@ -301,6 +301,8 @@ def _spread(seeds: list[dict], key: str) -> tuple[float, float]:
 def paired_markdown(rows: list[dict]) -> str:
     """Seeded defend groups: mean +- sample std of the per-seed changes and the paired t statistic; an
     effect is marked when |t| exceeds the two-sided 5% critical value for n - 1 degrees of freedom."""
+    from scipy.stats import t as student_t
+
     lines = []
     for r in rows:
         if not r.get("paired"):
@@ -313,7 +315,7 @@ def paired_markdown(rows: list[dict]) -> str:
             n = len(e["seeds"])
             mean, std = _spread(e["seeds"], "fidelity")
             t = mean / (std / n ** 0.5) if std > 0 else float("inf")
-            beyond = "yes" if abs(t) > T_CRITICAL.get(n - 1, 2.0) else "no"
+            beyond = "yes" if abs(t) > student_t.ppf(0.975, n - 1) else "no"    # two-sided 5%
             per_seed, utility_per_seed = (" / ".join(f"{x[k]:+.2f}" for x in e["seeds"])
                                           for k in ("fidelity", "utility"))
             (u, us), (a, as_) = _spread(e["seeds"], "utility"), _spread(e["seeds"], "accuracy")
