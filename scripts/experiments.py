@@ -91,17 +91,16 @@ def plan(icons: str | None) -> list[Experiment]:
         out += _extract(f"accuracy/real{k}", PGGAN, "--real", "fashion-mnist", "--real-count", str(k),
                         "--attack-kimg", str(ACCURACY_BASE_KIMG), seeds=SEEDS3)
     out += _extract("accuracy/drs", PGGAN, "--target-discriminator")
-    # 4. Defenses against the default thief, two strengths per family. The first strengths are those of the
-    # 30-kimg table (noise at its middle one), so the two tables compare directly. The second is milder for the
-    # image side (the first cost users 33-94 FID points: is there a cheap setting that costs the thief more?) and
-    # stronger for the latent remappings (the first cost nobody anything). The chosen-latent thief meets the latent
-    # side (the owner remaps or clips the codes it is given) and JPEG, the image-side family with the best ratio
-    # in that table. Each setting is one 80-kimg attack; a rerun reuses every stored setting (keyed on all its
-    # inputs), so adding a strength trains only that one. The latent side comes first for both: its single
-    # strength left a lead against the image-only thief to confirm.
+    # 4. Defenses against the default thief, two strengths per family, every family against both thieves. The
+    # first strengths are those of the 30-kimg table (noise at its middle one), so the two tables compare
+    # directly. The second is milder for the image side (the first cost users 33-94 FID points: is there a cheap
+    # setting that costs the thief more?) and stronger for the latent remappings (the first cost nobody
+    # anything). Each setting is one 80-kimg attack; a rerun reuses every stored setting (keyed on all its
+    # inputs), so adding a strength trains only that one. The latent side comes first: its single strength left
+    # a lead against the image-only thief to confirm.
     latent_side = ("anchors:mix=1,0.5", "region:keep=0.5,0.25", "truncate:psi=1,threshold=1,0.5")
-    defenses = {"images": latent_side + ("jpeg:quality=20,50", "noise:sigma=0.1,0.05", "blur:sigma=1,0.5"),
-                "latents": latent_side + ("jpeg:quality=20,50",)}
+    image_side = ("jpeg:quality=20,50", "noise:sigma=0.1,0.05", "blur:sigma=1,0.5")
+    defenses = {knowledge: latent_side + image_side for knowledge in ("images", "latents")}
     for knowledge, chosen in defenses.items():
         args = ["defend", "--target", PGGAN, "--knowledge", knowledge]
         for d in chosen:
