@@ -87,6 +87,23 @@ def test_transfer_chain_resolves_paths_under_the_root(ex, tmp_path):
     assert ex.is_done(tmp_path, target)
 
 
+def test_icons_group_trains_its_target_on_the_folder_then_steals_it(ex, tmp_path):
+    plan = {e.name: e for e in ex.plan(str(tmp_path / "icons"))}
+    target = plan["icons64/target/seed0"]
+    assert target.trains_target and target.args[target.args.index("--data") + 1] == str(tmp_path / "icons")
+    made = ex.command(tmp_path, target)[-3]
+    for knowledge in ("images", "latents"):
+        steal = ex.command(tmp_path, plan[f"icons64/{knowledge}/seed0"])
+        assert steal[steal.index("--target") + 1] == made
+    assert not any(name.startswith("icons64") for name in {e.name for e in ex.plan(None)})
+
+
+def test_icons_must_name_an_existing_folder(ex, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        ex.main(["--root", str(tmp_path), "--icons", str(tmp_path / "missing"), "--list"])
+    assert "scripts/icons64.py" in capsys.readouterr().err
+
+
 def test_summary_gives_mean_and_spread_per_group(ex, tmp_path):
     plan = {e.name: e for e in ex.plan(None)}
     for seed, fid in enumerate((30.0, 34.0, 38.0)):
