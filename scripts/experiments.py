@@ -35,7 +35,7 @@ SWEEP_IMAGES_KIMG = 60                           # the image-only sweep's length
                                                  # finished runs stay valid because it is given explicitly)
 UTILITY_NOISE = 2.0                              # FID points: below this a utility change gets no ratio
 ICONS_TARGET = ("--arch", "pggan", "--resolution", "64", "--width", "64", "--batch", "32", "--kimg", "200",
-                "--phase-kimg", "6")         # a PGGAN grown 4 -> 64 px: 24 min with 2 threads on a 2-core CPU
+                "--phase-kimg", "6")         # a PGGAN grown 4 -> 64 px: ~30 min with 2 threads on a 2-core CPU
 ACCURACY_BASE_KIMG = 60                          # + a third of it on real data = the default 80
 SEEDED_DEFENSES = "defend-seeds"                 # defend runs at more seeds, summarised as paired differences
 SEEDED_SETTING = "anchors:mix=0.5"
