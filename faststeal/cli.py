@@ -369,7 +369,8 @@ def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
 @click.option("--label", "labels", multiple=True, help="one legend label per run (default: folder name)")
-def curves(runs, out, labels):
+@click.option("--title", default=None, help="the plot's title (default: 'extraction of TARGET')")
+def curves(runs, out, labels, title):
     """Draw the fidelity curves of several extract runs on one plot (e.g. both knowledge levels).
 
     Runs must share the target and the curve's sample size, so that the reference lines are the same.
@@ -391,7 +392,7 @@ def curves(runs, out, labels):
             raise click.ClickException(f"{run}: another target or curve size than {runs[0]}; plot them apart")
         reference, target = reference or m["curve_reference"], m["target"]
         loaded[labels[i] if labels else f"{Path(run).name} ({m.get('knowledge', 'images')})"] = m["curve"]
-    distributed.on_main(plot_curves, loaded, reference, out, title=f"extraction of {target}")
+    distributed.on_main(plot_curves, loaded, reference, out, title=title or f"extraction of {target}")
     click.echo(f"wrote {out}")
 
 

@@ -86,3 +86,26 @@ def test_late_failures_and_tracebacks_are_now_one_line_errors_before_work(tmp_pa
         assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), (args, res.output)
         assert words in lines[0], (args, lines[0])
     assert (tmp_path / "taken.png").read_bytes() == b"keep me" and (tmp_path / "taken.pt").read_bytes() == b"keep me"
+
+
+def _extract_run(folder, target, n=128):
+    folder.mkdir()
+    curve = [{"train_seconds": t, "fidelity_fid": f, "fidelity_kid": f / 1000} for t, f in ((0, 300), (10, 90))]
+    reference = {"n": n, "fid_floor": 60.0, "kid_floor": 0.0, "target_fid": 250.0, "target_kid": 0.15}
+    (folder / "metrics.json").write_text(json.dumps({"target": target, "curve": curve, "curve_reference": reference}))
+    return str(folder)
+
+
+def test_curves_plots_runs_of_one_target_and_refuses_another(tmp_path):
+    a, b = _extract_run(tmp_path / "a", "t.pt"), _extract_run(tmp_path / "b", "t.pt")
+    runner = CliRunner()
+    res = runner.invoke(main, ["curves", a, b, "--label", "images", "--label", "latents", "--title", "icons",
+                               "--out", str(tmp_path / "c.png")])
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "c.png") as im:
+        assert im.size[0] > im.size[1]
+    other = _extract_run(tmp_path / "c", "other.pt")
+    res = runner.invoke(main, ["curves", a, other, "--out", str(tmp_path / "d.png")])
+    assert res.exit_code != 0 and "another target" in res.output and not (tmp_path / "d.png").exists()
+    res = runner.invoke(main, ["curves", a, b, "--label", "one", "--out", str(tmp_path / "e.png")])
+    assert res.exit_code == 2 and "one --label per run" in res.output
