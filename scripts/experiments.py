@@ -103,6 +103,9 @@ def plan(icons: str | None) -> list[Experiment]:
     latent_side = ("anchors:mix=1,0.5", "region:keep=0.5,0.25", "truncate:psi=1,threshold=1,0.5")
     image_side = ("jpeg:quality=20,50", "noise:sigma=0.1,0.05", "blur:sigma=1,0.5")
     defenses = {knowledge: latent_side + image_side for knowledge in ("images", "latents")}
+    # adv: one step of Inception gradients per served image (~22 min per 10,000 queries on a 2-core CPU), so
+    # against the image-only thief only.
+    defenses["images"] += ("adv:steps=1,eps=8,4",)
     for knowledge, chosen in defenses.items():
         args = ["defend", "--target", PGGAN, "--knowledge", knowledge]
         for d in chosen:
