@@ -112,9 +112,8 @@ def plan(icons: str | None) -> list[Experiment]:
             args += ["--defense", d]
         out.append(Experiment(f"defend/{knowledge}/seed0", tuple(args)))
     # 4b. The table's lead (anchors at half strength: a thief's large loss for a small utility cost at seed 0),
-    # at two more seeds. Each run
-    # trains its own undefended thief at the same seed, so the effect is a paired difference per seed (seed 0
-    # is the run above), free of the seed-to-seed spread of the baseline.
+    # at two more seeds. Each run trains its own undefended thief at the same seed, so the effect is a paired
+    # difference per seed (seed 0 is the run above), free of the seed-to-seed spread of the baseline.
     for knowledge in defenses:
         out += [Experiment(f"{SEEDED_DEFENSES}/{knowledge}/seed{s}",
                            ("defend", "--target", PGGAN, "--knowledge", knowledge, "--defense", SEEDED_SETTING,
