@@ -87,6 +87,9 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+RESUMABLE_CHANGES = ("kimg", "snapshot_kimg", "extra")   # a resumed run may only run longer or snapshot differently
+
+
 def pggan_schedule(kimg: float, resolution: int, total_kimg: float, phase_kimg: float | None):
     """(level, alpha) of progressive growing after ``kimg`` thousand images.
 
@@ -370,14 +373,26 @@ class Trainer:
         self.D.load_state_dict(float_state(state["D"]))
 
     def resume(self, path) -> None:
-        """Continue a run from its checkpoint; the architecture and data must match."""
+        """Continue a run from its checkpoint: the data and every setting but the length and snapshot interval
+        must match (a run resumed with another learning rate or batch would be a different experiment)."""
         state = load_checkpoint(path)
         if "optim_G" not in state:
             raise CheckpointError(f"{path}: has no optimiser state (a slimmed/built-in file); cannot resume")
-        for key in ("arch", "resolution", "channels", "latent_dim", "width"):
-            if state["config"][key] != self.settings[key]:
-                raise CheckpointError(f"{path}: was trained with {key}={state['config'][key]}, "
-                                      f"now {key}={self.settings[key]}; use the same options to resume")
+        stored = state["config"]
+        for key, now in self.settings.items():
+            if key in RESUMABLE_CHANGES or key == "phase_kimg" or key not in stored:   # absent: an older file
+                continue
+            then = list(stored[key]) if isinstance(stored[key], tuple) else stored[key]
+            if then != now:
+                raise CheckpointError(f"{path}: was trained with {key}={then}, now {key}={now}; "
+                                      f"use the same options to resume")
+        if self.settings["arch"] == "pggan" and self.config.grow:     # the phases that were run, not the option
+            levels = level_count(self.config.resolution)
+            then = stored.get("phase_kimg") or stored["kimg"] / (2 * levels)
+            now = self.config.phase_kimg or self.config.kimg / (2 * levels)
+            if abs(then - now) > 1e-9:
+                raise CheckpointError(f"{path}: its growth phases last {then:g} kimg, the new length would make "
+                                      f"them {now:g}; pass --phase-kimg {then:g} to train it longer")
         if state.get("data_fingerprint") != self.data.fingerprint:
             raise CheckpointError(f"{path}: was trained on different data (fingerprint mismatch)")
         self.G.load_state_dict(state["G"])

@@ -81,6 +81,31 @@ def test_resume_rejects_other_settings(tmp_path):
         other.resume(tmp_path / "s.pt")
 
 
+@pytest.mark.parametrize("change", [dict(lr=5e-4), dict(batch=8), dict(seed=4), dict(augment="none")])
+def test_resume_rejects_any_training_setting_but_length(tmp_path, change):
+    t = Trainer(config("fast"), tiny_data(), checkpoint_path=tmp_path / "f.pt", progress=False)
+    t.save()
+    key = next(iter(change))
+    other = Trainer(config("fast", **change), tiny_data(), checkpoint_path=tmp_path / "o.pt", progress=False)
+    with pytest.raises(ValueError, match=f"trained with {key}=.*use the same options"):
+        other.resume(tmp_path / "f.pt")
+    longer = Trainer(config("fast", kimg=0.064, snapshot_kimg=2.0), tiny_data(), checkpoint_path=tmp_path / "l.pt",
+                     progress=False)
+    longer.resume(tmp_path / "f.pt")                 # length and snapshots may change
+
+
+def test_resume_with_a_longer_run_keeps_pggan_growth_phases(tmp_path):
+    t = Trainer(config("pggan", phase_kimg=None), tiny_data(), checkpoint_path=tmp_path / "p.pt", progress=False)
+    t.save()                                          # two levels: phases of kimg / 4 = 0.008
+    longer = Trainer(config("pggan", phase_kimg=None, kimg=0.064), tiny_data(), checkpoint_path=tmp_path / "q.pt",
+                     progress=False)
+    with pytest.raises(ValueError, match="pass --phase-kimg 0.008"):
+        longer.resume(tmp_path / "p.pt")
+    fixed = Trainer(config("pggan", phase_kimg=0.008, kimg=0.064), tiny_data(), checkpoint_path=tmp_path / "r.pt",
+                    progress=False)
+    fixed.resume(tmp_path / "p.pt")
+
+
 def test_fast_recipe_uses_full_resolution_logistic_loss_and_lazy_r1(tmp_path, monkeypatch):
     from faststeal import losses
 
