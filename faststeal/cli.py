@@ -595,7 +595,7 @@ _register_serving()
 @click.option("-n", "--n", type=int, default=5000, show_default=True,
               help="images to sample (or read) from the suspect")
 @click.option("--reference", default=None,
-              help="the owner's UNmarked model or images; its mean is subtracted (more power, same null)")
+              help="the owner's UNmarked model or images; its moment image is subtracted (more power, same null)")
 @click.option("--low", type=float, default=1.0, show_default=True, help="band of the mark (as in the defense)")
 @click.option("--high", type=float, default=8.0, show_default=True, help="band edge of the mark (as in the defense)")
 @click.option("--null-keys", type=int, default=0, show_default=True,

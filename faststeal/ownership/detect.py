@@ -1,16 +1,20 @@
 """The detector: does a suspect's output carry the owner's keyed pattern?
 
-Statistic: weight the mean m of the suspect's images by m / 255 (the mark is served as x + strength * P * x/255,
-so it lives where images are bright), project onto the band of the pattern (coefficients c) and take
-z = sum_i s_i c_i / |c| with the key's signs s. For a key the suspect never saw, the signs are independent
-of c, so z has mean 0 and variance exactly 1 over keys (a Rademacher sum with weights c/|c|) and is close to
-normal when no single coefficient dominates; a copy that learned the pattern shifts c along s and z grows like
-(mark strength in the copy) x (number of coefficients) / |c|. The p-value is the one-sided normal tail of z, or,
-with ``exact_draws``, the rank of z among that many random sign vectors on the same c: a key the suspect never
-saw is one more such draw, so that p-value is uniform by construction, where the normal shape is an
-approximation a KS test over ~1,000 keys can see for some suspects.
-Averaging over images first removes what varies between images; what is left of the content is the suspect's
-mean image in the band, which ``reference`` (the owner's unmarked mean, optional) can subtract.
+Statistic: the suspect's fourth-moment image M = mean over images of (x/255)^4, minus the same image of the
+owner's unmarked target when given (``reference``), projected onto the band of the pattern (coefficients c);
+then z = sum_i s_i c_i / |c| with the key's signs s. The mark is served multiplied by the image,
+x * (1 + strength * P / 255), so x^4 carries about four times the relative mark and weights each pixel by its
+brightness cubed: copies learn the mark on bright garments and hardly on dark ones, and the plain mean
+(power 1) drowned the bright pixels' mark in the dark ones' errors. Measured on two converged copies at
+strength 6: z 2.92 -> 4.62 and 2.00 -> 4.71 (README, "Ownership verification").
+
+For a key the suspect never saw, the signs are independent of c, so z has mean 0 and variance exactly 1
+over keys (a Rademacher sum with weights c/|c|) and is close to normal when no single coefficient dominates.
+The p-value is the one-sided normal tail of z, or, with ``exact_draws``, the rank of z among that many random
+sign vectors on the same c: a key the suspect never saw is one more such draw, so that p-value is uniform by
+construction, where the normal shape is an approximation a KS test over ~1,000 keys can see for some suspects.
+Any key-independent choice of statistic keeps this null exact; the power only decides how much of a copy's
+mark it finds.
 """
 from __future__ import annotations
 
@@ -23,10 +27,12 @@ from .pattern import Band, coefficients, key_signs
 
 DEFAULT_BAND = Band()   # the defense's default band (a frozen value, shared)
 
-MIN_IMAGES = 100          # fewer samples leave the mean image too noisy for a decision
+MIN_IMAGES = 100          # fewer samples leave the moment image too noisy for a decision
 STOLEN_P = 1e-3           # p below this: the suspect carries the mark
 EXACT_DRAWS = 10_000      # random sign vectors of the exact null: p resolves down to 1 / 10,001
 INNOCENT_P = 1e-2         # p above this: no evidence; in between: inconclusive
+POWER = 4                 # the moment of the pixel values the statistic averages (see above)
+STATISTIC = f"band of mean (x/255)^{POWER}"   # names the statistic in stored results' keys
 
 
 class VerifyError(ValueError):
@@ -65,22 +71,28 @@ def verdict(p: float) -> str:
     return f"inconclusive ({STOLEN_P:g} <= p <= {INNOCENT_P:g})"
 
 
-def band_means(images: torch.Tensor, band: Band, reference: torch.Tensor | None = None) -> torch.Tensor:
-    """Band coefficients (C * K,) of the images' mean (minus the reference mean image when given), weighted
-    pixel by pixel by the images' own mean brightness: any key-independent weight keeps the null exact."""
+def moment_image(images: torch.Tensor) -> torch.Tensor:
+    """The statistic's image of a set of images (N, C, R, R): mean of (x/255)^POWER, float64 (C, R, R).
+    The owner's reference is this image of the unmarked target's samples."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise VerifyError(f"expected images (N, C, R, R), got {getattr(images, 'shape', type(images))}")
+    return (images.double() / 255.0).pow(POWER).mean(0)
+
+
+def band_moments(images: torch.Tensor, band: Band, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Band coefficients (C * K,) of the images' moment image, minus the reference's (``moment_image`` of
+    the owner's unmarked samples) when given."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise VerifyError(f"expected images (N, C, R, R), got {getattr(images, 'shape', type(images))}")
     if images.shape[-1] != images.shape[-2]:
         raise VerifyError(f"expected square images, got {images.shape[-2]}x{images.shape[-1]}")
     if images.shape[0] < MIN_IMAGES:
         raise VerifyError(f"{images.shape[0]} images are too few for a decision; give at least {MIN_IMAGES}")
-    mean = images.double().mean(0, keepdim=True)
-    weight = mean / 255.0
+    m = moment_image(images)
     if reference is not None:
-        reference = torch.as_tensor(reference, dtype=torch.float64).reshape(mean.shape[1:])
-        mean = mean - reference
+        m = m - torch.as_tensor(reference, dtype=torch.float64).reshape(m.shape)
     try:
-        return coefficients(weight * mean, band)[0]
+        return coefficients(m[None], band)[0]
     except ValueError as exc:
         raise VerifyError(str(exc)) from None
 
@@ -88,7 +100,7 @@ def band_means(images: torch.Tensor, band: Band, reference: torch.Tensor | None 
 def z_scores(c: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
     """z for every row of signs (M, K) against coefficients c (K,)."""
     norm = c.norm()
-    if norm < 1e-9:            # only rounding error: the images are flat in the band
+    if norm < 1e-12:           # only rounding error: the images are flat in the band
         raise VerifyError("the suspect's images are constant in the mark's band; nothing to test")
     return signs @ c / norm
 
@@ -117,7 +129,7 @@ def detect(images: torch.Tensor, key: str, band: Band = DEFAULT_BAND, reference=
     """Test uint8 or float images (N, C, R, R) of a suspect for the key's pattern (exact p with exact_draws)."""
     if not key:
         raise VerifyError("the key is empty; give the key the images were served with")
-    c = band_means(images, band, reference)
+    c = band_moments(images, band, reference)
     z = float(z_scores(c, key_signs(key, c.numel())[None])[0])
     p_normal = normal_sf(z)
     p = float(exact_p_values(c, z, exact_draws)[0]) if exact_draws else p_normal
@@ -129,7 +141,7 @@ def detect_many_keys(images: torch.Tensor, keys: list[str], band: Band = DEFAULT
                      exact_draws: int = 0):
     """z of the same images under many keys (the empirical null when the keys are not the owner's); with
     ``exact_draws`` also their exact p-values: (z, p)."""
-    c = band_means(images, band, reference)
+    c = band_moments(images, band, reference)
     signs = torch.stack([key_signs(k, c.numel()) for k in keys])
     z = z_scores(c, signs)
     return (z, exact_p_values(c, z, exact_draws)) if exact_draws else z

@@ -20,7 +20,7 @@ from faststeal.data import ImageSet
 from faststeal.fileio import write_json
 from faststeal.sampling import generate
 
-from .detect import EXACT_DRAWS, STOLEN_P, detect, detect_many_keys, normal_sf
+from .detect import EXACT_DRAWS, STATISTIC, STOLEN_P, detect, detect_many_keys, moment_image, normal_sf
 
 GROUPS = ("stolen", "careful", "innocent")
 SAMPLE_SEED, REFERENCE_SEED = 3, 11
@@ -107,7 +107,7 @@ def member_key(opts: EvalOptions, m: Member, target_sha: str) -> dict:
     return {"member": asdict(m), "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
             "strength": opts.strength if m.marked else None, "kimg": opts.kimg, "verify_n": opts.verify_n,
             "null_keys": opts.null_keys, "fid_n": opts.fid_n if m.fidelity else None,
-            "p_value": f"exact over {EXACT_DRAWS} draws"}
+            "p_value": f"exact over {EXACT_DRAWS} draws", "statistic": STATISTIC}
 
 
 def member_folder(opts: EvalOptions, m: Member) -> str:
@@ -259,7 +259,7 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
     folder = RunFolder(out, "verify-eval", {**config, "key": opts.key_digest(), "plan": [asdict(m) for m in opts.plan]})
     exp = Experiment(folder, opts.target, fid_n=opts.fid_n, progress=opts.progress)
     target_sha = exp.loaded.model_id
-    reference = generate(exp.loaded.generator, opts.verify_n, seed=REFERENCE_SEED).double().mean(0)
+    reference = moment_image(generate(exp.loaded.generator, opts.verify_n, seed=REFERENCE_SEED))
     plan = opts.plan[: opts.limit] if opts.limit is not None else opts.plan
     names = [m.name for m in plan]
     if len(set(names)) != len(names):

@@ -32,6 +32,8 @@ def suspect_images(spec: str, n: int, seed: int = 0) -> torch.Tensor:
         raise VerifyError(f"suspect {exc}") from None
 
 
-def mean_image(spec: str, n: int, seed: int = 0) -> torch.Tensor:
-    """The mean (C, R, R) of n images of a source, float64 (the owner's unmarked reference)."""
-    return suspect_images(spec, n, seed).double().mean(0)
+def reference_moment(spec: str, n: int, seed: int = 0) -> torch.Tensor:
+    """The detector's moment image (C, R, R) of n images of a source: the owner's unmarked reference."""
+    from .detect import moment_image
+
+    return moment_image(suspect_images(spec, n, seed))

@@ -13,7 +13,7 @@ from .detect import (  # noqa: F401 (MIN_IMAGES, EXACT_DRAWS: CLI)
     normal_sf,
 )
 from .pattern import Band
-from .suspect import mean_image, suspect_images
+from .suspect import reference_moment, suspect_images
 
 
 def null_check(images, band: Band, reference, count: int, exact_draws: int = 0) -> dict:
@@ -49,7 +49,7 @@ def verify(suspect: str, key: str, *, n: int = 5000, reference: str | None = Non
         raise VerifyError(f"{suspect}: {len(images)} images are too few for a decision; give at least {MIN_IMAGES}")
     ref = None
     if reference:
-        ref = mean_image(reference, n, seed + 1)
+        ref = reference_moment(reference, n, seed + 1)
         if ref.shape != images.shape[1:]:
             raise VerifyError(f"reference {reference} makes {tuple(ref.shape)} images, the suspect "
                               f"{tuple(images.shape[1:])}")

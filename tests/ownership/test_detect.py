@@ -10,7 +10,7 @@ from faststeal.checkpoint import load_generator
 from faststeal.data import ImageSet
 from faststeal.defense import parse_pipeline
 from faststeal.ownership import VerifyError, detect, detect_many_keys
-from faststeal.ownership.detect import DEFAULT_BAND, STOLEN_P, band_means, exact_p_values, normal_sf
+from faststeal.ownership.detect import DEFAULT_BAND, STOLEN_P, band_moments, exact_p_values, moment_image, normal_sf
 from faststeal.sampling import generate
 from faststeal.train import TrainConfig
 
@@ -19,8 +19,8 @@ OWNER = "owner-secret"
 
 @pytest.fixture(scope="module")
 def reference(tiny_target):
-    """The owner's unmarked mean image of the tiny target."""
-    return generate(load_generator(tiny_target), 2000, seed=9).double().mean(0)
+    """The owner's unmarked moment image of the tiny target."""
+    return moment_image(generate(load_generator(tiny_target), 2000, seed=9))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_exact_p_values_are_uniform_over_keys_and_agree_with_the_normal_tail(tin
     normal = torch.tensor([normal_sf(float(v)) for v in z], dtype=torch.float64)
     assert float((p - normal).abs().max()) < 0.03
     # the counted p never goes below its resolution, and a z beyond every draw gets exactly that
-    c = band_means(images, DEFAULT_BAND, reference)
+    c = band_moments(images, DEFAULT_BAND, reference)
     assert float(exact_p_values(c, 1e6, draws=999)[0]) == pytest.approx(1 / 1000)
     assert float(exact_p_values(c, -1e6, draws=999)[0]) == 1.0
     with pytest.raises(VerifyError, match="at least one draw"):
@@ -83,7 +83,7 @@ def test_served_images_carry_the_mark_and_the_key_is_not_in_the_spec(tiny_target
     p = parse_pipeline(f"watermark:key={OWNER},strength=4")
     served = TargetOracle(tiny_target, budget=300, **p.oracle_hooks()).query(300)
     plain = TargetOracle(tiny_target, budget=300).query(300)
-    assert detect(served, OWNER, reference=plain.double().mean(0)).p_value < 1e-6
+    assert detect(served, OWNER, reference=moment_image(plain)).p_value < 1e-6
     assert OWNER not in p.spec() and "key=#" in p.spec()
 
 
