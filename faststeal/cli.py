@@ -638,7 +638,7 @@ def verify(suspect, key, n, reference, low, high, null_keys, seed, exact_draws, 
 @main.command("verify-eval")
 @click.option("--target", default="builtin:pggan-fmnist32", show_default=True, help="the owner's target")
 @click.option("--key", default=None, help="the owner's watermark key")
-@click.option("--strength", type=float, default=6.0, show_default=True, help="mark strength (RMS pixel levels)")
+@click.option("--strength", type=float, default=4.0, show_default=True, help="mark strength (RMS pixel levels)")
 @click.option("--kimg", type=float, default=80.0, show_default=True, help="training length of every model")
 @click.option("--verify-n", type=int, default=5000, show_default=True, help="samples per model for the detector")
 @click.option("--null-keys", type=int, default=1000, show_default=True, help="wrong keys per model")

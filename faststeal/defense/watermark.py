@@ -25,7 +25,7 @@ class Watermark(ImageDefense):
     name = "watermark"
     strength_key = "strength"
     params = (Param("key", str, "", "the owner's secret (any string without , + = :); required"),
-              Param("strength", float, 6.0, "root-mean-square of the pattern on white pixels, in levels of 0..255; "
+              Param("strength", float, 4.0, "root-mean-square of the pattern on white pixels, in levels of 0..255; "
                                             "0 = off",
                     low=0.0, high=64.0),
               Param("low", float, 1.0, "lowest DCT frequency radius of the pattern's band", low=0.0, high=1024.0),

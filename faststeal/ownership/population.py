@@ -76,7 +76,7 @@ def default_plan() -> list[Member]:
 class EvalOptions:
     target: str = "builtin:pggan-fmnist32"
     key: str = ""
-    strength: float = 6.0
+    strength: float = 4.0
     low: float = 1.0
     high: float = 8.0
     kimg: float = 80.0              # training length of every member (extract's default for chosen latents)
