@@ -82,13 +82,11 @@ def moment_image(images: torch.Tensor) -> torch.Tensor:
 def band_moments(images: torch.Tensor, band: Band, reference: torch.Tensor | None = None) -> torch.Tensor:
     """Band coefficients (C * K,) of the images' moment image, minus the reference's (``moment_image`` of
     the owner's unmarked samples) when given."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise VerifyError(f"expected images (N, C, R, R), got {getattr(images, 'shape', type(images))}")
+    m = moment_image(images)                 # checks that these are images (N, C, R, R)
     if images.shape[-1] != images.shape[-2]:
         raise VerifyError(f"expected square images, got {images.shape[-2]}x{images.shape[-1]}")
     if images.shape[0] < MIN_IMAGES:
         raise VerifyError(f"{images.shape[0]} images are too few for a decision; give at least {MIN_IMAGES}")
-    m = moment_image(images)
     if reference is not None:
         m = m - torch.as_tensor(reference, dtype=torch.float64).reshape(m.shape)
     try:
