@@ -69,6 +69,7 @@ def default_plan() -> list[Member]:
         Member("careful", "fast, images, 10K, thief blurs sigma=2", thief="blur:sigma=2"),
         Member("careful", "fast, images, 10K, thief JPEGs quality=20", thief="jpeg:quality=20"),
         Member("innocent", "fast, trained on 10K real images, seed 1", marked=False, data="real", seed=1),
+        Member("stolen", "pggan, latents, 10K, seed 1", attack="pggan", knowledge="latents", seed=1),
     ]
 
 
