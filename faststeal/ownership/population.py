@@ -70,6 +70,8 @@ def default_plan() -> list[Member]:
         Member("careful", "fast, images, 10K, thief JPEGs quality=20", thief="jpeg:quality=20"),
         Member("innocent", "fast, trained on 10K real images, seed 1", marked=False, data="real", seed=1),
         Member("stolen", "pggan, latents, 10K, seed 1", attack="pggan", knowledge="latents", seed=1),
+        Member("stolen", "fast, images, 1K, seed 1", queries=1000, seed=1),
+        Member("stolen", "pggan, images, 10K, seed 1", attack="pggan", seed=1),
     ]
 
 
