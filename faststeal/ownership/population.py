@@ -262,7 +262,13 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
     folder = RunFolder(out, "verify-eval", {**config, "key": opts.key_digest(), "plan": [asdict(m) for m in opts.plan]})
     exp = Experiment(folder, opts.target, fid_n=opts.fid_n, progress=opts.progress)
     target_sha = exp.loaded.model_id
-    reference = moment_image(generate(exp.loaded.generator, opts.verify_n, seed=REFERENCE_SEED))
+    reference = []          # the owner's moment image, sampled only if some member has to be built
+
+    def owner_reference() -> torch.Tensor:
+        if not reference:
+            reference.append(moment_image(generate(exp.loaded.generator, opts.verify_n, seed=REFERENCE_SEED)))
+        return reference[0]
+
     plan = opts.plan[: opts.limit] if opts.limit is not None else opts.plan
     names = [m.name for m in plan]
     if len(set(names)) != len(names):
@@ -275,7 +281,7 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
 
         def build(i=i, m=m, where=where) -> dict:
             log(f"[{i + 1}/{len(plan)}] building {m.group}: {m.label}")
-            return evaluate_member(exp, opts, m, exp.file(where), reference)
+            return evaluate_member(exp, opts, m, exp.file(where), owner_reference())
 
         row = exp.cached(f"{where}/result.json", member_key(opts, m, target_sha), build)
         log(f"[{i + 1}/{len(plan)}] {m.group:<8} {m.label:<48} z {row['z']:7.2f}  p {row['p_value']:.2e}"

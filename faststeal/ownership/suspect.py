@@ -8,7 +8,7 @@ import torch
 from faststeal.checkpoint import CheckpointError
 from faststeal.data import DataError
 
-from .detect import VerifyError
+from .detect import VerifyError, moment_image
 
 
 def is_checkpoint(spec: str) -> bool:
@@ -34,6 +34,4 @@ def suspect_images(spec: str, n: int, seed: int = 0) -> torch.Tensor:
 
 def reference_moment(spec: str, n: int, seed: int = 0) -> torch.Tensor:
     """The detector's moment image (C, R, R) of n images of a source: the owner's unmarked reference."""
-    from .detect import moment_image
-
     return moment_image(suspect_images(spec, n, seed))
