@@ -41,6 +41,7 @@ class Member:
     data: str = "queries"       # queries | real (an innocent trained on the real data) | target (the owner's model)
     finetune_real: int = 0      # > 0: after training on the queries, fine-tune on this many real images
     fidelity: bool = False      # also measure FID(copy, target)
+    kimg: float = 0.0           # training length when it differs from the population's (0: EvalOptions.kimg)
 
     @property
     def name(self) -> str:
@@ -72,6 +73,9 @@ def default_plan() -> list[Member]:
         Member("stolen", "pggan, latents, 10K, seed 1", attack="pggan", knowledge="latents", seed=1),
         Member("stolen", "fast, images, 1K, seed 1", queries=1000, seed=1),
         Member("stolen", "pggan, images, 10K, seed 1", attack="pggan", seed=1),
+        Member("stolen", "pggan, latents, 10K, seed 1, 240 kimg", attack="pggan", knowledge="latents", seed=1,
+               kimg=240, fidelity=True),
+        Member("stolen", "pggan, images, 10K, seed 1, 240 kimg", attack="pggan", seed=1, kimg=240, fidelity=True),
     ]
 
 
@@ -107,10 +111,15 @@ class EvalOptions:
 def member_key(opts: EvalOptions, m: Member, target_sha: str) -> dict:
     """Everything a member's stored result depends on (the key only as a digest; the mark's strength only when
     the member was served the mark, so innocent models are shared by runs at several strengths)."""
-    return {"member": asdict(m), "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
-            "strength": opts.strength if m.marked else None, "kimg": opts.kimg, "verify_n": opts.verify_n,
+    member = {k: v for k, v in asdict(m).items() if k != "kimg"}      # recorded once, as the length used
+    return {"member": member, "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
+            "strength": opts.strength if m.marked else None, "kimg": training_kimg(opts, m), "verify_n": opts.verify_n,
             "null_keys": opts.null_keys, "fid_n": opts.fid_n if m.fidelity else None,
             "p_value": f"exact over {EXACT_DRAWS} draws", "statistic": STATISTIC}
+
+
+def training_kimg(opts: EvalOptions, m: Member) -> float:
+    return m.kimg or opts.kimg
 
 
 def member_folder(opts: EvalOptions, m: Member) -> str:
@@ -144,9 +153,10 @@ def _train(exp, opts: EvalOptions, m: Member, folder: Path) -> tuple[Path, float
     target_cfg = exp.config
     res, ch = target_cfg["resolution"], target_cfg["channels"]
     data = _training_set(exp, opts, m, folder)
-    a = AttackOptions(target=opts.target, attack=m.attack, queries=m.queries, attack_kimg=opts.kimg,
+    kimg = training_kimg(opts, m)
+    a = AttackOptions(target=opts.target, attack=m.attack, queries=m.queries, attack_kimg=kimg,
                       knowledge=m.knowledge, seed=m.seed, fid_n=opts.fid_n, progress=opts.progress)
-    cfg = attack_config(a, res, ch, opts.kimg, **knowledge_settings(a, target_cfg))
+    cfg = attack_config(a, res, ch, kimg, **knowledge_settings(a, target_cfg))
     t0 = time.perf_counter()
     ckpt = train_attack(cfg, data, folder / "model.pt", progress=opts.progress)["checkpoint"]
     if m.finetune_real:
@@ -154,7 +164,7 @@ def _train(exp, opts: EvalOptions, m: Member, folder: Path) -> tuple[Path, float
         idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(m.seed + 7))[:m.finetune_real]
         subset = ImageSet(real.images[idx], None, f"{real.fingerprint}:subset:{m.seed}:{m.finetune_real}", "real")
         latent = knowledge_settings(a, target_cfg).get("latent_dim")
-        ft = attack_config(a, res, ch, opts.kimg / 3, grow=False, seed_offset=1, latent_dim=latent)
+        ft = attack_config(a, res, ch, kimg / 3, grow=False, seed_offset=1, latent_dim=latent)
         ckpt = train_attack(ft, subset, folder / "model-finetuned.pt", init_from=ckpt,
                             progress=opts.progress)["checkpoint"]
     return ckpt, time.perf_counter() - t0
