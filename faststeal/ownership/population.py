@@ -40,6 +40,7 @@ class Member:
     seed: int = 0
     data: str = "queries"       # queries | real (an innocent trained on the real data) | target (the owner's model)
     finetune_real: int = 0      # > 0: after training on the queries, fine-tune on this many real images
+    finetune_kimg: float = 0.0  # length of that fine-tuning (0: a third of the training length)
     fidelity: bool = False      # also measure FID(copy, target)
     kimg: float = 0.0           # training length when it differs from the population's (0: EvalOptions.kimg)
 
@@ -73,6 +74,10 @@ def default_plan() -> list[Member]:
         Member("stolen", "pggan, latents, 10K, seed 1", attack="pggan", knowledge="latents", seed=1),
         Member("stolen", "fast, images, 1K, seed 1", queries=1000, seed=1),
         Member("stolen", "pggan, images, 10K, seed 1", attack="pggan", seed=1),
+        Member("careful", "fast, images, 10K, + fine-tune on 1K real, 2 kimg", finetune_real=1000, finetune_kimg=2,
+               fidelity=True),
+        Member("careful", "fast, images, 10K, + fine-tune on 1K real, 8 kimg", finetune_real=1000, finetune_kimg=8,
+               fidelity=True),
         Member("stolen", "pggan, latents, 10K, seed 1, 240 kimg", attack="pggan", knowledge="latents", seed=1,
                kimg=240, fidelity=True),
         Member("stolen", "pggan, images, 10K, seed 1, 240 kimg", attack="pggan", seed=1, kimg=240, fidelity=True),
@@ -111,15 +116,23 @@ class EvalOptions:
 def member_key(opts: EvalOptions, m: Member, target_sha: str) -> dict:
     """Everything a member's stored result depends on (the key only as a digest; the mark's strength only when
     the member was served the mark, so innocent models are shared by runs at several strengths)."""
-    member = {k: v for k, v in asdict(m).items() if k != "kimg"}      # recorded once, as the length used
-    return {"member": member, "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
-            "strength": opts.strength if m.marked else None, "kimg": training_kimg(opts, m), "verify_n": opts.verify_n,
-            "null_keys": opts.null_keys, "fid_n": opts.fid_n if m.fidelity else None,
-            "p_value": f"exact over {EXACT_DRAWS} draws", "statistic": STATISTIC}
+    member = {k: v for k, v in asdict(m).items() if k not in ("kimg", "finetune_kimg")}   # as lengths used, below
+    kimg = training_kimg(opts, m)
+    key = {"member": member, "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
+           "strength": opts.strength if m.marked else None, "kimg": kimg, "verify_n": opts.verify_n,
+           "null_keys": opts.null_keys, "fid_n": opts.fid_n if m.fidelity else None,
+           "p_value": f"exact over {EXACT_DRAWS} draws", "statistic": STATISTIC}
+    if m.finetune_real:
+        key["finetune_kimg"] = finetune_kimg(m, kimg)
+    return key
 
 
 def training_kimg(opts: EvalOptions, m: Member) -> float:
     return m.kimg or opts.kimg
+
+
+def finetune_kimg(m: Member, kimg: float) -> float:
+    return m.finetune_kimg or kimg / 3
 
 
 def member_folder(opts: EvalOptions, m: Member) -> str:
@@ -164,7 +177,7 @@ def _train(exp, opts: EvalOptions, m: Member, folder: Path) -> tuple[Path, float
         idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(m.seed + 7))[:m.finetune_real]
         subset = ImageSet(real.images[idx], None, f"{real.fingerprint}:subset:{m.seed}:{m.finetune_real}", "real")
         latent = knowledge_settings(a, target_cfg).get("latent_dim")
-        ft = attack_config(a, res, ch, kimg / 3, grow=False, seed_offset=1, latent_dim=latent)
+        ft = attack_config(a, res, ch, finetune_kimg(m, kimg), grow=False, seed_offset=1, latent_dim=latent)
         ckpt = train_attack(ft, subset, folder / "model-finetuned.pt", init_from=ckpt,
                             progress=opts.progress)["checkpoint"]
     return ckpt, time.perf_counter() - t0

@@ -65,3 +65,19 @@ def test_summary_counts_rates():
     s = summarise(rows)
     assert s["tpr_stolen_at_0.01"] == 1.0 and s["tpr_stolen_at_0.001"] == 0.5
     assert s["fpr_innocent_at_0.01"] == 0.0 and s["tpr_careful_at_0.01"] is None and s["wrong_key_tests"] == 4
+
+
+def test_member_key_records_the_lengths_used():
+    """A member trained longer, or fine-tuned for a set length, is keyed on the length it used; setting the
+    population's length explicitly on a member keys it like the default."""
+    from faststeal.ownership.population import member_key
+
+    opts = EvalOptions(key=KEY, kimg=80)
+    base = Member("stolen", "copy")
+    assert member_key(opts, base, "t")["kimg"] == 80
+    assert member_key(opts, Member("stolen", "copy", kimg=80), "t") == member_key(opts, base, "t")
+    assert member_key(opts, Member("stolen", "copy", kimg=240), "t")["kimg"] == 240
+    ft = Member("careful", "ft", finetune_real=1000)
+    assert "finetune_kimg" not in member_key(opts, base, "t")
+    assert member_key(opts, ft, "t")["finetune_kimg"] == 80 / 3
+    assert member_key(opts, Member("careful", "ft", finetune_real=1000, finetune_kimg=2), "t")["finetune_kimg"] == 2
