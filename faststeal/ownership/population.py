@@ -81,6 +81,11 @@ def default_plan() -> list[Member]:
         Member("stolen", "pggan, latents, 10K, seed 1, 240 kimg", attack="pggan", knowledge="latents", seed=1,
                kimg=240, fidelity=True),
         Member("stolen", "pggan, images, 10K, seed 1, 240 kimg", attack="pggan", seed=1, kimg=240, fidelity=True),
+        Member("stolen", "pggan, latents, 10K, seed 0, 240 kimg", attack="pggan", knowledge="latents", kimg=240,
+               fidelity=True),
+        Member("stolen", "pggan, images, 10K, seed 0, 240 kimg", attack="pggan", kimg=240, fidelity=True),
+        Member("innocent", "pggan, latents, 10K, unmarked target, 240 kimg", marked=False, attack="pggan",
+               knowledge="latents", kimg=240, fidelity=True),
     ]
 
 
