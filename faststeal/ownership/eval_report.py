@@ -12,11 +12,13 @@ def _fmt(v, spec=".2f"):
     return "n/a" if v is None else format(v, spec)
 
 
-def member_table(rows: list[dict]) -> str:
-    lines = ["| group | model | z | p-value | detected (p < 1e-3) | fidelity | train s |",
-             "|---|---|---:|---:|:---:|---:|---:|"]
+def member_table(rows: list[dict], kimg: float) -> str:
+    """One line per model; ``kimg`` is the population's training length (rows stored before lengths could
+    differ per model do not carry their own)."""
+    lines = ["| group | model | kimg | z | p-value | detected (p < 1e-3) | fidelity | train s |",
+             "|---|---|---:|---:|---:|:---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['group']} | {r['label']} | {r['z']:.2f} | {r['p_value']:.2g} | "
+        lines.append(f"| {r['group']} | {r['label']} | {r.get('kimg', kimg):g} | {r['z']:.2f} | {r['p_value']:.2g} | "
                      f"{'yes' if r['detected'] else 'no'} | {_fmt(r.get('fidelity'))} | {r['train_seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -92,15 +94,16 @@ def write_report(result: dict, utility: dict | None, out: Path) -> Path:
     body = [
         "# Ownership verification: population", "",
         f"Target {opts['target']}, mark strength {opts['strength']:g} (RMS pixel levels), band "
-        f"[{opts['low']:g}, {opts['high']:g}), every model trained {opts['kimg']:g} kimg, {opts['verify_n']} samples "
-        f"per model for the detector (reference: the owner's unmarked target), {opts['null_keys']} wrong keys per "
+        f"[{opts['low']:g}, {opts['high']:g}), models trained {opts['kimg']:g} kimg unless their row says "
+        f"otherwise, {opts['verify_n']} samples per model for the detector (reference: the owner's unmarked "
+        f"target), {opts['null_keys']} wrong keys per "
         f"model. p-values are exact: the rank of z among 10,000 random sign vectors on the model's own band "
         f"coefficients (models stored before that carry normal-tail p-values).", "",
         "## Utility", "", util, "",
         "## Detection", "", summary_table(s), "",
         f"Wrong-key p-values over all models: KS test against uniform p = {_fmt(s.get('wrong_key_ks_p'), '.3f')} "
         f"(smallest per-model KS p = {_fmt(s.get('wrong_key_ks_p_per_member_min'), '.3f')}).", "",
-        "## Every model", "", member_table(result["members"]), "",
+        "## Every model", "", member_table(result["members"], opts["kimg"]), "",
         f"![statistic](statistic-s{opts['strength']:g}.png)", "", "## Served images", "",
         "Left: the target. Right: the same codes served with the mark.", "",
         f"![served vs marked](served-s{opts['strength']:g}.png)", "",

@@ -205,7 +205,7 @@ def evaluate_member(exp, opts: EvalOptions, m: Member, folder: Path, reference: 
                                       exact_draws=EXACT_DRAWS)
     row = {"group": m.group, "label": m.label, "marked": m.marked, "thief": m.thief, "knowledge": m.knowledge,
            "attack": m.attack, "queries": m.queries, "seed": m.seed, "data": m.data, "finetune_real": m.finetune_real,
-           "z": d.z, "p_value": d.p_value, "detected": d.p_value < STOLEN_P,
+           "kimg": training_kimg(opts, m), "z": d.z, "p_value": d.p_value, "detected": d.p_value < STOLEN_P,
            "p_normal": d.p_normal, "null_z": [round(float(v), 4) for v in null_z],
            "null_p": [float(v) for v in null_p], "train_seconds": round(train_s, 1)}
     if m.fidelity:
