@@ -42,7 +42,7 @@ class Member:
     finetune_real: int = 0      # > 0: after training on the queries, fine-tune on this many real images
     finetune_kimg: float = 0.0  # length of that fine-tuning (0: a third of the training length)
     fidelity: bool = False      # also measure FID(copy, target)
-    kimg: float = 0.0           # training length when it differs from the population's (0: EvalOptions.kimg)
+    longer: float = 1.0         # training length as a multiple of the population's (EvalOptions.kimg)
 
     @property
     def name(self) -> str:
@@ -78,14 +78,15 @@ def default_plan() -> list[Member]:
                fidelity=True),
         Member("careful", "fast, images, 10K, + fine-tune on 1K real, 8 kimg", finetune_real=1000, finetune_kimg=8,
                fidelity=True),
-        Member("stolen", "pggan, latents, 10K, seed 1, 240 kimg", attack="pggan", knowledge="latents", seed=1,
-               kimg=240, fidelity=True),
-        Member("stolen", "pggan, images, 10K, seed 1, 240 kimg", attack="pggan", seed=1, kimg=240, fidelity=True),
-        Member("stolen", "pggan, latents, 10K, seed 0, 240 kimg", attack="pggan", knowledge="latents", kimg=240,
+        Member("stolen", "pggan, latents, 10K, seed 1, trained 3x longer", attack="pggan", knowledge="latents",
+               seed=1, longer=3, fidelity=True),
+        Member("stolen", "pggan, images, 10K, seed 1, trained 3x longer", attack="pggan", seed=1, longer=3,
                fidelity=True),
-        Member("stolen", "pggan, images, 10K, seed 0, 240 kimg", attack="pggan", kimg=240, fidelity=True),
-        Member("innocent", "pggan, latents, 10K, unmarked target, 240 kimg", marked=False, attack="pggan",
-               knowledge="latents", kimg=240, fidelity=True),
+        Member("stolen", "pggan, latents, 10K, seed 0, trained 3x longer", attack="pggan", knowledge="latents",
+               longer=3, fidelity=True),
+        Member("stolen", "pggan, images, 10K, seed 0, trained 3x longer", attack="pggan", longer=3, fidelity=True),
+        Member("innocent", "pggan, latents, 10K, unmarked target, trained 3x longer", marked=False,
+               attack="pggan", knowledge="latents", longer=3, fidelity=True),
     ]
 
 
@@ -121,7 +122,7 @@ class EvalOptions:
 def member_key(opts: EvalOptions, m: Member, target_sha: str) -> dict:
     """Everything a member's stored result depends on (the key only as a digest; the mark's strength only when
     the member was served the mark, so innocent models are shared by runs at several strengths)."""
-    member = {k: v for k, v in asdict(m).items() if k not in ("kimg", "finetune_kimg")}   # as lengths used, below
+    member = {k: v for k, v in asdict(m).items() if k not in ("longer", "finetune_kimg")}  # as lengths used, below
     kimg = training_kimg(opts, m)
     key = {"member": member, "target_sha256": target_sha, "key": opts.key_digest(), "band": [opts.low, opts.high],
            "strength": opts.strength if m.marked else None, "kimg": kimg, "verify_n": opts.verify_n,
@@ -133,7 +134,7 @@ def member_key(opts: EvalOptions, m: Member, target_sha: str) -> dict:
 
 
 def training_kimg(opts: EvalOptions, m: Member) -> float:
-    return m.kimg or opts.kimg
+    return opts.kimg * m.longer
 
 
 def finetune_kimg(m: Member, kimg: float) -> float:

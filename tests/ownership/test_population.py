@@ -68,15 +68,16 @@ def test_summary_counts_rates():
 
 
 def test_member_key_records_the_lengths_used():
-    """A member trained longer, or fine-tuned for a set length, is keyed on the length it used; setting the
-    population's length explicitly on a member keys it like the default."""
+    """A member trained longer, or fine-tuned for a set length, is keyed on the length it used, so the same
+    length reached another way is the same result."""
     from faststeal.ownership.population import member_key
 
     opts = EvalOptions(key=KEY, kimg=80)
     base = Member("stolen", "copy")
     assert member_key(opts, base, "t")["kimg"] == 80
-    assert member_key(opts, Member("stolen", "copy", kimg=80), "t") == member_key(opts, base, "t")
-    assert member_key(opts, Member("stolen", "copy", kimg=240), "t")["kimg"] == 240
+    longer = Member("stolen", "copy", longer=3)
+    assert member_key(opts, longer, "t")["kimg"] == 240
+    assert member_key(opts, longer, "t") == member_key(EvalOptions(key=KEY, kimg=240), base, "t")
     ft = Member("careful", "ft", finetune_real=1000)
     assert "finetune_kimg" not in member_key(opts, base, "t")
     assert member_key(opts, ft, "t")["finetune_kimg"] == 80 / 3
