@@ -12,13 +12,11 @@ def _fmt(v, spec=".2f"):
     return "n/a" if v is None else format(v, spec)
 
 
-def member_table(rows: list[dict], kimg: float) -> str:
-    """One line per model; ``kimg`` is the population's training length (rows stored before lengths could
-    differ per model do not carry their own)."""
+def member_table(rows: list[dict]) -> str:
     lines = ["| group | model | kimg | z | p-value | detected (p < 1e-3) | fidelity | train s |",
              "|---|---|---:|---:|---:|:---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['group']} | {r['label']} | {r.get('kimg', kimg):g} | {r['z']:.2f} | {r['p_value']:.2g} | "
+        lines.append(f"| {r['group']} | {r['label']} | {r['kimg']:g} | {r['z']:.2f} | {r['p_value']:.2g} | "
                      f"{'yes' if r['detected'] else 'no'} | {_fmt(r.get('fidelity'))} | {r['train_seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -103,7 +101,7 @@ def write_report(result: dict, utility: dict | None, out: Path) -> Path:
         "## Detection", "", summary_table(s), "",
         f"Wrong-key p-values over all models: KS test against uniform p = {_fmt(s.get('wrong_key_ks_p'), '.3f')} "
         f"(smallest per-model KS p = {_fmt(s.get('wrong_key_ks_p_per_member_min'), '.3f')}).", "",
-        "## Every model", "", member_table(result["members"], opts["kimg"]), "",
+        "## Every model", "", member_table(result["members"]), "",
         f"![statistic](statistic-s{opts['strength']:g}.png)", "", "## Served images", "",
         "Left: the target. Right: the same codes served with the mark.", "",
         f"![served vs marked](served-s{opts['strength']:g}.png)", "",

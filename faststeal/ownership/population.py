@@ -313,6 +313,7 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
             return evaluate_member(exp, opts, m, exp.file(where), owner_reference())
 
         row = exp.cached(f"{where}/result.json", member_key(opts, m, target_sha), build)
+        row.setdefault("kimg", training_kimg(opts, m))    # rows stored before it was recorded: the key holds it
         log(f"[{i + 1}/{len(plan)}] {m.group:<8} {m.label:<48} z {row['z']:7.2f}  p {row['p_value']:.2e}"
             f"  ({row['seconds']:.0f} s)")
         rows.append(row)

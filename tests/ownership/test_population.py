@@ -30,6 +30,7 @@ def test_population_detects_the_copy_and_resumes(tiny_target, tmp_path):
     written = "".join(p.read_text(errors="ignore") for p in (tmp_path / "eval").rglob("*.json"))
     written += (tmp_path / "eval" / "report-s32.md").read_text()
     assert KEY not in written
+    assert "| innocent | target itself | 2 |" in written          # each model's training length is shown
 
     again = []
     r2 = run_eval(opts, log=again.append)              # every member reused: nothing is built again
