@@ -206,7 +206,7 @@ def evaluate_member(exp, opts: EvalOptions, m: Member, folder: Path, reference: 
                                       exact_draws=EXACT_DRAWS)
     row = {"group": m.group, "label": m.label, "marked": m.marked, "thief": m.thief, "knowledge": m.knowledge,
            "attack": m.attack, "queries": m.queries, "seed": m.seed, "data": m.data, "finetune_real": m.finetune_real,
-           "kimg": training_kimg(opts, m), "z": d.z, "p_value": d.p_value, "detected": d.p_value < STOLEN_P,
+           "z": d.z, "p_value": d.p_value, "detected": d.p_value < STOLEN_P,
            "p_normal": d.p_normal, "null_z": [round(float(v), 4) for v in null_z],
            "null_p": [float(v) for v in null_p], "train_seconds": round(train_s, 1)}
     if m.fidelity:
@@ -313,7 +313,7 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
             return evaluate_member(exp, opts, m, exp.file(where), owner_reference())
 
         row = exp.cached(f"{where}/result.json", member_key(opts, m, target_sha), build)
-        row.setdefault("kimg", training_kimg(opts, m))    # rows stored before it was recorded: the key holds it
+        row["kimg"] = training_kimg(opts, m)       # held by the key the stored row matched
         log(f"[{i + 1}/{len(plan)}] {m.group:<8} {m.label:<48} z {row['z']:7.2f}  p {row['p_value']:.2e}"
             f"  ({row['seconds']:.0f} s)")
         rows.append(row)
