@@ -101,14 +101,11 @@ def train_target(arch, data, classes, resolution, channels, latent_dim, width, b
     from .data import load_dataset
     from .train import TrainConfig, Trainer
 
-    for flag, value, low in (("--latent-dim", latent_dim, 1), ("--width", width, 1), ("--batch", batch, 1),
-                             ("--n-dis", n_dis, 1)):
-        if value is not None and value < low:
-            raise click.BadParameter(f"must be >= {low}, got {value}", param_hint=flag)
+    for flag, value in (("--latent-dim", latent_dim), ("--width", width), ("--batch", batch), ("--n-dis", n_dis)):
+        _at_least(value, 1, flag)
     for flag, value in (("--kimg", kimg), ("--lr", lr), ("--phase-kimg", phase_kimg), ("--ema-kimg", ema_kimg),
                         ("--snapshot-kimg", snapshot_kimg)):
-        if value is not None and not value > 0:
-            raise click.BadParameter(f"must be > 0, got {value}", param_hint=flag)
+        _positive(value, flag)
     if not resume:
         _check_out_file(out, force, (".pt", ".pth", ".ckpt"))
     _set_threads(threads)
@@ -145,10 +142,8 @@ def sample(target, n, out, seed, nrow, force):
     from .grid import save_grid
     from .sampling import generate
 
-    if n < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--n")
-    if nrow is not None and nrow < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--nrow")
+    _at_least(n, 1, "--n")
+    _at_least(nrow, 1, "--nrow")
     _check_out_file(out, force, (".png", ".jpg", ".jpeg", ".webp"))
     generator = load_generator(target)
     start = time.perf_counter()
@@ -208,10 +203,8 @@ def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json):
     """
     from .metrics import compute_metric
 
-    if n is not None and n < 2:
-        raise click.BadParameter("must be >= 2", param_hint="--n")
-    if batch < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--batch")
+    _at_least(n, 2, "--n")
+    _at_least(batch, 1, "--batch")
     start = time.perf_counter()
     result = compute_metric(a, b, n=n, batch=batch, metric=metric, device=device, precision=precision,
                             loader=loader, cache=not no_cache, progress=not as_json)
@@ -250,29 +243,35 @@ def attack_size_options(f):
     return f
 
 
+def _at_least(value, low, flag, note=""):
+    """One-line error for a number below its minimum; None means not given."""
+    if value is not None and value < low:
+        raise click.BadParameter(f"must be >= {low}{note}, got {value}", param_hint=flag)
+
+
+def _positive(value, flag):
+    """One-line error for a length, rate or strength that is not above zero; None means not given."""
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"must be > 0, got {value:g}", param_hint=flag)
+
+
 def _check_attack_options(queries=None, attack_kimg=None, attack_width=None, batch=None, fid_n=None, prior=None,
                           out=None, **extra):
     """Reject bad sizes before any query is bought or any image trained on: one line each."""
     from .attack.oracle import LatentPrior
 
-    def positive(value, flag, low=1):
-        if value is not None and value < low:
-            raise click.BadParameter(f"must be >= {low}, got {value}", param_hint=flag)
-
-    positive(queries, "--queries")
-    positive(attack_width, "--attack-width")
-    positive(batch, "--batch")
-    positive(fid_n, "--fid-n", 2)
-    if attack_kimg is not None and attack_kimg <= 0:
-        raise click.BadParameter(f"must be > 0, got {attack_kimg}", param_hint="--attack-kimg")
+    _at_least(queries, 1, "--queries")
+    _at_least(attack_width, 1, "--attack-width")
+    _at_least(batch, 1, "--batch")
+    _at_least(fid_n, 2, "--fid-n")
+    _positive(attack_kimg, "--attack-kimg")
     if prior is not None:
         try:
             LatentPrior.parse(prior)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--prior") from None
     for flag, value in extra.items():
-        if value is not None and value < 0:
-            raise click.BadParameter(f"must be >= 0, got {value}", param_hint=flag)
+        _at_least(value, 0, flag)
     if out is not None:
         _check_out_folder(out)
 
@@ -313,8 +312,7 @@ def _set_threads(threads):
     """--threads pins the count; without it the count follows the cores other processes leave free."""
     from . import cpu
 
-    if threads is not None and threads < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--threads")
+    _at_least(threads, 1, "--threads")
     _, warning = cpu.configure(threads)
     if warning:
         click.echo(f"warning: {warning}", err=True)
@@ -445,10 +443,8 @@ def transfer(source, data, classes, kimg, evals, fid_n, batch, seed, threads, ou
     """Fine-tune a stolen model on a new domain vs training from scratch (FID curves)."""
     from .attack.transfer import TransferOptions, run_transfer
 
-    if kimg <= 0:
-        raise click.BadParameter(f"must be > 0, got {kimg}", param_hint="--kimg")
-    if evals < 1:
-        raise click.BadParameter(f"must be >= 1, got {evals}", param_hint="--evals")
+    _positive(kimg, "--kimg")
+    _at_least(evals, 1, "--evals")
     _check_attack_options(batch=batch, fid_n=fid_n, out=out)
     _set_threads(threads)
     m = run_transfer(TransferOptions(source=source, data=data, classes=classes, kimg=kimg, evals=evals,
@@ -614,13 +610,9 @@ def verify(suspect, key, n, reference, low, high, null_keys, seed, exact_draws, 
 
     if not key:
         raise click.BadParameter("give the owner's key, e.g. --key SECRET", param_hint="--key")
-    if n < run.MIN_IMAGES:
-        raise click.BadParameter(f"must be >= {run.MIN_IMAGES} for a decision, got {n}", param_hint="--n")
-    if null_keys < 0:
-        raise click.BadParameter(f"must be >= 0, got {null_keys}", param_hint="--null-keys")
-    if exact_draws < 0:
-        raise click.BadParameter(f"must be >= 0 (0: normal approximation), got {exact_draws}",
-                                 param_hint="--exact-draws")
+    _at_least(n, run.MIN_IMAGES, "--n", " for a decision")
+    _at_least(null_keys, 0, "--null-keys")
+    _at_least(exact_draws, 0, "--exact-draws", " (0: normal approximation)")
     if not 0 <= low < high:
         raise click.BadParameter(f"need 0 <= --low < --high, got {low:g} and {high:g}", param_hint="--low")
     _set_threads(threads)
@@ -673,16 +665,11 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility
         raise click.BadParameter(f"no member named {', '.join(unknown)}; see --list-members", param_hint="--member")
     if not key:
         raise click.BadParameter("give the owner's key, e.g. --key SECRET", param_hint="--key")
-    if strength <= 0:
-        raise click.BadParameter(f"must be > 0, got {strength:g}", param_hint="--strength")
-    if verify_n < MIN_IMAGES:
-        raise click.BadParameter(f"must be >= {MIN_IMAGES}, got {verify_n}", param_hint="--verify-n")
-    if limit is not None and limit < 1:
-        raise click.BadParameter(f"must be >= 1, got {limit}", param_hint="--limit")
-    if null_keys < 1:
-        raise click.BadParameter(f"must be >= 1, got {null_keys}", param_hint="--null-keys")
-    if utility_n < 2:
-        raise click.BadParameter(f"must be >= 2, got {utility_n}", param_hint="--utility-n")
+    _positive(strength, "--strength")
+    _at_least(verify_n, MIN_IMAGES, "--verify-n")
+    _at_least(limit, 1, "--limit")
+    _at_least(null_keys, 1, "--null-keys")
+    _at_least(utility_n, 2, "--utility-n")
     _check_attack_options(attack_kimg=kimg, fid_n=fid_n, out=out)
     _set_threads(threads)
     r = run_eval(EvalOptions(target=target, key=key, strength=strength, kimg=kimg, verify_n=verify_n,
