@@ -41,6 +41,9 @@ class FriendlyGroup(click.Group):
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             click.echo(f"error: {text} (set FASTSTEAL_DEBUG=1 for the traceback)", err=True)
             sys.exit(2)
+        except click.MissingParameter as exc:    # a required option left out: click's own words, one line
+            click.echo(f"error: {exc.format_message().splitlines()[0]}", err=True)
+            sys.exit(2)
         except click.BadParameter as exc:        # a bad value: one line that names the option, no usage dump
             hint = exc.param_hint if isinstance(exc.param_hint, str) else None
             click.echo(f"error: {hint + ': ' if hint else ''}{exc.message}", err=True)

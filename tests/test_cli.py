@@ -62,6 +62,27 @@ def test_bad_attack_options_stop_before_any_work_with_one_line(tmp_path, tiny_ta
         assert not (Path(cwd) / "runs").exists()           # refused before any folder was made
 
 
+
+def test_range_errors_name_the_flag_and_the_value_given(tmp_path, tiny_target):
+    """Every numeric range check goes through one helper, so every message says what was wrong; a required
+    option left out is named too."""
+    runner = CliRunner()
+    cases = [
+        (["sample", "--target", str(tiny_target), "--n", "0"], "--n: must be >= 1, got 0"),
+        (["sample", "--target", str(tiny_target), "--nrow", "-2"], "--nrow: must be >= 1, got -2"),
+        (["train-target", "--out", "t.pt", "--lr", "0"], "--lr: must be > 0, got 0"),
+        (["train-target", "--out", "t.pt", "--width", "0"], "--width: must be >= 1, got 0"),
+        (["train-target", "--lr", "0.1"], "Missing option '--out'"),      # was an empty "error: " line
+        (["extract", "--queries", "10"], "Missing option '--target'"),
+        (["extract", "--target", str(tiny_target), "--threads", "0"], "--threads: must be >= 1, got 0"),
+        (["extract", "--target", str(tiny_target), "--attack-kimg", "-0.5"], "--attack-kimg: must be > 0, got -0.5"),
+    ]
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        for args, words in cases:
+            res = runner.invoke(main, args)
+            lines = [line for line in res.output.splitlines() if line.strip()]
+            assert res.exit_code == 2 and len(lines) == 1 and words in lines[0], (args, res.output)
+
 def test_late_failures_and_tracebacks_are_now_one_line_errors_before_work(tmp_path, tiny_target):
     """Each case once ended in a traceback or failed only after minutes of work."""
     from faststeal.checkpoint import load_checkpoint, save_checkpoint
