@@ -62,7 +62,6 @@ def test_bad_attack_options_stop_before_any_work_with_one_line(tmp_path, tiny_ta
         assert not (Path(cwd) / "runs").exists()           # refused before any folder was made
 
 
-
 def test_range_errors_name_the_flag_and_the_value_given(tmp_path, tiny_target):
     """Every numeric range check goes through one helper, so every message says what was wrong; a required
     option left out is named too."""
@@ -82,6 +81,7 @@ def test_range_errors_name_the_flag_and_the_value_given(tmp_path, tiny_target):
             res = runner.invoke(main, args)
             lines = [line for line in res.output.splitlines() if line.strip()]
             assert res.exit_code == 2 and len(lines) == 1 and words in lines[0], (args, res.output)
+
 
 def test_late_failures_and_tracebacks_are_now_one_line_errors_before_work(tmp_path, tiny_target):
     """Each case once ended in a traceback or failed only after minutes of work."""

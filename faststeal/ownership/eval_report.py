@@ -13,6 +13,7 @@ def _fmt(v, spec=".2f"):
 
 
 def member_table(rows: list[dict]) -> str:
+    """One line per model, with the training length its stored result was keyed on."""
     lines = ["| group | model | kimg | z | p-value | detected (p < 1e-3) | fidelity | train s |",
              "|---|---|---:|---:|---:|:---:|---:|---:|"]
     for r in rows:
