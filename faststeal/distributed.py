@@ -40,8 +40,18 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def gpu_per_rank() -> bool:
+    """Whether every local rank gets a GPU of its own (NCCL refuses two ranks on one GPU).
+
+    With more local ranks than GPUs (e.g. the two-rank tests on a one-GPU machine) every rank runs on the CPU
+    over gloo instead, so all ranks compute alike."""
+    if not torch.cuda.is_available():
+        return False
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= torch.cuda.device_count()
+
+
 def backend() -> str:
-    return "nccl" if torch.cuda.is_available() else "gloo"
+    return "nccl" if gpu_per_rank() else "gloo"
 
 
 def setup() -> bool:
@@ -50,7 +60,7 @@ def setup() -> bool:
         return True
     if not launched() or not dist.is_available():
         return False
-    if torch.cuda.is_available():
+    if gpu_per_rank():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend())
     return True
@@ -63,7 +73,7 @@ def teardown() -> None:
 
 def device() -> torch.device:
     """This rank's compute device: its own GPU under torchrun, the first GPU alone, else the CPU."""
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() or (active() and not gpu_per_rank()):
         return torch.device("cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if active() else 0)
 

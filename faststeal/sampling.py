@@ -31,11 +31,23 @@ def latent_batches(n: int, dim: int, batch: int, seed: int = SAMPLE_SEED) -> Ite
         buf, done = buf[b:], done + b
 
 
-def uint8_batches(generator, n: int, *, seed: int = SAMPLE_SEED, batch: int = 256, device="cpu",
+def generator_device(generator) -> torch.device:
+    """Where a generator's weights live (codes are sent there); the CPU for one with no tensors."""
+    for t in generator.parameters() if isinstance(generator, torch.nn.Module) else ():
+        return t.device
+    for t in generator.buffers() if isinstance(generator, torch.nn.Module) else ():
+        return t.device
+    return torch.device("cpu")
+
+
+def uint8_batches(generator, n: int, *, seed: int = SAMPLE_SEED, batch: int = 256, device=None,
                   take=None) -> Iterator[torch.Tensor]:
-    """Batches of uint8 (b, C, H, W) samples; ``take`` filters the latent batches (e.g. a rank's own)."""
+    """Batches of uint8 (b, C, H, W) samples on the CPU; codes go to ``device`` (default: the generator's).
+
+    ``take`` filters the latent batches (e.g. a rank's own)."""
     from .data import to_uint8
 
+    device = generator_device(generator) if device is None else device
     batches = latent_batches(n, generator.latent_dim, batch, seed)
     if take is not None:
         batches = take(batches)
@@ -48,7 +60,7 @@ def uint8_batches(generator, n: int, *, seed: int = SAMPLE_SEED, batch: int = 25
         yield to_uint8(out).cpu()
 
 
-def generate(generator, n: int, *, seed: int = SAMPLE_SEED, batch: int = 256, device="cpu") -> torch.Tensor:
+def generate(generator, n: int, *, seed: int = SAMPLE_SEED, batch: int = 256, device=None) -> torch.Tensor:
     """n uint8 images of an ImageGenerator (see the module docstring for how codes are drawn)."""
     out = list(uint8_batches(generator, n, seed=seed, batch=batch, device=device))
     if out:

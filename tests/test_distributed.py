@@ -71,3 +71,13 @@ def _gather_to_main():
 def test_gather_to_main_delivers_only_to_rank0(tmp_path):
     assert distributed.gather_to_main("x") == ["x"]
     assert run_ranks(_gather_to_main, tmp_path=tmp_path) == [[0, 10], None]
+
+
+def test_more_local_ranks_than_gpus_fall_back_to_gloo_on_the_cpu(monkeypatch):
+    # NCCL refuses two ranks on one GPU: two ranks on a one-GPU machine both compute on the CPU over gloo
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert not distributed.gpu_per_rank() and distributed.backend() == "gloo"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert distributed.gpu_per_rank() and distributed.backend() == "nccl"

@@ -33,3 +33,15 @@ def test_a_generator_producing_nan_is_refused(tiny_target):
         generate(gen, 4)
     with pytest.raises(ValueError, match="NaN or infinite"):
         generator_stats(gen, 4, progress=False)
+
+
+def test_codes_go_to_the_generators_own_device(tiny_target, monkeypatch):
+    # the fidelity probe sampled a CUDA generator with CPU codes; codes now follow the weights by default
+    from faststeal import sampling
+
+    gen = load_generator(tiny_target)
+    real = sampling.generator_device
+    assert real(gen) == torch.device("cpu") and real(torch.nn.Identity()) == torch.device("cpu")
+    seen = []
+    monkeypatch.setattr(sampling, "generator_device", lambda g: seen.append(g) or torch.device("cpu"))
+    assert generate(gen, 3, seed=1).shape[0] == 3 and seen == [gen]

@@ -28,11 +28,17 @@ from .stats import FeatureStats, cache_path
 _EXTRACTORS: dict = {}
 
 
-def get_extractor(device=None, precision: str = "float32", weights=None) -> FeatureExtractor:
-    """A shared extractor per (device, precision, weights): loading the weights takes a second or two."""
+def compute_device(device=None) -> torch.device:
+    """The device features and distances are computed on: as asked, else this rank's GPU, else the CPU."""
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and device.index is None:  # plain "cuda": this rank's GPU, not always GPU 0
         device = default_device()
+    return device
+
+
+def get_extractor(device=None, precision: str = "float32", weights=None) -> FeatureExtractor:
+    """A shared extractor per (device, precision, weights): loading the weights takes a second or two."""
+    device = compute_device(device)
     key = (str(device), precision, str(weights))
     if key not in _EXTRACTORS:
         _EXTRACTORS[key] = FeatureExtractor(weights=weights, device=device, precision=precision)
@@ -89,7 +95,7 @@ def compute_stats(spec: str | Source, n: int | None = None, batch: int = 64, dev
                                "precision": precision})
     for feats in iter_features(source, count, batch, extractor, loader, progress):
         stats.update(feats)
-    stats.all_reduce()
+    stats.all_reduce().to_cpu()       # cached and fresh statistics alike live on the CPU
     stats.meta["n"] = stats.n
     if path is not None:
         distributed.on_main(stats.save, path)
@@ -152,7 +158,10 @@ def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric
     n2 = s2.n if s2.meta.get("n_known", True) else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", BiasedFIDWarning)
-        value = frechet_distance(s1.mu, s1.sigma, s2.mu, s2.sigma, method=method, n1=n1, n2=n2)
+        # the matrix square root runs where the features were computed (Newton-Schulz on a GPU)
+        on = compute_device(device)
+        value = frechet_distance(*(t.to(on) for t in (s1.mu, s1.sigma, s2.mu, s2.sigma)), method=method,
+                                 n1=n1, n2=n2)
     for w in caught:
         if issubclass(w.category, BiasedFIDWarning):
             out["biased"] = True

@@ -71,6 +71,12 @@ class FeatureStats:
             self.n = int(n.item())
         return self
 
+    def to_cpu(self) -> "FeatureStats":
+        """Move the moments to the CPU (in place): features may be summed on a GPU."""
+        if self.total is not None:
+            self.total, self.outer = self.total.cpu(), self.outer.cpu()
+        return self
+
     @property
     def mu(self) -> torch.Tensor:
         self._need(1)
