@@ -25,10 +25,11 @@ class FriendlyGroup(click.Group):
         from .metrics.inception import WeightsError
         from .metrics.sources import SourceError
         from .serve.client import RemoteError
+        from .targets import TargetError
         from .train import TrainingDiverged
 
         known = (DataError, CheckpointError, TrainingDiverged, BudgetExceeded, LatentsRefused, StaleCheckpoint,
-                 UnreadableFile, UnwritablePath, WeightsError, SourceError, RemoteError)
+                 UnreadableFile, UnwritablePath, WeightsError, SourceError, RemoteError, TargetError)
         try:
             return super().invoke(ctx)
         except known as exc:
@@ -132,39 +133,85 @@ def train_target(arch, data, classes, resolution, channels, latent_dim, width, b
                f"({result['images_per_s']:.1f} img/s); checkpoint {out}; grids in {run_dir}")
 
 
+TARGET_HELP = ("the generator: a faststeal checkpoint or builtin:NAME, a TorchScript file, a torch.export .pt2, an "
+               "ONNX .onnx, py:FILE.py:FACTORY or py:package.module:FACTORY (runs that Python code), or the URL "
+               "of `faststeal serve`")
+LOCAL_TARGET_HELP = TARGET_HELP.replace(", or the URL of `faststeal serve`", "")
+
+
+def target_options(f):
+    """What a foreign generator's probe cannot find, shared by every command that opens a target."""
+    from .targets import OUTPUT_RANGES
+
+    for opt in reversed([
+        click.option("--latent-dim", "target_latent_dim", type=int, default=None,
+                     help="foreign generator: its code size d, fed as (N, d) or (N, d, 1, 1) [default: probed]"),
+        click.option("--output-range", type=click.Choice(OUTPUT_RANGES), default=None,
+                     help="foreign generator: the range of its images [default: probed]"),
+        click.option("--num-classes", type=int, default=0, show_default=True,
+                     help="foreign class-conditional generator: K classes, a label drawn uniformly per code"),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _open_target(spec, target_latent_dim=None, output_range=None, num_classes=0, api_key=None, say=True):
+    """Open the target once, with the hints given on the command line (one-line errors from TargetError);
+    says on stderr what was found, since a probe may guess what a user should check."""
+    from .targets import Hints, open_target
+
+    target = open_target(spec, api_key=api_key, hints=Hints(target_latent_dim, output_range, num_classes))
+    if say and target.kind != "faststeal":
+        click.echo(target.summary(), err=True)
+    return target
+
+
+def _hints_dict(target_latent_dim=None, output_range=None, num_classes=0) -> dict | None:
+    from .targets import Hints
+
+    hints = Hints(target_latent_dim, output_range, num_classes)
+    return None if hints == Hints() else hints.as_dict()
+
+
 @main.command()
-@click.option("--target", required=True, help="checkpoint path or builtin:NAME")
+@click.option("--target", required=True, help=LOCAL_TARGET_HELP)
+@target_options
 @click.option("-n", "--n", type=int, default=64, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--nrow", type=int, default=None, help="images per row (default: square)")
 @click.option("--force", is_flag=True, help="overwrite --out if it exists")
-def sample(target, n, out, seed, nrow, force):
-    """Write a grid of generated images from a checkpoint."""
-    from . import load_generator
+def sample(target, target_latent_dim, output_range, num_classes, n, out, seed, nrow, force):
+    """Write a grid of generated images from any in-process generator."""
     from .grid import save_grid
-    from .sampling import generate
 
     _at_least(n, 1, "--n")
     _at_least(nrow, 1, "--nrow")
     _check_out_file(out, force, (".png", ".jpg", ".jpeg", ".webp"))
-    generator = load_generator(target)
+    opened = _open_target(target, target_latent_dim, output_range, num_classes)
     start = time.perf_counter()
-    images = generate(generator, n, seed=seed)
+    images = opened.sample(n, seed=seed)
     distributed.on_main(save_grid, images, out, nrow=nrow)
-    click.echo(f"wrote {out}: {n} samples of {target} ({generator.resolution}x{generator.resolution}, "
+    click.echo(f"wrote {out}: {n} samples of {target} ({opened.resolution}x{opened.resolution}, "
                f"{time.perf_counter() - start:.2f} s)")
 
 
 @main.command("info")
-@click.argument("checkpoint")
-def info(checkpoint):
-    """Print a checkpoint's config and training progress as JSON."""
+@click.argument("target")
+@target_options
+@click.option("--api-key", default=None, envvar="FASTSTEAL_API_KEY",
+              help="bearer token for an http:// TARGET (or $FASTSTEAL_API_KEY)")
+def info(target, target_latent_dim, output_range, num_classes, api_key):
+    """Print what faststeal knows of TARGET as JSON: its kind, shape, id and what was probed; for a faststeal
+    checkpoint also its config and training progress. TARGET is any target (see `extract --help`)."""
     from .checkpoint import load_checkpoint
 
-    state = load_checkpoint(checkpoint)
-    click.echo(json.dumps({k: state.get(k) for k in ("faststeal_version", "config", "progress",
-                                                       "data_fingerprint")}, indent=2, default=str))
+    opened = _open_target(target, target_latent_dim, output_range, num_classes, api_key, say=False)
+    out = opened.describe()
+    if opened.kind == "faststeal":
+        state = load_checkpoint(target)
+        out.update({k: state.get(k) for k in ("faststeal_version", "config", "progress", "data_fingerprint")})
+    click.echo(json.dumps(out, indent=2, default=str))
 
 
 
@@ -198,16 +245,23 @@ def export(checkpoint, out, dtype, force):
 @click.option("--device", default=None, help="cpu or cuda[:i]; default: cuda if available")
 @click.option("--no-cache", is_flag=True, help="recompute real-data statistics even if cached")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
-def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json):
+@target_options
+def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json, target_latent_dim, output_range,
+        num_classes):
     """FID (or KID) between two sources A and B.
 
     A source is fashion-mnist[:train|test], an image folder, a uint8 .npy/.npz, a statistics .npz
-    (mu, sigma) or a generator checkpoint (.pt / builtin:NAME).
+    (mu, sigma), a generator checkpoint (.pt / builtin:NAME), or gen:SPEC for any in-process generator
+    (gen:model.onnx, gen:g.ts, gen:py:my.py:make; the --latent-dim/--output-range/--num-classes hints apply
+    to it).
     """
     from .metrics import compute_metric
+    from .metrics.sources import open_source
 
     _at_least(n, 2, "--n")
     _at_least(batch, 1, "--batch")
+    hints = _hints_dict(target_latent_dim, output_range, num_classes)
+    a, b = open_source(a, hints), open_source(b, hints)
     start = time.perf_counter()
     result = compute_metric(a, b, n=n, batch=batch, metric=metric, device=device, precision=precision,
                             loader=loader, cache=not no_cache, progress=not as_json)
@@ -299,16 +353,13 @@ def _check_out_file(out, force: bool, suffixes: tuple[str, ...], flag="--out"):
     _check_out_folder(out.parent if str(out.parent) else ".", flag)
 
 
-def _target_name(target, api_key) -> str:
-    """A short name for default run folders; for an http:// target also checks that a key is given."""
-    from .attack.remote import API_KEY_ENV, is_url
-
-    if not is_url(target):
-        return Path(str(target).replace("builtin:", "")).stem
-    if not api_key:
-        raise click.BadParameter("an http:// target needs a key from `faststeal keys add`", param_hint="--api-key")
-    os.environ[API_KEY_ENV] = api_key          # read where the oracle is opened; never written to a run folder
-    return str(target).split("://", 1)[1].strip("/").replace(":", "-").replace("/", "-")
+def _target_name(target) -> str:
+    """A short name for default run folders."""
+    if target.kind == "http":
+        return target.spec.split("://", 1)[1].strip("/").replace(":", "-").replace("/", "-")
+    if target.kind == "python":
+        return target.spec.rsplit(":", 1)[-1]
+    return Path(target.spec.replace("builtin:", "")).stem
 
 
 def _set_threads(threads):
@@ -322,7 +373,8 @@ def _set_threads(threads):
 
 
 @main.command()
-@click.option("--target", required=True, help="target checkpoint or builtin:NAME")
+@click.option("--target", required=True, help=TARGET_HELP)
+@target_options
 @click.option("--queries", type=int, default=10_000, show_default=True, help="query budget (images)")
 @attack_size_options
 @click.option("--real", default=None, help="real data the adversary holds (accuracy extraction)")
@@ -337,9 +389,9 @@ def _set_threads(threads):
 @click.option("--curve-n", type=int, default=128, show_default=True,
               help="samples per fidelity probe during training (0: no curve)")
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")
-def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
-            threads, fresh, api_key, real, real_count, target_discriminator, drs_rate, finetune_kimg, query_set,
-            distill, curve_n, out):
+def extract(target, target_latent_dim, output_range, num_classes, queries, attack, attack_kimg, knowledge,
+            attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, real, real_count,
+            target_discriminator, drs_rate, finetune_kimg, query_set, distill, curve_n, out):
     """Steal a target GAN through its images; report fidelity and accuracy."""
     from .attack.extract import ExtractOptions, run_extract
 
@@ -347,17 +399,20 @@ def extract(target, queries, attack, attack_kimg, knowledge, attack_width, batch
         raise click.BadParameter("give --real-count K with --real", param_hint="--real-count")
     if curve_n == 1:
         raise click.BadParameter("must be 0 (no curve) or >= 2", param_hint="--curve-n")
-    name = _target_name(target, api_key)
-    out = out or f"runs/extract-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
-    _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, out, **{
+    _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, None, **{
         "--distill": distill, "--curve-n": curve_n, "--finetune-kimg": finetune_kimg, "--real-count": real_count})
+    opened = _open_target(target, target_latent_dim, output_range, num_classes, api_key)
+    out = out or f"runs/extract-{_target_name(opened)}-{attack}-{queries}" + (
+        "-latents" if knowledge == "latents" else "")
+    _check_out_folder(out)
     _set_threads(threads)
     opts = ExtractOptions(target=target, attack=attack, queries=queries, attack_kimg=attack_kimg,
                           knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, real=real,
                           real_count=real_count, target_discriminator=target_discriminator, drs_rate=drs_rate,
                           finetune_kimg=finetune_kimg, eval_data=eval_data, prior=prior, seed=seed,
-                          query_set=query_set, distill=distill, curve_n=curve_n, out=out, fresh=fresh)
-    m = run_extract(opts)
+                          query_set=query_set, distill=distill, curve_n=curve_n, out=out, fresh=fresh,
+                          target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
+    m = run_extract(opts, target=opened)
     for v in m["variants"]:
         click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "
                    f"{'n/a' if v['accuracy'] is None else format(v['accuracy'], '8.2f')}")
@@ -398,13 +453,14 @@ def curves(runs, out, labels, title):
 
 
 @main.command()
-@click.option("--target", required=True, help="target checkpoint or builtin:NAME")
+@click.option("--target", required=True, help=TARGET_HELP)
+@target_options
 @click.option("--queries", default="1000,5000,10000", show_default=True, help="comma-separated budgets")
 @attack_size_options
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--out", default=None, help="run folder; default runs/sweep-<target>-<attack>")
-def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed, eval_data,
-          threads, fresh, api_key, query_set, out):
+def sweep(target, target_latent_dim, output_range, num_classes, queries, attack, attack_kimg, knowledge,
+          attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, query_set, out):
     """Train one attack per query budget; plot fidelity and accuracy against queries."""
     from .attack.extract import ExtractOptions
     from .attack.sweep import run_sweep
@@ -416,14 +472,16 @@ def sweep(target, queries, attack, attack_kimg, knowledge, attack_width, batch, 
                                  param_hint="--queries") from None
     if not budgets or min(budgets) < 1:
         raise click.BadParameter(f"every budget must be >= 1, got {queries!r}", param_hint="--queries")
-    name = _target_name(target, api_key)
-    out = out or f"runs/sweep-{name}-{attack}" + ("-latents" if knowledge == "latents" else "")
-    _check_attack_options(None, attack_kimg, attack_width, batch, fid_n, prior, out)
+    _check_attack_options(None, attack_kimg, attack_width, batch, fid_n, prior, None)
+    opened = _open_target(target, target_latent_dim, output_range, num_classes, api_key)
+    out = out or f"runs/sweep-{_target_name(opened)}-{attack}" + ("-latents" if knowledge == "latents" else "")
+    _check_out_folder(out)
     _set_threads(threads)
     opts = ExtractOptions(target=target, attack=attack, queries=max(budgets), attack_kimg=attack_kimg,
                           knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
-                          eval_data=eval_data, prior=prior, seed=seed, query_set=query_set, out=out, fresh=fresh)
-    m = run_sweep(opts, budgets)
+                          eval_data=eval_data, prior=prior, seed=seed, query_set=query_set, out=out, fresh=fresh,
+                          target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
+    m = run_sweep(opts, budgets, target=opened)
     click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}")
     for r in m["sweep"]:
         acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
@@ -465,19 +523,21 @@ def _defense_table() -> str:
 
 
 @main.command(epilog=_defense_table())
-@click.option("--target", required=True, help="target checkpoint or builtin:NAME, or the URL of `faststeal serve`")
+@click.option("--target", required=True, help=TARGET_HELP)
+@target_options
 @click.option("--defense", "defenses", multiple=True, metavar="SPEC",
-              help="one defense family per flag (repeatable; checkpoint targets only); syntax below")
+              help="one defense family per flag (repeatable; in-process targets only); syntax below")
 @click.option("--queries", type=int, default=10_000, show_default=True, help="query budget per setting (images)")
 @attack_size_options
-@click.option("--baseline", default=None, metavar="CKPT_OR_URL",
-              help="URL target: the undefended model fidelity is measured against (its checkpoint, or a server "
+@click.option("--baseline", default=None, metavar="TARGET",
+              help="URL target: the undefended model fidelity is measured against (its file, or a server "
                    "without --defense)")
 @click.option("--baseline-api-key", default=None, envvar="FASTSTEAL_BASELINE_API_KEY",
               help="bearer token for an http:// --baseline (or $FASTSTEAL_BASELINE_API_KEY)")
 @click.option("--out", default=None, help="run folder; default runs/defend-<target>-<attack>-<queries>")
-def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_width, batch, fid_n, prior, seed,
-           eval_data, threads, fresh, api_key, baseline, baseline_api_key, out):
+def defend(target, target_latent_dim, output_range, num_classes, defenses, queries, attack, attack_kimg, knowledge,
+           attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, baseline, baseline_api_key,
+           out):
     """Serve the target through defenses; measure utility against what an attack still steals.
 
     For the undefended baseline and every defense setting: utility = FID(served images, real data);
@@ -497,61 +557,49 @@ def defend(target, defenses, queries, attack, attack_kimg, knowledge, attack_wid
       truncate:psi=0.8+blur:sigma=1   '+' chains defenses into one setting
     Only one key per --defense may be swept; repeat --defense for more families.
     """
-    from .defense.tradeoff import DefendOptions, run_defend
-
-    _check_defend_sources(target, defenses, baseline, baseline_api_key, seed)
-    name = _target_name(target, api_key)
-    out = out or f"runs/defend-{name}-{attack}-{queries}" + ("-latents" if knowledge == "latents" else "")
-    _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, out)
-    _set_threads(threads)
-    opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
-                         attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch,
-                         fid_n=fid_n, eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh,
-                         baseline=baseline)
-    from .defense import DefenseError
-
-    try:
-        m = run_defend(opts)
-    except DefenseError as exc:
-        raise click.BadParameter(str(exc), param_hint="--defense") from None
-    _print_defend(m, out)
-
-
-def _check_defend_sources(target, defenses, baseline, baseline_api_key, seed) -> None:
-    """Which defenses and which baseline a defend run may take: one line naming the option otherwise."""
-    from click.core import ParameterSource
-
-    from .attack.remote import is_url
     from .defense import DefenseError, parse_family
-    from .defense.tradeoff import BASELINE_KEY_ENV
+    from .defense.tradeoff import DefendOptions, check_sources, run_defend
+    from .targets import detect_kind
 
-    key_given = click.get_current_context().get_parameter_source("baseline_api_key") == ParameterSource.COMMANDLINE
-    if is_url(target):
-        if defenses:
-            raise click.BadParameter("defenses of an http:// target are set on the server (`faststeal serve "
-                                     "--defense SPEC`); drop --defense: defend measures the defense the server "
-                                     "runs", param_hint="--defense")
-        if baseline and is_url(baseline):
-            if not baseline_api_key:
-                raise click.BadParameter("an http:// baseline needs its own key from `faststeal keys add`",
-                                         param_hint="--baseline-api-key")
-            os.environ[BASELINE_KEY_ENV] = baseline_api_key     # read where its oracle is opened, never saved
-        elif key_given:
-            raise click.BadParameter("only for an http:// --baseline", param_hint="--baseline-api-key")
-        return
-    if baseline:
-        raise click.BadParameter("only with an http:// --target; a checkpoint target is its own undefended "
-                                 "baseline", param_hint="--baseline")
-    if key_given:
-        raise click.BadParameter("only for an http:// --baseline", param_hint="--baseline-api-key")
-    if not defenses:
-        raise click.BadParameter("give at least one --defense SPEC (see --help), or an http:// --target to "
-                                 "measure a server's own defense", param_hint="--defense")
+    _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, None)
+    check_sources(detect_kind(target) == "http", list(defenses), baseline is not None)
     for text in defenses:
         try:
             parse_family(text, seed=seed)
         except DefenseError as exc:
             raise click.BadParameter(str(exc), param_hint="--defense") from None
+    base = _open_baseline(baseline, baseline_api_key)
+    opened = _open_target(target, target_latent_dim, output_range, num_classes, api_key)
+    out = out or f"runs/defend-{_target_name(opened)}-{attack}-{queries}" + (
+        "-latents" if knowledge == "latents" else "")
+    _check_out_folder(out)
+    _set_threads(threads)
+    opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
+                         attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch,
+                         fid_n=fid_n, eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh,
+                         baseline=baseline, target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
+    try:
+        m = run_defend(opts, target=opened, baseline=base)
+    except DefenseError as exc:
+        raise click.BadParameter(str(exc), param_hint="--defense") from None
+    _print_defend(m, out)
+
+
+def _open_baseline(baseline, baseline_api_key):
+    """The undefended model of a URL target's defend run; its key goes with it, not through the environment."""
+    from click.core import ParameterSource
+
+    from .targets import detect_kind
+
+    key_given = click.get_current_context().get_parameter_source("baseline_api_key") == ParameterSource.COMMANDLINE
+    if baseline is None or detect_kind(baseline) != "http":
+        if key_given:
+            raise click.BadParameter("only for an http:// --baseline", param_hint="--baseline-api-key")
+        return _open_target(baseline) if baseline else None
+    if not baseline_api_key:
+        raise click.BadParameter("an http:// baseline needs its own key from `faststeal keys add`",
+                                 param_hint="--baseline-api-key")
+    return _open_target(baseline, api_key=baseline_api_key)
 
 
 def _print_defend(m: dict, out: str) -> None:
@@ -589,7 +637,11 @@ _register_serving()
 
 @main.command()
 @click.option("--suspect", required=True,
-              help="generator checkpoint (.pt, builtin:NAME), image folder or uint8 .npy/.npz")
+              help="a generator of any target kind (see `extract --help`; a URL is asked for --n images with "
+                   "--api-key), an image folder or a uint8 .npy/.npz")
+@target_options
+@click.option("--api-key", default=None, envvar="FASTSTEAL_API_KEY",
+              help="bearer token for an http:// --suspect (or $FASTSTEAL_API_KEY)")
 @click.option("--key", default=None, help="the owner's watermark key (as in --defense watermark:key=KEY)")
 @click.option("-n", "--n", type=int, default=5000, show_default=True,
               help="images to sample (or read) from the suspect")
@@ -604,7 +656,8 @@ _register_serving()
               help="random sign vectors of the exact (rank) null behind the p-value; 0: normal approximation")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
-def verify(suspect, key, n, reference, low, high, null_keys, seed, exact_draws, threads, as_json):
+def verify(suspect, target_latent_dim, output_range, num_classes, api_key, key, n, reference, low, high, null_keys,
+           seed, exact_draws, threads, as_json):
     """Does SUSPECT carry the owner's watermark? One-line verdict with a p-value calibrated over keys.
 
     p < 0.001: marked (the suspect learned from images served with this key); p > 0.01: no evidence.
@@ -621,7 +674,8 @@ def verify(suspect, key, n, reference, low, high, null_keys, seed, exact_draws, 
     _set_threads(threads)
     try:
         result = run.verify(suspect, key, n=n, reference=reference, low=low, high=high, null_keys=null_keys,
-                            seed=seed, exact_draws=exact_draws)
+                            seed=seed, exact_draws=exact_draws, api_key=api_key,
+                            hints=_hints_dict(target_latent_dim, output_range, num_classes))
     except run.VerifyError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -9,29 +9,28 @@ behind it changed. Under torch.distributed it alone decides on rank 0 and hands 
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from pathlib import Path
 
 import torch
 
-from .checkpoint import LoadedTarget, load_target
+from .checkpoint import LoadedTarget
 from .fileio import write_json
 from .report import RunFolder
+from .targets import Target, TargetError, detect_kind, open_target
 
 
 class Experiment:
     """One command's run folder, target, oracles, evaluator and keyed results."""
 
-    def __init__(self, folder: RunFolder, target: str, *, fid_n: int, eval_data: str | None = None,
-                 progress: bool = True, loaded: LoadedTarget | None = None):
-        """``loaded``: the target already read (e.g. to validate options before the run folder existed)."""
-        from .attack.remote import is_url
-
-        if loaded is not None:
-            self.loaded = loaded                   # fills the cached property: the file is not read again
-        self.folder, self.target = folder, str(target)
+    def __init__(self, folder: RunFolder, target, *, fid_n: int, eval_data: str | None = None,
+                 progress: bool = True):
+        """``target``: a Target (opened once by the caller, with its hints and key), or a spec opened on first
+        use without either."""
+        self._target = target if isinstance(target, Target) else None
+        self.folder, self.spec = folder, self._target.spec if self._target is not None else str(target)
         self.fid_n, self.eval_data, self.progress = fid_n, eval_data, progress
-        self.remote = is_url(self.target)      # an HTTP target: its weights are never reachable from here
+        # a URL: its weights are never reachable from here
+        self.remote = not self._target.in_process if self._target is not None else detect_kind(target) == "http"
         self._evaluator, self._reference = None, None     # the reference: what fidelity is measured against
 
     # -- the run folder: one rank decides and writes, every rank gets the answer ---------------------------
@@ -44,34 +43,32 @@ class Experiment:
     def write(self, fn, *args, **kwargs):
         return self.folder.write(fn, *args, **kwargs)
 
-    # -- the target, read once -------------------------------------------------------------------------------
-    @cached_property
-    def loaded(self) -> LoadedTarget:
-        """Config, EMA generator and digest of a checkpoint target, read on first use."""
-        if self.remote:
-            raise ValueError(f"{self.target}: an HTTP target's weights are not reachable; this needs a checkpoint")
-        return load_target(self.target)
+    # -- the target, opened once ---------------------------------------------------------------------------
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = open_target(self.spec)
+        return self._target
 
-    @cached_property
+    @property
+    def loaded(self) -> LoadedTarget:
+        """Config, generator and id of an in-process target (a TargetError for a URL)."""
+        if self.remote:
+            raise TargetError(f"{self.spec}: an http:// target's weights are not reachable; this needs a file")
+        return self.target.loaded
+
+    @property
     def config(self) -> dict:
-        """The target's config (resolution, channels, latent_dim, data_source); for a URL, from /v1/info."""
-        return self.oracle(0).config() if self.remote else self.loaded.config
+        """The target's config (resolution, channels, latent_dim, data_source)."""
+        return self.target.config
 
     def oracle(self, budget: int, prior: str = "normal", seed: int = 0, **hooks):
         """Query access to the target: in process on the loaded weights, or the HTTP client for a URL."""
-        from .attack.remote import open_oracle
-
-        oracle = open_oracle(self.target if self.remote else self.loaded, budget=budget, prior=prior, seed=seed,
-                             **hooks)
-        if self.remote:
-            self.__dict__.setdefault("config", oracle.config())   # the client read /v1/info: not asked again
-        return oracle
+        return self.target.oracle(budget, prior=prior, seed=seed, **hooks)
 
     def samples(self, n: int, seed: int) -> torch.Tensor:
         """n uint8 samples of the target (the owner's view, for pictures and probes)."""
-        from .sampling import generate
-
-        return generate(self.loaded.generator, n, seed=seed)
+        return self.target.sample(n, seed=seed)
 
     # -- measurement -----------------------------------------------------------------------------------------
     def evaluator(self, served=None):
@@ -87,15 +84,11 @@ class Experiment:
                 if served is None:
                     raise ValueError("an HTTP target is measured against the served images: pass them")
                 self._evaluator = ServedEvaluator(served, self.fid_n, self.eval_data, self.config, self.progress)
-                self._reference = f"{self.target}:{served.fingerprint}"
+                self._reference = f"{self.spec}:{served.fingerprint}"
             else:
                 self._evaluator = Evaluator(self.loaded, self.fid_n, self.eval_data, self.progress)
                 self._reference = self.loaded.model_id
         return self._evaluator
-
-    @property
-    def has_evaluator(self) -> bool:
-        return self._evaluator is not None
 
     def measure(self, checkpoint) -> dict:
         """{fidelity, accuracy} of an attack checkpoint, stored beside it as ``<name>.measured.json``.

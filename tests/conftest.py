@@ -57,3 +57,11 @@ def tiny_target(tmp_path_factory):
     save_checkpoint({"config": config, "G_ema": g.state_dict(), "D": d.state_dict(), "progress": {"kimg": 0}},
                     path)
     return path
+
+
+@pytest.fixture(scope="session")
+def dcgan_specs(tmp_path_factory):
+    """{kind: spec}: one DCGAN-tutorial generator (64x64 RGB) as py:, TorchScript, torch.export and ONNX."""
+    from foreign_export import export_all
+
+    return export_all(tmp_path_factory.mktemp("dcgan"))

@@ -34,7 +34,7 @@ def test_train_few_steps_then_sample(tmp_path):
 def test_bad_inputs_give_one_line_errors(tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["sample", "--target", str(tmp_path / "none.pt")])
-    assert res.exit_code == 2 and res.output.strip().startswith("error:") and "no such checkpoint" in res.output
+    assert res.exit_code == 2 and res.output.strip().startswith("error:") and "no such file" in res.output
     res = runner.invoke(main, ["train-target", "--data", str(tmp_path / "missing"), "--out", "x.pt"])
     assert res.exit_code == 2 and "no such file or folder" in res.output
 

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import torch
 
-from faststeal.checkpoint import LoadedTarget, load_checkpoint, load_discriminator, load_generator
+from faststeal.checkpoint import LoadedTarget, load_checkpoint, load_generator
 from faststeal.data import ImageSet, load_dataset
 from faststeal.evaluate import fid, generator_stats, real_data_for, real_stats
 from faststeal.sampling import generate
 from faststeal.train import TrainConfig, Trainer
 
 from . import drs, queryset
-from .remote import is_url
 
 # How long the thief trains, for every attack and knowledge level. The image-only fast thief still gains 10 FID
 # points from 60 to 80 kimg (three seeds each, README "Results on a CPU"), and 80 kimg keeps the default
@@ -52,6 +51,7 @@ class AttackOptions:
     batch: int | None = None            # None: 16 for the fast thief (more steps per image), 32 for pggan/sngan
     fid_n: int = 2000
     eval_data: str | None = None        # default: the target's own training data
+    target_hints: dict | None = None    # what a foreign target's probe cannot find (targets.Hints fields)
     prior: str = "normal"
     seed: int = 0
     out: str = "runs/extract"
@@ -191,17 +191,21 @@ def concat_sets(a: ImageSet, b: ImageSet) -> ImageSet:
                     f"{a.source}+{b.source}")
 
 
-def run_extract(opts: ExtractOptions, run=None) -> dict:
-    """The whole extraction experiment; writes into ``run`` (a RunFolder) and returns metrics."""
+def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
+    """The whole extraction experiment; writes into ``run`` (a RunFolder) and returns metrics.
+
+    ``target``: the Target, opened once by the caller (with its hints and key); default: ``opts.target``."""
     from faststeal.experiment import Experiment
     from faststeal.report import RunFolder, markdown_table
+    from faststeal.targets import open_target
 
-    remote = is_url(opts.target)        # an HTTP target: nothing below loads its weights
-    if remote and opts.target_discriminator:
-        raise queryset.DataError("--target-discriminator needs the target's checkpoint, not a URL")
-    run = run or RunFolder(opts.out, "extract", asdict(opts))
+    target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
+    remote = not target.in_process      # an HTTP target: nothing below loads its weights
+    if opts.target_discriminator and not target.has_discriminator:
+        target.discriminator()          # one line: which formats have one
+    run = run or RunFolder(opts.out, "extract", {**asdict(opts), "target_info": target.describe()})
     run.start_over(opts.fresh)
-    exp = Experiment(run, opts.target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
+    exp = Experiment(run, target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
 
     # 1. Buy the queries (black box: only uint8 images, and with knowledge "latents" the codes it chose).
     oracle = exp.oracle(opts.queries, prior=opts.prior, seed=opts.seed)
@@ -263,7 +267,7 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
         variants.append({"variant": f"queries + {opts.real_count} real", **exp.measure(mx),
                          "train_images": len(mixed)})
     if opts.target_discriminator:
-        target_d = load_discriminator(exp.loaded.path)
+        target_d = target.discriminator()
         scores = drs.discriminator_scores(target_d, queries.images)
         if real_subset is not None:
             a, b = drs.calibrate_logistic(drs.discriminator_scores(target_d, real_subset.images), scores)
@@ -290,6 +294,7 @@ def run_extract(opts: ExtractOptions, run=None) -> dict:
                    f"{opts.knowledge}), attack trained for {opts.attack_kimg} kimg "
                    f"({_fmt(metrics['train_seconds'], '.0f')} s of training), FID on {opts.fid_n} images per "
                    f"side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
+        ("Target", target.summary()),
         ("Variants (same query budget)", table),
         ("Samples", f"Left: {'served images' if remote else 'target'}. Right: attack.\n\n![samples](samples.png)"),
     ]

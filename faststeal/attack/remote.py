@@ -1,4 +1,4 @@
-"""One oracle interface for both kinds of target: a checkpoint in this process, or a URL of `faststeal serve`.
+"""Measuring a target the thief only reaches over HTTP (a URL of `faststeal serve`).
 
 Against a URL the attack side never loads the target: its shape comes from the server's /v1/info, fidelity
 is measured against the served images the adversary bought (the only view of the target it has), and the
@@ -6,40 +6,7 @@ target's FID and the accuracy need real data given with --eval-data, else they a
 """
 from __future__ import annotations
 
-import os
-
-from faststeal.checkpoint import load_checkpoint
 from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
-
-API_KEY_ENV = "FASTSTEAL_API_KEY"
-
-
-def is_url(target) -> bool:
-    return str(target).startswith(("http://", "https://"))
-
-
-def open_oracle(target: str, budget: int, prior: str = "normal", seed: int = 0, api_key: str | None = None, **hooks):
-    """A TargetOracle for a checkpoint, an HttpOracle for a URL (key from api_key or $FASTSTEAL_API_KEY).
-
-    Over HTTP the budget, prior and defenses are the server's: ``budget`` here only caps nothing, the key's
-    ledger entry does."""
-    if is_url(target):
-        if hooks:
-            raise ValueError("defenses of an HTTP target are set on the server (faststeal serve --defense)")
-        from faststeal.serve.client import HttpOracle
-
-        return HttpOracle(target, api_key or os.environ.get(API_KEY_ENV, ""), seed=seed)
-    from .oracle import TargetOracle
-
-    return TargetOracle(target, budget=budget, prior=prior, seed=seed, **hooks)
-
-
-def target_config(target: str, oracle=None) -> dict:
-    """The target's config (resolution, channels, latent_dim, data_source) without loading weights."""
-    if is_url(target):
-        return oracle.config()
-    return load_checkpoint(target)["config"]
-
 
 NO_BASELINE = ("no undefended view of the target: pass --baseline (the undefended checkpoint or a server "
                "without --defense)")

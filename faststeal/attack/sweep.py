@@ -12,18 +12,22 @@ from . import queryset
 from .extract import ExtractOptions, attack_config, knowledge_settings, train_attack
 
 
-def run_sweep(opts: ExtractOptions, budgets: list[int], run=None) -> dict:
+def run_sweep(opts: ExtractOptions, budgets: list[int], run=None, target=None) -> dict:
     """Train one attack per budget on the first B queries; a rerun reuses every attack and measurement whose
-    inputs did not change (train_attack's config check, Experiment.measure's key)."""
+    inputs did not change (train_attack's config check, Experiment.measure's key). ``target``: as in
+    run_extract."""
     from faststeal.experiment import Experiment
     from faststeal.report import RunFolder, line_plot, markdown_table
+    from faststeal.targets import open_target
+
+    target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
 
     budgets = sorted(set(int(b) for b in budgets))
     if not budgets or budgets[0] <= 0:
         raise ValueError(f"query budgets must be positive integers, got {budgets}")
     run = run or RunFolder(opts.out, "sweep", {**asdict(opts), "budgets": budgets})
     run.start_over(opts.fresh)
-    exp = Experiment(run, opts.target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
+    exp = Experiment(run, target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
     oracle = exp.oracle(budgets[-1], prior=opts.prior, seed=opts.seed)
     cfg = exp.config
     qdir = opts.query_set or run.file("queries")

@@ -50,7 +50,13 @@ def _ema(trainer: Trainer):
 
 def run_transfer(opts: TransferOptions, run=None) -> dict:
     from faststeal.report import RunFolder, line_plot, markdown_table
+    from faststeal.targets import TargetError, detect_kind
 
+    kind = detect_kind(opts.source)
+    if kind != "faststeal":
+        raise TargetError(f"{opts.source}: transfer fine-tunes a faststeal checkpoint (it needs the generator's "
+                          f"architecture and discriminator); a {kind} generator cannot be trained here: steal it "
+                          f"with `faststeal extract` and transfer the copy (runs/.../attack.pt)")
     run = run or RunFolder(opts.out, "transfer", asdict(opts))
     src = load_checkpoint(opts.source)["config"]
     data = load_dataset(opts.data, resolution=src["resolution"], channels=src["channels"], classes=opts.classes)

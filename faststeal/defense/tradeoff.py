@@ -15,7 +15,6 @@ there is no undefended view, and fidelity is n/a; the rest is measured as above.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,11 +25,11 @@ import torch
 from faststeal.attack import queryset
 from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, knowledge_settings, train_attack
 from faststeal.attack.oracle import BudgetExceeded
-from faststeal.attack.remote import ServedEvaluator, is_url, open_oracle
-from faststeal.checkpoint import load_checkpoint, load_target
+from faststeal.attack.remote import ServedEvaluator
 from faststeal.data import DataError, ImageSet
 from faststeal.evaluate import fid, image_stats
 from faststeal.fileio import write_json
+from faststeal.targets import Target, TargetError, open_target
 
 from .adversarial import AdversarialFeatures
 from .pipeline import DefensePipeline, Family, parse_family
@@ -42,10 +41,9 @@ BASELINE = "none"
 class DefendOptions(AttackOptions):
     defenses: list[str] = field(default_factory=list)   # one --defense value each (a family, maybe a sweep)
     out: str = "runs/defend"
-    baseline: str | None = None    # URL target only: the undefended model, a checkpoint or a second URL
+    baseline: str | None = None    # URL target only: the undefended model, a file or a second URL
 
 
-BASELINE_KEY_ENV = "FASTSTEAL_BASELINE_API_KEY"   # the baseline server's key (never in a run folder)
 SERVED = "served"
 
 
@@ -55,12 +53,13 @@ class Setting:
 
     spec: str                                  # the defense it serves ("none": undefended)
     name: str                                  # queries-<name>/, attack-<name>.pt, samples-<name>.png
-    target: str                                # the query set's target: a checkpoint or a URL
+    target: str                                # the query set's target: a file, py: spec or a URL
     open: Callable                             # () -> the oracle serving this setting's images
     pipeline: DefensePipeline | None = None    # applied in this process; None: applied by a server
     family: str = BASELINE                     # its line on the trade-off plot
     swept: str | None = None
     value: object = None
+    remote: bool = False                       # bought from a server (whose key pays for it)
 
     @property
     def slow(self) -> bool:
@@ -84,12 +83,9 @@ def slug(spec: str) -> str:
     return s or BASELINE
 
 
-def _validate(opts: DefendOptions) -> list[Family]:
+def _validate(opts: DefendOptions, target: Target) -> list[Family]:
     _check_sizes(opts)
-    if opts.baseline:
-        raise ValueError("--baseline is for an http:// target; a checkpoint target is its own undefended baseline")
-    if not opts.defenses:
-        raise ValueError("give at least one defense, e.g. noise:sigma=0.05,0.1")
+    check_sources(False, opts.defenses, bool(opts.baseline))
     families = [parse_family(text, seed=opts.seed) for text in opts.defenses]
     specs = [s.spec() for f in families for s in f.settings]
     dupes = sorted({s for s in specs if specs.count(s) > 1})
@@ -107,35 +103,43 @@ def _check_sizes(opts: DefendOptions) -> None:
         raise ValueError(f"attack_kimg must be > 0, got {opts.attack_kimg}")
 
 
-def _open(target: str, opts: DefendOptions, api_key: str | None = None):
-    return open_oracle(target, budget=opts.queries, prior=opts.prior, seed=opts.seed, api_key=api_key)
+def _open(target: Target, opts: DefendOptions):
+    return target.oracle(opts.queries, prior=opts.prior, seed=opts.seed)
 
 
-def _validate_remote(opts: DefendOptions) -> tuple[dict, dict]:
+def check_sources(remote: bool, defenses: list[str], baseline_given: bool) -> None:
+    """Which defenses and baseline a defend run may take; the one place these rules live (checked before any
+    target is opened). A server applies its own defense (so --defense is refused for a URL) and is measured
+    against an undefended baseline given apart; an in-process target is its own baseline and needs a --defense."""
+    if remote:
+        if defenses:
+            raise TargetError("defenses of an http:// target are set on the server (`faststeal serve --defense "
+                              "SPEC`); drop --defense: defend measures the defense the server runs", flag="--defense")
+        return
+    if baseline_given:
+        raise TargetError("only with an http:// --target; an in-process target is its own undefended baseline",
+                          flag="--baseline")
+    if not defenses:
+        raise TargetError("give at least one --defense SPEC (e.g. noise:sigma=0.05,0.1; see --help), or an "
+                          "http:// --target to measure a server's own defense", flag="--defense")
+
+
+def _validate_remote(opts: DefendOptions, target: Target, baseline: Target | None) -> tuple[dict, dict]:
     """Check a URL run before any query is bought: (the target's config, what its measured rows are keyed on).
 
-    Opens the server (and a baseline server) with their keys, so a wrong URL or key fails here."""
-    from faststeal.checkpoint import content_digest
-
+    The server (and a baseline server) were opened with their keys, so a wrong URL or key failed already."""
     _check_sizes(opts)
-    if opts.defenses:
-        raise ValueError("defenses of an http:// target are set on the server (faststeal serve --defense SPEC); "
-                         "drop --defense: defend measures the defense the server runs")
-    server = _open(opts.target, opts)
+    check_sources(True, opts.defenses, baseline is not None)
+    server = _open(target, opts)
     if opts.knowledge == "latents" and not server.accepts_latents:
         raise DataError(f"{opts.target}: this server does not accept latent codes; use --knowledge images")
     ids = {"target_sha256": server.model_id, "served_defense": server.defense or "unknown", "baseline": None,
            "baseline_sha256": None}
-    if opts.baseline:
-        if is_url(opts.baseline):
-            other = _open(opts.baseline, opts, os.environ.get(BASELINE_KEY_ENV) or "")
-            shape, ids["baseline_sha256"] = (other.resolution, other.channels), other.model_id
-            if opts.knowledge == "latents" and not other.accepts_latents:
-                raise DataError(f"{opts.baseline}: the baseline server does not accept latent codes; use "
-                                f"--knowledge images")
-        else:
-            cfg = load_checkpoint(opts.baseline)["config"]
-            shape, ids["baseline_sha256"] = (cfg["resolution"], cfg["channels"]), content_digest(opts.baseline)
+    if baseline is not None:
+        shape, ids["baseline_sha256"] = (baseline.resolution, baseline.channels), baseline.model_id
+        if opts.knowledge == "latents" and not baseline.accepts_latents:
+            raise DataError(f"{opts.baseline}: the baseline server does not accept latent codes; use "
+                            f"--knowledge images")
         if shape != (server.resolution, server.channels):
             raise ValueError(f"--baseline {opts.baseline} makes {shape[1]}x{shape[0]}x{shape[0]} images, the "
                              f"server {server.channels}x{server.resolution}x{server.resolution}: not the same model")
@@ -148,7 +152,7 @@ def _check_budgets(run, opts: DefendOptions, plan: list[Setting]) -> None:
 
     Conservative: ids the key already paid for elsewhere would be replayed free, and are counted here."""
     for setting in plan:
-        if setting.pipeline is not None or not is_url(setting.target):
+        if not setting.remote:
             continue
         meta = queryset.read_meta(run.file(f"queries-{setting.name}"))
         need = max(0, opts.queries - (meta["count"] if meta else 0))
@@ -193,13 +197,13 @@ def _local_plan(exp, opts: DefendOptions, families: list[Family]) -> list[Settin
                                              for f in families for i, s in enumerate(f.settings)]
 
 
-def _remote_plan(opts: DefendOptions, served_spec: str) -> list[Setting]:
+def _remote_plan(opts: DefendOptions, target: Target, baseline: Target | None, served_spec: str) -> list[Setting]:
     """The baseline (when given), then what the server serves: one setting, its defense chosen by the owner."""
     plan = []
-    if opts.baseline:
-        plan.append(Setting(BASELINE, "baseline", opts.baseline,
-                            lambda: _open(opts.baseline, opts, os.environ.get(BASELINE_KEY_ENV) or "")))
-    plan.append(Setting(served_spec, SERVED, opts.target, lambda: _open(opts.target, opts), family=SERVED))
+    if baseline is not None:
+        plan.append(Setting(BASELINE, "baseline", opts.baseline, lambda: _open(baseline, opts),
+                            remote=not baseline.in_process))
+    plan.append(Setting(served_spec, SERVED, opts.target, lambda: _open(target, opts), family=SERVED, remote=True))
     return plan
 
 
@@ -243,15 +247,14 @@ class _LazyEvaluator:
         return torch.as_tensor(self.get().target_stats.mu, dtype=torch.float32)
 
 
-def _evaluator(exp, opts: DefendOptions, config: dict) -> _LazyEvaluator:
-    """What fidelity is measured against: the undefended target (a checkpoint), or a baseline server's images."""
+def _evaluator(exp, opts: DefendOptions, config: dict, baseline: Target | None) -> _LazyEvaluator:
+    """What fidelity is measured against: the undefended target (in process), or a baseline's images."""
     run = exp.folder
     if not exp.remote:
         return _LazyEvaluator(exp.evaluator)       # the experiment's target, read once
-    anchor = opts.baseline
-    if anchor and not is_url(anchor):
-        return _LazyEvaluator(lambda: Evaluator(anchor, opts.fid_n, opts.eval_data, opts.progress))
-    if anchor:     # the baseline row is first in the plan, so its query set exists when this is built
+    if baseline is not None and baseline.in_process:
+        return _LazyEvaluator(lambda: Evaluator(baseline.loaded, opts.fid_n, opts.eval_data, opts.progress))
+    if baseline is not None:     # the baseline row is first in the plan, so its query set exists when this is built
         return _LazyEvaluator(lambda: ServedEvaluator(queryset.load(run.file("queries-baseline"), limit=opts.fid_n),
                                                       opts.fid_n, opts.eval_data, config, opts.progress))
     return _LazyEvaluator(lambda: ServedEvaluator(None, opts.fid_n, opts.eval_data, config, opts.progress))
@@ -267,34 +270,37 @@ def _result_key(exp, opts: DefendOptions, spec: str, remote: dict | None) -> dic
     return {"defense": spec, **ident, **{k: getattr(opts, k) for k in keep}}
 
 
-def run_defend(opts: DefendOptions, run=None) -> dict:
+def run_defend(opts: DefendOptions, run=None, target=None, baseline=None) -> dict:
     """Measure every defense setting against the undefended baseline; writes the run folder, returns metrics.
 
-    A URL target measures the one setting its server serves (see the module docstring)."""
+    A URL target measures the one setting its server serves (see the module docstring). ``target`` and
+    ``baseline``: Targets opened once by the caller (with hints and keys); default: opened from ``opts``."""
     from faststeal.experiment import Experiment
     from faststeal.report import RunFolder
 
-    remote = is_url(opts.target)
+    target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
+    if baseline is None and opts.baseline:
+        baseline = open_target(opts.baseline)
+    remote = not target.in_process
     if remote:
-        target_cfg, ident = _validate_remote(opts)
+        target_cfg, ident = _validate_remote(opts, target, baseline)
         families = []
     else:
-        families, ident = _validate(opts), None
-        loaded = load_target(opts.target)          # read once: validated here, then used by the experiment
-        target_cfg = loaded.config
-    run = run or RunFolder(opts.out, "defend", asdict(opts))
+        families, ident = _validate(opts, target), None
+        target_cfg = target.config
+    run = run or RunFolder(opts.out, "defend", {**asdict(opts), "target_info": target.describe()})
     run.start_over(opts.fresh)
-    exp = Experiment(run, opts.target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress,
-                     loaded=None if remote else loaded)
-    plan = _remote_plan(opts, ident["served_defense"]) if remote else _local_plan(exp, opts, families)
+    exp = Experiment(run, target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
+    plan = (_remote_plan(opts, target, baseline, ident["served_defense"]) if remote
+            else _local_plan(exp, opts, families))
     if remote:
         run.decide(_check_budgets, run, opts, plan)
-    lazy = _evaluator(exp, opts, target_cfg)
+    lazy = _evaluator(exp, opts, target_cfg, baseline)
     cfg = attack_config(opts, target_cfg["resolution"], target_cfg["channels"], opts.attack_kimg,
                         **knowledge_settings(opts, target_cfg))
     rows = [_measure(exp, opts, setting, cfg, lazy, ident) for setting in plan]
     base = rows[0] if plan[0].family == BASELINE else None     # over HTTP only with --baseline
-    _compare(run, opts, rows, base)
+    _compare(run, opts, rows, base, remote)
     metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
                "attack_kimg": opts.attack_kimg, "prior": opts.prior, "seed": opts.seed,
                "target_fid": (base or rows[0])["target_fid"], "baseline": base, "settings": rows}
@@ -303,7 +309,7 @@ def run_defend(opts: DefendOptions, run=None) -> dict:
     labels = [f.label for f in families] if not remote else [SERVED]
     metrics["plots"] = _plots(run, rows, labels, base)
     run.write_metrics(metrics)
-    _write_report(run, opts, rows, base, metrics)
+    _write_report(run, opts, rows, base, metrics, remote, baseline is not None and not baseline.in_process)
     return metrics
 
 
@@ -345,12 +351,12 @@ def _measure(exp, opts: DefendOptions, setting: Setting, cfg, lazy: _LazyEvaluat
     return row
 
 
-def _compare(run, opts: DefendOptions, rows: list[dict], base: dict | None) -> None:
+def _compare(run, opts: DefendOptions, rows: list[dict], base: dict | None, remote: bool) -> None:
     """Each row's change from the baseline, and (in process only) the fraction of pixels its defense changed.
 
     Over HTTP the server draws codes from its own secret stream, so served and baseline images answer
     different codes and a pixel comparison means nothing: changed_pixels is n/a there."""
-    local = not is_url(opts.target)
+    local = not remote
     undefended = queryset.load(run.file(base["queries_dir"]), limit=opts.fid_n).images if local else None
     for r in rows:
         for key in ("utility", "fidelity", "accuracy"):
@@ -359,10 +365,10 @@ def _compare(run, opts: DefendOptions, rows: list[dict], base: dict | None) -> N
         r["changed_pixels"] = changed_fraction(undefended, run.file(r["queries_dir"])) if local else None
 
 
-def _write_report(run, opts: DefendOptions, rows: list[dict], base: dict | None, metrics: dict) -> None:
+def _write_report(run, opts: DefendOptions, rows: list[dict], base: dict | None, metrics: dict, remote: bool,
+                  baseline_remote: bool) -> None:
     from faststeal.report import markdown_table
 
-    remote = is_url(opts.target)
     columns = ["defense", "utility", "fidelity", "accuracy", "served_vs_target", "attack_vs_served"]
     table = markdown_table(rows, columns + ([] if remote else ["changed_pixels"]))
     idle = [r["defense"] for r in rows[1:] if r["changed_pixels"] is not None and r["changed_pixels"] < NO_EFFECT]
@@ -375,19 +381,18 @@ def _write_report(run, opts: DefendOptions, rows: list[dict], base: dict | None,
     if base is None and rows[0].get("target_note"):
         notes.append(f"No fidelity or served_vs_target: {rows[0]['target_note']}.")
     sections = [
-        ("Definitions", _definitions(opts, base) + "".join(f"\n\n{n}" for n in notes)),
+        ("Definitions", _definitions(opts, base, remote, baseline_remote) + "".join(f"\n\n{n}" for n in notes)),
         ("Results", table),
         ("Trade-off", "\n\n".join(f"![{p}]({p})" for p in metrics["plots"])
          or "No plot: it needs utility (real data) and an undefended baseline."),
-        ("Served samples", _samples_text(opts, rows)),
+        ("Served samples", _samples_text(opts, rows, remote)),
     ]
     title = (f"The defense served by {opts.target} (`{metrics['served_defense']}`) against a {opts.attack} attack"
              if remote else f"Defenses for {opts.target} against a {opts.attack} attack")
     run.write_report(title, sections)
 
 
-def _definitions(opts: DefendOptions, base: dict | None) -> str:
-    remote = is_url(opts.target)
+def _definitions(opts: DefendOptions, base: dict | None, remote: bool, baseline_remote: bool) -> str:
     undefended = ("the undefended target" if not remote else
                   f"the undefended baseline {opts.baseline}" if opts.baseline else "the undefended target (n/a)")
     text = (f"utility = FID(served images, real data): what honest users lose (lower is better for them). "
@@ -397,7 +402,7 @@ def _definitions(opts: DefendOptions, base: dict | None) -> str:
     if remote:
         text += (f"The server at {opts.target} applies its own `--defense`; its {opts.queries} images were bought "
                  f"with the given key (the server's prior and secret seed). ")
-        if opts.baseline and is_url(opts.baseline):
+        if baseline_remote:
             text += ("The baseline server's images stand for the undefended target (fidelity is against its "
                      "first fid_n images). ")
     else:
@@ -410,8 +415,8 @@ def _definitions(opts: DefendOptions, base: dict | None) -> str:
     return text
 
 
-def _samples_text(opts: DefendOptions, rows: list[dict]) -> str:
-    if not is_url(opts.target):
+def _samples_text(opts: DefendOptions, rows: list[dict], remote: bool) -> str:
+    if not remote:
         head = "Left: undefended target. Right: served through the defense (same codes)."
     elif opts.baseline:
         head = ("Served row: left the baseline's images, right the server's; other codes (the server draws "

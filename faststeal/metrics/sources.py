@@ -124,13 +124,17 @@ class FolderSource(Source):
 
 
 class GeneratorSource(Source):
-    """A generator checkpoint; images are made batch by batch on the extractor's device."""
+    """A generator: a checkpoint, or any in-process target as ``gen:SPEC``; images are made batch by batch on
+    the extractor's device, from the one sampler every measurement uses."""
 
-    def __init__(self, spec, seed: int = SAMPLE_SEED):
-        from faststeal.checkpoint import load_generator
-
+    def __init__(self, spec, seed: int = SAMPLE_SEED, target=None):
         super().__init__(spec, "generator", None, None)
-        self.generator = load_generator(spec)
+        if target is None:
+            from faststeal.checkpoint import load_generator
+
+            self.generator = load_generator(spec)
+        else:
+            self.generator = target.generator
         self.seed = seed
 
     def uint8_batches(self, n, batch, device):
@@ -148,11 +152,21 @@ class StatsSource(Source):
         super().__init__(spec, "stats", None, self.stats.n)
 
 
-def open_source(spec: str) -> Source:
-    """Parse a source string (the grammar is data.source_kind's, shared with training data)."""
+GENERATED = "gen:"
+
+
+def open_source(spec: str, hints=None) -> Source:
+    """Parse a source string (the grammar is data.source_kind's, shared with training data).
+
+    ``gen:SPEC`` is any in-process target (TorchScript, .pt2, ONNX, py:, a checkpoint), with ``hints`` for
+    what its probe cannot find."""
     from faststeal.data import load_dataset
 
     spec = str(spec)
+    if spec.startswith(GENERATED):
+        from faststeal.targets import open_target
+
+        return GeneratorSource(spec, target=open_target(spec[len(GENERATED):], hints=hints))
     kind = source_kind(spec)
     if kind == "generator":
         return GeneratorSource(spec)

@@ -10,25 +10,43 @@ from faststeal.data import DataError
 
 from .detect import VerifyError, moment_image
 
+DATA_SUFFIXES = (".npy", ".npz")
+MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".ts", ".pt2", ".onnx")   # a missing file of these is a missing model
 
-def is_checkpoint(spec: str) -> bool:
-    return str(spec).startswith("builtin:") or Path(str(spec)).suffix == ".pt"
+
+def is_generator(spec: str) -> bool:
+    """A generator of any target kind (file, builtin:, py:, URL), not images (a folder, .npy/.npz, a data set)."""
+    from faststeal.targets import TargetError, detect_kind
+
+    path = Path(str(spec))
+    if path.suffix.lower() in DATA_SUFFIXES:
+        return False
+    if path.suffix.lower() in MODEL_SUFFIXES and not path.exists():
+        return True                                    # open_target says "no such file" for it
+    try:
+        detect_kind(spec)
+    except TargetError:
+        return False
+    return True
 
 
-def suspect_images(spec: str, n: int, seed: int = 0) -> torch.Tensor:
-    """n uint8 images of the suspect: samples of a checkpoint (z from ``seed``), or the first n of a folder or
-    .npy/.npz file (fewer if it holds fewer; the caller decides whether that is enough)."""
+def suspect_images(spec: str, n: int, seed: int = 0, api_key: str | None = None, hints=None) -> torch.Tensor:
+    """n uint8 images of the suspect: samples of a generator of any kind (z from ``seed``; a served suspect is
+    asked for n images with ``api_key``), or the first n of a folder or .npy/.npz file (fewer if it holds
+    fewer; the caller decides whether that is enough)."""
+    from faststeal.targets import TargetError, open_target
+
     spec = str(spec)
     try:
-        if is_checkpoint(spec):
-            from faststeal.checkpoint import load_generator
-            from faststeal.sampling import generate
-
-            return generate(load_generator(spec), n, seed=seed)
+        if is_generator(spec):
+            target = open_target(spec, api_key=api_key, hints=hints)
+            if not target.in_process:
+                return target.oracle(n, seed=seed).query(n)
+            return target.sample(n, seed=seed)
         from faststeal.data import load_dataset
 
         return load_dataset(spec, limit=n).images[:n]
-    except (CheckpointError, DataError) as exc:
+    except (CheckpointError, DataError, TargetError) as exc:
         raise VerifyError(f"suspect {exc}") from None
 
 

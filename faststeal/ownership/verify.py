@@ -34,8 +34,11 @@ def null_check(images, band: Band, reference, count: int, exact_draws: int = 0) 
 
 
 def verify(suspect: str, key: str, *, n: int = 5000, reference: str | None = None, low: float = 1.0,
-           high: float = 8.0, null_keys: int = 0, seed: int = 0, exact_draws: int = EXACT_DRAWS) -> dict:
-    """The verdict for one suspect as a dict (``line`` is the one-line answer)."""
+           high: float = 8.0, null_keys: int = 0, seed: int = 0, exact_draws: int = EXACT_DRAWS,
+           api_key: str | None = None, hints=None) -> dict:
+    """The verdict for one suspect as a dict (``line`` is the one-line answer).
+
+    ``api_key`` pays for a suspect served over HTTP; ``hints`` describe a foreign suspect generator."""
     if not key:
         raise VerifyError("the key is empty; give the key the images were served with")
     band = Band(low, high)
@@ -44,7 +47,7 @@ def verify(suspect: str, key: str, *, n: int = 5000, reference: str | None = Non
     except ValueError as exc:
         raise VerifyError(str(exc)) from None
     start = time.perf_counter()
-    images = suspect_images(suspect, n, seed)
+    images = suspect_images(suspect, n, seed, api_key=api_key, hints=hints)
     if len(images) < MIN_IMAGES:
         raise VerifyError(f"{suspect}: {len(images)} images are too few for a decision; give at least {MIN_IMAGES}")
     ref = None

@@ -50,16 +50,18 @@ def seed_codes(seeds: list[int], dim: int) -> torch.Tensor:
     return torch.stack([torch.randn(dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
-class Target:
+class ServedModel:
     """What a worker serves: a TargetOracle used only for its generation path (the budget is the ledger's)."""
 
     def __init__(self, settings: dict):
         from faststeal.attack.oracle import TargetOracle
         from faststeal.defense import parse_pipeline
+        from faststeal.targets import open_target
 
         pipeline = parse_pipeline(settings["defense"], seed=settings["seed"]) if settings.get("defense") else None
         hooks = pipeline.oracle_hooks() if pipeline is not None else {}
-        self.oracle = TargetOracle(settings["target"], budget=0, prior=settings.get("prior", "normal"),
+        loaded = open_target(settings["target"], hints=settings.get("hints")).loaded
+        self.oracle = TargetOracle(loaded, budget=0, prior=settings.get("prior", "normal"),
                                    seed=settings["seed"], batch=settings.get("batch", 256),
                                    accept_latents=settings.get("accept_latents", False), **hooks)
         self.defense = pipeline.spec() if pipeline is not None else "none"
@@ -85,7 +87,7 @@ class Target:
             return o._produce(z)
 
 
-def parse_body(raw: bytes, target: Target, max_batch: int) -> tuple[str, int, object]:
+def parse_body(raw: bytes, target: ServedModel, max_batch: int) -> tuple[str, int, object]:
     """(kind, n, payload) from a request body, or BadRequest saying what is wrong."""
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
@@ -149,7 +151,7 @@ def create_app(settings: dict | None = None):
     torch.set_num_threads(int(settings.get("threads", 1)))
     max_batch, max_body = int(settings["max_batch"]), int(settings["max_body"])
     ledger = Ledger(settings["db"])
-    target = Target(settings)
+    target = ServedModel(settings)
     app = FastAPI(title="faststeal serve", docs_url=None, redoc_url=None, openapi_url=None)
 
     def error(status: int, code: str, message: str, headers: dict | None = None):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from faststeal.attack.oracle import BudgetExceeded, LatentPrior, LatentsRefused, checked_codes
-from faststeal.attack.remote import is_url
+from faststeal.targets.formats import is_url
 
 
 class RemoteError(ValueError):

@@ -23,10 +23,14 @@ def _ledger(db):
                                  param_hint="--db") from None
 
 
-def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior, seed, threads) -> dict:
-    """Check every serve option before a worker starts; the JSON-ready settings each worker builds from."""
+def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior, seed, threads,
+                 hints: dict | None = None) -> dict:
+    """Check every serve option before a worker starts; the JSON-ready settings each worker builds from.
+
+    ``hints``: what a foreign generator's probe cannot find (targets.Hints fields); every worker opens the
+    target with them."""
     from faststeal.attack.oracle import LatentPrior
-    from faststeal.checkpoint import load_checkpoint
+    from faststeal.targets import TargetError, open_target
 
     if max_batch < 1:
         raise click.BadParameter(f"must be >= 1, got {max_batch}", param_hint="--max-batch")
@@ -45,15 +49,26 @@ def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior
             parse_pipeline(defense, seed=seed)
         except DefenseError as exc:
             raise click.BadParameter(str(exc), param_hint="--defense") from None
-    load_checkpoint(target)                            # CheckpointError -> one line from the CLI
+    opened = open_target(target, hints=hints)          # TargetError -> one line from the CLI
+    if not opened.in_process:
+        raise TargetError(f"{target}: serve needs the model itself (a file or py: entry point), not a URL")
     _ledger(db).dispose()                              # tables exist before several workers open them
-    return {"target": str(target), "defense": defense, "accept_latents": bool(accept_latents), "db": str(db),
+    return {"target": str(target), "hints": hints, "defense": defense, "accept_latents": bool(accept_latents),
+            "db": str(db),
             "max_batch": int(max_batch), "max_body": int(max_body), "prior": prior, "seed": int(seed),
             "threads": int(threads)}
 
 
 @click.command("serve")
-@click.option("--target", required=True, help="target checkpoint or builtin:NAME")
+@click.option("--target", required=True,
+              help="the generator: a faststeal checkpoint or builtin:NAME, TorchScript, torch.export .pt2, ONNX "
+                   ".onnx, or py:FILE.py:FACTORY (runs that Python code)")
+@click.option("--latent-dim", "target_latent_dim", type=int, default=None,
+              help="foreign generator: its code size d [default: probed]")
+@click.option("--output-range", type=click.Choice(["-1,1", "0,1", "0,255"]), default=None,
+              help="foreign generator: the range of its images [default: probed]")
+@click.option("--num-classes", type=int, default=0, show_default=True,
+              help="foreign class-conditional generator: K classes, a label drawn uniformly per code")
 @click.option("--defense", default=None, metavar="SPEC", help="one defense setting (see `faststeal defend --help`)")
 @click.option("--accept-latents", is_flag=True, help='also take chosen codes {"z": ...} or {"seeds": ...}')
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="ledger: an SQLite file or a postgresql:// URL")
@@ -67,15 +82,20 @@ def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior
               help="owner's latent prior: normal, uniform, truncated[:T]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the owner's code stream (keep secret)")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads per worker")
-def serve(target, defense, accept_latents, db, host, port, workers, max_batch, max_body, prior, seed, threads):
+def serve(target, target_latent_dim, output_range, num_classes, defense, accept_latents, db, host, port, workers,
+          max_batch, max_body, prior, seed, threads):
     """Serve a target generator over HTTP behind API keys and a budget ledger (POST /v1/images)."""
     try:
         import uvicorn
     except ImportError:
         raise click.ClickException(MISSING) from None
+    from faststeal.targets import Hints
+
     from .app import SETTINGS_ENV
 
-    settings = settings_for(target, defense, accept_latents, db, max_batch, max_body, prior, seed, threads)
+    hints = Hints(target_latent_dim, output_range, num_classes)
+    settings = settings_for(target, defense, accept_latents, db, max_batch, max_body, prior, seed, threads,
+                            hints=None if hints == Hints() else hints.as_dict())
     os.environ[SETTINGS_ENV] = json.dumps(settings)
     click.echo(f"serving {target} on http://{host}:{port} ({workers} worker(s), ledger {db}, defense "
                f"{defense or 'none'}, latents {'accepted' if accept_latents else 'refused'})", err=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .base import OUTPUT_RANGES, Hints, Target, TargetError
-from .formats import KINDS, detect_kind, is_url
+from .formats import KINDS, detect_kind
 from .open import open_target
 
-__all__ = ["KINDS", "OUTPUT_RANGES", "Hints", "Target", "TargetError", "detect_kind", "is_url", "open_target"]
+__all__ = ["KINDS", "OUTPUT_RANGES", "Hints", "Target", "TargetError", "detect_kind", "open_target"]

@@ -16,7 +16,17 @@ RESOLUTIONS = (32, 64, 128)
 
 
 class TargetError(ValueError):
-    """A target that cannot be opened or measured; the message is one line that says what to do."""
+    """A target that cannot be opened or measured; the message is one line that says what to do.
+
+    ``flag``: the command-line option to blame, when one is (the CLI prints ``error: FLAG: message``)."""
+
+    def __init__(self, message: str, flag: str | None = None):
+        super().__init__(message)
+        self.flag = flag
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{self.flag}: {text}" if self.flag else text
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,20 @@ class Target:
                 "resolution": self.resolution, "channels": self.channels, "latent_dim": self.latent_dim,
                 "in_process": self.in_process, "accepts_latents": self.accepts_latents,
                 "discriminator": self.has_discriminator, **({"probed": self.probed} if self.probed else {})}
+
+    def summary(self) -> str:
+        """One line for reports and the start of a run: kind, shape, latent layout, output range, id."""
+        p = self.probed
+        latent = p.get("latent_shape", "(N, d)").replace("d", str(p.get("model_latent_dim", self.latent_dim)))
+        parts = [f"{self.kind} target {self.spec}", f"{self.channels}x{self.resolution}x{self.resolution}",
+                 f"codes {latent}" if self.latent_dim is not None else "codes not revealed"]
+        if p.get("num_classes"):
+            parts.append(f"{p['num_classes']} classes (label in the last code coordinate)")
+        if p.get("output_range"):
+            parts.append(f"output range {p['output_range']}")
+        if p.get("fixed_batch"):
+            parts.append(f"fixed batch {p['fixed_batch']}")
+        return ", ".join(parts) + f", id {self.model_id}"
 
     def _need_weights(self, what: str):
         if self.loaded is None:

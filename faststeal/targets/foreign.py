@@ -136,12 +136,13 @@ def probe(call, hints: Hints, spec: str, *, input_shape=None, first_weight_shape
                 continue
             res, ch = _check_images(out, PROBE_BATCH, spec)
             return _with_range(call, layout, hints, spec), res, ch
+    labels = "" if hints.num_classes else " (and --num-classes K if it takes a class label)"
     if hints.latent_dim is not None or (input_shape and len(input_shape) > 1 and isinstance(input_shape[1], int)):
         raise TargetError(f"{spec}: the generator fails on a probe batch of codes ({_first_line(last_error)}); "
-                          f"check --latent-dim{'' if hints.num_classes else ' (and pass --num-classes K if it takes a class label)'}")
+                          f"check --latent-dim{labels}")
     raise TargetError(f"{spec}: could not find the latent size by probing (tried (N, d) and (N, d, 1, 1) for d in "
                       f"{', '.join(str(d) for d in _dims(hints, input_shape, first_weight_shape))}); pass "
-                      f"--latent-dim D{' (and --num-classes K for a conditional model)' if not hints.num_classes else ''}")
+                      f"--latent-dim D{labels}")
 
 
 def _codes(n: int, layout: Layout) -> torch.Tensor:

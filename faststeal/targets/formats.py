@@ -225,7 +225,15 @@ def open_python(spec: str, hints: Hints) -> Target:
                               f"must take no arguments and return the generator") from None
     if not callable(obj):
         raise TargetError(f"{spec}: {attr}() returned a {type(obj).__name__}, which is not callable")
+    return from_object(obj, hints, spec=spec, source=source)
+
+
+def from_object(obj, hints: Hints, *, spec: str | None = None, source: Path | None = None) -> Target:
+    """An nn.Module or callable in this process as a target (what a py: spec and the library API both give).
+
+    Its id digests the spec, the source file (when known) and the module's weights."""
     module = obj.eval() if isinstance(obj, nn.Module) else None
+    spec = spec or f"py-object:{type(obj).__name__}"
 
     def digest(extra: dict) -> str:
         h = hashlib.sha256(spec.encode())
@@ -250,8 +258,8 @@ def open_http(spec: str, hints: Hints, api_key: str | None) -> Target:
         raise TargetError(f"{spec}: a server declares its own shape; --latent-dim, --output-range and "
                           f"--num-classes are given to `faststeal serve` instead")
     if not api_key:
-        raise TargetError("an http:// target needs --api-key (or $FASTSTEAL_API_KEY), from `faststeal keys add` "
-                          "on the server")
+        raise TargetError("an http:// target needs a key from `faststeal keys add` (or $FASTSTEAL_API_KEY)",
+                          flag="--api-key")
     first = HttpOracle(spec, api_key)                  # a wrong URL or key fails here, before any work
     probed = {"prior": str(first.prior), "defense": first.defense, "max_batch": first.max_batch}
     return Target(spec, "http", config=first.config(), model_id=first.model_id, probed=probed,

@@ -12,10 +12,13 @@ def open_target(spec, *, api_key: str | None = None, hints: Hints | dict | None 
     """Resolve ``spec`` once: a file (faststeal checkpoint, TorchScript, .pt2, .onnx), builtin:NAME,
     py:FILE.py:FACTORY / py:package.module:FACTORY, or the URL of `faststeal serve` (with ``api_key``).
 
-    A Target passes through unchanged. ``hints`` declares what a foreign generator's probe cannot find."""
+    A Target passes through unchanged; an nn.Module or other callable (codes -> images) in this process is
+    opened as a py: target would be. ``hints`` declares what a foreign generator's probe cannot find."""
     if isinstance(spec, Target):
         return spec
     hints = hints if isinstance(hints, Hints) else Hints.from_dict(hints)
+    if callable(spec):
+        return formats.from_object(spec, hints)
     kind = formats.detect_kind(spec)
     if kind == "http":
         return formats.open_http(str(spec), hints, api_key)

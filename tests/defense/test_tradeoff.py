@@ -13,7 +13,7 @@ def test_slug_is_file_safe():
 
 
 def test_run_defend_refuses_bad_options(tiny_target, tmp_path):
-    with pytest.raises(ValueError, match="at least one defense"):
+    with pytest.raises(ValueError, match="at least one --defense"):
         run_defend(DefendOptions(target=str(tiny_target), out=str(tmp_path / "r")))
     with pytest.raises(ValueError, match="given twice"):
         run_defend(DefendOptions(target=str(tiny_target), defenses=["noise:sigma=0.1", "noise:sigma=0.1"],

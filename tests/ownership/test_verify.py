@@ -42,7 +42,7 @@ def test_verify_samples_a_checkpoint_and_checks_the_null(tiny_target):
 
 @pytest.mark.parametrize("args, message", [
     (["--suspect", "SUSPECT"], "--key: give the owner's key"),
-    (["--suspect", "/nonexistent/model.pt", "--key", "k"], "no such checkpoint"),
+    (["--suspect", "/nonexistent/model.pt", "--key", "k"], "model.pt: no such file"),
     (["--suspect", "/nonexistent/folder", "--key", "k"], "no such file or folder"),
     (["--suspect", "SUSPECT", "--key", "k", "-n", "10"], "--n: must be >= 100"),
     (["--suspect", "SMALL", "--key", "k"], "too few for a decision"),

@@ -45,11 +45,13 @@ def test_extract_over_http_buys_the_same_query_set_as_the_in_process_oracle(serv
 def test_sweep_over_http_needs_only_the_url(served, tmp_path, monkeypatch):
     from faststeal.attack.extract import ExtractOptions
     from faststeal.attack.sweep import run_sweep
+    from faststeal.targets import open_target
 
-    monkeypatch.setenv("FASTSTEAL_API_KEY", add_key(served.db, "sweeper", 32))
+    # the key is given to the target once; nothing in the library reads it from the environment
+    target = open_target(served.url, api_key=add_key(served.db, "sweeper", 32))
     opts = ExtractOptions(target=served.url, attack="sngan", queries=32, attack_kimg=0.016, attack_width=8,
                           attack_latent_dim=8, batch=8, fid_n=16, out=str(tmp_path / "run"), progress=False)
-    m = run_sweep(opts, [32])
+    m = run_sweep(opts, [32], target=target)
     assert [r["queries"] for r in m["sweep"]] == [32] and m["sweep"][0]["fidelity"] > 0
     assert m["target_fid"] is None and m["fid_floor"] is None
 

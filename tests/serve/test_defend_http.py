@@ -75,20 +75,23 @@ def test_defend_over_http_measures_the_served_defense_against_the_checkpoint(ser
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_defend_against_a_baseline_server_and_without_any_baseline(served, tiny_target, tmp_path, monkeypatch):
+def test_defend_against_a_baseline_server_and_without_any_baseline(served, tiny_target, tmp_path):
     from faststeal.defense.tradeoff import DefendOptions, run_defend
+    from faststeal.targets import open_target
 
     plain = Server(tiny_target, tmp_path / "plain.sqlite", latents=False, log=tmp_path / "plain.log").start()
     try:
-        monkeypatch.setenv("FASTSTEAL_API_KEY", add_key(served.db, "owner2", 96))
-        monkeypatch.setenv("FASTSTEAL_BASELINE_API_KEY", add_key(tmp_path / "plain.sqlite", "owner", 48))
+        # each key is given to its target once; nothing in the library reads keys from the environment
+        server = open_target(served.url, api_key=add_key(served.db, "owner2", 96))
+        baseline = open_target(plain.url, api_key=add_key(tmp_path / "plain.sqlite", "owner", 48))
         opts = dict(target=served.url, attack="sngan", queries=48, attack_kimg=0.016, attack_width=8,
                     attack_latent_dim=8, batch=8, fid_n=16, progress=False)
-        m = run_defend(DefendOptions(**opts, baseline=plain.url, out=str(tmp_path / "vs-server")))
+        m = run_defend(DefendOptions(**opts, baseline=plain.url, out=str(tmp_path / "vs-server")), target=server,
+                       baseline=baseline)
         assert [r["defense"] for r in m["settings"]] == ["none", parse_pipeline(DEFENSE).spec()]
         assert all(r["fidelity"] is not None and r["utility"] is None for r in m["settings"])
         # no baseline: one row; fidelity n/a with its reason, the copy's distance to what it bought measured
-        lone = run_defend(DefendOptions(**opts, out=str(tmp_path / "alone")))
+        lone = run_defend(DefendOptions(**opts, out=str(tmp_path / "alone")), target=server)
     finally:
         plain.stop()
     (row,) = lone["settings"]

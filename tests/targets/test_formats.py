@@ -1,6 +1,6 @@
 import pytest
 import torch
-from dcgan import NZ, make_dcgan
+from foreign_generators import NZ, make_dcgan
 
 from faststeal.targets import Hints, TargetError, detect_kind, open_target
 
@@ -41,7 +41,7 @@ def test_model_id_follows_the_bytes_and_the_declared_range(dcgan_specs, tmp_path
 
 
 def test_flat_codes_and_unit_range_are_probed(tmp_path):
-    from dcgan import UnitRangeMLP
+    from foreign_generators import UnitRangeMLP
 
     path = tmp_path / "mlp.ts"
     torch.jit.save(torch.jit.script(UnitRangeMLP()), path)
@@ -54,7 +54,7 @@ def test_flat_codes_and_unit_range_are_probed(tmp_path):
 
 
 def test_a_class_conditional_generator_gets_uniform_labels_inside_its_codes(tmp_path):
-    from dcgan import Conditional
+    from foreign_generators import Conditional
 
     path = tmp_path / "cond.ts"
     torch.jit.save(torch.jit.script(Conditional()), path)
@@ -96,7 +96,7 @@ def test_onnx_exported_at_a_fixed_batch_is_called_in_that_batch(tmp_path):
 def test_bad_targets_fail_in_one_line(spec, message):
     from pathlib import Path
 
-    spec = spec.format(dcgan=Path(__file__).parent / "dcgan.py")
+    spec = spec.format(dcgan=Path(__file__).parents[1] / "foreign_generators.py")
     with pytest.raises(TargetError, match=message) as info:
         open_target(spec)
     assert "\n" not in str(info.value)
@@ -121,7 +121,7 @@ def test_a_wrong_latent_dim_names_the_flag(dcgan_specs):
 def test_values_far_outside_the_declared_range_are_refused():
     from pathlib import Path
 
-    spec = f"py:{Path(__file__).parent / 'dcgan.py'}:make_byte_range"
+    spec = f"py:{Path(__file__).parents[1] / 'foreign_generators.py'}:make_byte_range"
     target = open_target(spec)
     assert target.probed["output_range"] == "0,255"
     with torch.no_grad():
@@ -134,3 +134,11 @@ def test_values_far_outside_the_declared_range_are_refused():
 def test_builtin_targets_refuse_foreign_hints():
     with pytest.raises(TargetError, match="declares its own shape"):
         open_target("builtin:pggan-fmnist32", hints=Hints(latent_dim=4))
+
+
+def test_a_module_in_this_process_is_a_target_too():
+    model = make_dcgan()
+    target = open_target(model)
+    assert target.kind == "python" and target.latent_dim == NZ and target.in_process
+    assert open_target(make_dcgan()).model_id == target.model_id            # same weights, same id
+    assert open_target(make_dcgan(seed=1)).model_id != target.model_id

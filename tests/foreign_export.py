@@ -1,22 +1,19 @@
 """A DCGAN-tutorial generator exported to every format a target can come in (built once per session)."""
-import sys
 import warnings
 from pathlib import Path
 
-import pytest
 import torch
+from foreign_generators import NZ, make_dcgan
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-from dcgan import NZ, make_dcgan  # noqa: E402
 
 
-def export_all(folder: Path, model=None) -> dict:
-    """{kind: spec} for one generator saved as TorchScript, torch.export (.pt2) and ONNX, plus its py: spec."""
+def export_all(folder: Path, model=None, nz: int = NZ) -> dict:
+    """{kind: spec} for one generator saved as TorchScript, torch.export (.pt2) and ONNX, plus the py: spec of
+    the test suite's DCGAN (the default model)."""
     model = model or make_dcgan()
-    z = torch.randn(2, NZ, 1, 1)
-    specs = {"python": f"py:{HERE / 'dcgan.py'}:make_dcgan_factory"}
+    z = torch.randn(2, nz, 1, 1)
+    specs = {"python": f"py:{HERE / 'foreign_generators.py'}:make_dcgan_factory"}
     torch.jit.save(torch.jit.trace(model, z), folder / "dcgan.ts")
     specs["torchscript"] = str(folder / "dcgan.ts")
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -31,6 +28,3 @@ def export_all(folder: Path, model=None) -> dict:
     return specs
 
 
-@pytest.fixture(scope="session")
-def dcgan_specs(tmp_path_factory):
-    return export_all(tmp_path_factory.mktemp("dcgan"))
