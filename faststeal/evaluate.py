@@ -31,7 +31,7 @@ def fid(stats_a, stats_b) -> float:
     from .metrics import frechet_distance
 
     return float(frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma, n1=stats_a.n,
-                                  n2=stats_b.n))
+                                  n2=stats_b.n, rows1=stats_a.centered_rows(), rows2=stats_b.centered_rows()))
 
 
 def generator_stats(source, n: int, *, seed: int = SAMPLE_SEED, name: str = "generator",

@@ -161,7 +161,7 @@ def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric
         # the matrix square root runs where the features were computed (Newton-Schulz on a GPU)
         on = compute_device(device)
         value = frechet_distance(*(t.to(on) for t in (s1.mu, s1.sigma, s2.mu, s2.sigma)), method=method,
-                                 n1=n1, n2=n2)
+                                 n1=n1, n2=n2, rows1=s1.centered_rows(), rows2=s2.centered_rows())
     for w in caught:
         if issubclass(w.category, BiasedFIDWarning):
             out["biased"] = True

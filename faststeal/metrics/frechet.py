@@ -23,7 +23,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-METHODS = ("auto", "eigh", "newton_schulz", "scipy")
+METHODS = ("auto", "eigh", "newton_schulz", "scipy", "low_rank")
 
 
 class BiasedFIDWarning(UserWarning):
@@ -83,6 +83,16 @@ def trace_sqrt_eigh(s1: torch.Tensor, s2: torch.Tensor) -> tuple[float, bool]:
     return float(_eigvalsh(m).clamp(min=0).sqrt().sum()), definite
 
 
+def trace_sqrt_low_rank(a1: torch.Tensor, a2: torch.Tensor) -> float:
+    """tr sqrt(S1 S2) for S = A^T A / (n - 1) from the centered samples A themselves (n1, n2 rows).
+
+    The nonzero eigenvalues of S1 S2 are those of M M^T / c with M = A2 A1^T and c = (n1 - 1)(n2 - 1), so the
+    trace is the sum of M's singular values over sqrt(c): exact, and an n2 x n1 problem instead of d x d."""
+    m = a2.double() @ a1.double().mT
+    scale = math.sqrt((a1.shape[0] - 1) * (a2.shape[0] - 1))
+    return float(torch.linalg.svdvals(m).sum()) / scale
+
+
 def trace_sqrt_newton_schulz(s1: torch.Tensor, s2: torch.Tensor, max_iter: int = 100,
                              tol: float = 1e-10) -> tuple[float | None, int]:
     """tr sqrt(S1 S2) by coupled Newton-Schulz (GEMMs only); (None, iters) when it does not converge."""
@@ -118,10 +128,12 @@ def trace_sqrt_scipy(s1: torch.Tensor, s2: torch.Tensor) -> float:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "auto", n1: int | None = None,
-                     n2: int | None = None) -> float:
+                     n2: int | None = None, rows1=None, rows2=None) -> float:
     """Frechet distance of N(mu1, sigma1) and N(mu2, sigma2); numpy arrays or torch tensors -> float.
 
-    n1, n2 (sample counts), when given, only serve the small-sample warning.
+    n1, n2 (sample counts), when given, only serve the small-sample warning. rows1, rows2: the centered
+    samples behind sigma1, sigma2 (FeatureStats.centered_rows), when both are small enough to be kept; with
+    method "auto" they replace the d x d square root by the exact low-rank route.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -130,6 +142,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "auto", n1: int | N
     mu2, s2 = _as_f64(mu2, "mu2", device), _as_f64(sigma2, "sigma2", device)
     _check(mu1, s1, mu2, s2)
     d = mu1.shape[0]
+    if method == "auto" and rows1 is not None and rows2 is not None:
+        method = "low_rank"
     if method == "auto":
         method = "newton_schulz" if s1.device.type == "cuda" else "eigh"
     singular = any(n is not None and n <= d for n in (n1, n2)) or not (_definite(s1) and _definite(s2))
@@ -140,6 +154,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "auto", n1: int | N
                 warnings.warn(f"Newton-Schulz did not converge in {iters} iterations; using eigh",
                               RuntimeWarning, stacklevel=2)
             method = "eigh"
+    if method == "low_rank":
+        if rows1 is None or rows2 is None:
+            raise ValueError("method low_rank needs rows1 and rows2 (the centered samples)")
+        tr = trace_sqrt_low_rank(torch.as_tensor(rows1).to(s1.device), torch.as_tensor(rows2).to(s1.device))
     if method == "eigh":
         tr, _ = trace_sqrt_eigh(s1, s2)
     elif method == "scipy":
@@ -170,6 +188,6 @@ def frechet_distance_of_features(f1: torch.Tensor, f2: torch.Tensor) -> float:
         return frechet_distance(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T), n1=n1, n2=n2)
     ca, cb = a - a.mean(0), b - b.mean(0)
     tr1, tr2 = float((ca * ca).sum()) / (n1 - 1), float((cb * cb).sum()) / (n2 - 1)
-    cross = float(torch.linalg.svdvals(ca @ cb.T).sum()) / math.sqrt((n1 - 1) * (n2 - 1))
+    cross = trace_sqrt_low_rank(ca, cb)
     diff = a.mean(0) - b.mean(0)
     return max(float(diff @ diff) + tr1 + tr2 - 2.0 * cross, 0.0)

@@ -3,6 +3,10 @@
 Memory is O(d^2) whatever the number of images; two partial results (batches, shards, ranks) merge by
 adding their sums, so the order and size of batches do not change the result beyond float64 rounding.
 Saved as .npz with mu, sigma (the pytorch-fid keys, so such files load too), n and metadata.
+
+Small samples (at most KEEP_ROWS features) also keep their rows: the Frechet distance of two such samples
+then needs only the singular values of an n2 x n1 matrix instead of eigendecompositions at d = 2048 (see
+frechet.trace_sqrt_low_rank), which is what makes per-probe FIDs during training cheap.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+KEEP_ROWS = 1000     # samples up to this size keep their features (16 MB at d = 2048) for the low-rank FID
+
 
 @dataclass
 class FeatureStats:
@@ -26,6 +32,8 @@ class FeatureStats:
     total: torch.Tensor | None = None   # (d,) float64
     outer: torch.Tensor | None = None   # (d, d) float64
     meta: dict = field(default_factory=dict)
+    rows: torch.Tensor | None = None    # (n, d) float64 while n <= KEEP_ROWS and every row was seen
+    keeps_rows: bool = True             # False once rows are dropped (or never known, as for loaded stats)
 
     def update(self, feats: torch.Tensor) -> "FeatureStats":
         """Add a (b, d) batch of features."""
@@ -38,7 +46,21 @@ class FeatureStats:
         self.total += f.sum(0)
         self.outer.addmm_(f.mT, f)
         self.n += f.shape[0]
+        self._keep(f.cpu())
         return self
+
+    def _keep(self, f: torch.Tensor | None) -> None:
+        """Append rows while the sample stays small; drop them for good otherwise."""
+        if not self.keeps_rows or f is None or self.n > KEEP_ROWS:
+            self.rows, self.keeps_rows = None, False
+            return
+        self.rows = f.clone() if self.rows is None else torch.cat([self.rows, f])
+
+    def centered_rows(self) -> torch.Tensor | None:
+        """The kept rows minus the mean (A with sigma = A^T A / (n - 1)), or None."""
+        if not self.keeps_rows or self.rows is None or self.rows.shape[0] != self.n:
+            return None
+        return self.rows - self.mu.cpu()
 
     def merge(self, other: "FeatureStats") -> "FeatureStats":
         """Combine with the statistics of another shard (in place); returns self."""
@@ -52,6 +74,7 @@ class FeatureStats:
             self.total += other.total.to(self.total.device)
             self.outer += other.outer.to(self.outer.device)
         self.n += other.n
+        self._keep(other.rows if other.keeps_rows else None)
         return self
 
     def all_reduce(self) -> "FeatureStats":
@@ -69,6 +92,12 @@ class FeatureStats:
             for t in (n, self.total, self.outer):
                 distributed.all_sum(t)
             self.n = int(n.item())
+            # every rank's rows, if every rank kept them and the whole stays small (row order is irrelevant)
+            shares = distributed.all_gather_objects(self.rows if self.keeps_rows else False)
+            kept = [r for r in shares if r is not None and r is not False]
+            whole = all(r is not False for r in shares) and self.n <= KEEP_ROWS
+            self.rows = torch.cat(kept) if whole and kept else None
+            self.keeps_rows = bool(whole and kept)
         return self
 
     def to_cpu(self) -> "FeatureStats":
@@ -101,6 +130,8 @@ class FeatureStats:
         # computed on every rank: too few samples fails everywhere, not on rank 0 alone before the barrier
         arrays = dict(mu=self.mu.cpu().numpy(), sigma=self.sigma.cpu().numpy(), n=np.int64(self.n),
                       meta=np.array(json.dumps(self.meta)))
+        if self.centered_rows() is not None:          # small samples keep their rows (the low-rank FID)
+            arrays["rows"] = self.rows.numpy()
         return atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
@@ -112,7 +143,7 @@ class FeatureStats:
         if mu.ndim != 1 or sigma.shape != (d, d):
             raise ValueError(f"mu must be (d,) and sigma (d, d), got {tuple(mu.shape)}, {tuple(sigma.shape)}")
         outer = sigma * max(n - 1, 0) + n * torch.outer(mu, mu)
-        return cls(dim=d, n=n, total=mu * n, outer=outer, meta=dict(meta or {}))
+        return cls(dim=d, n=n, total=mu * n, outer=outer, meta=dict(meta or {}), keeps_rows=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureStats":
@@ -132,6 +163,9 @@ class FeatureStats:
         stats = cls.from_moments(mu, sigma, max(n, 2), meta)
         stats.n = n if n > 0 else stats.n
         stats.meta.setdefault("n_known", n > 0)
+        rows = z.get("rows")
+        if rows is not None and rows.ndim == 2 and rows.shape == (n, mu.shape[0]):
+            stats.rows, stats.keeps_rows = torch.as_tensor(rows, dtype=torch.float64), True
         return stats
 
 

@@ -196,7 +196,9 @@ def _with_range(call, layout: Layout, hints: Hints, spec: str) -> Layout:
     if out.is_floating_point() and not torch.isfinite(out).all():
         raise TargetError(f"{spec}: the generator produced NaN or infinite values on a probe batch")
     lo, hi = float(out.min()), float(out.max())
-    found = "0,255" if out.dtype == torch.uint8 or hi > 2.0 else "-1,1" if lo < -0.05 else "0,1"
+    # any negative value means a signed range: a [0, 1] model (sigmoid, clamp) never goes below 0, while an
+    # untrained or dull tanh model may stay within a hair of 0 on both sides
+    found = "0,255" if out.dtype == torch.uint8 or hi > 2.0 else "-1,1" if lo < 0 else "0,1"
     chosen = hints.output_range or found
     low, high = {"-1,1": (-2.0, 2.0), "0,1": (-1.0, 2.0), "0,255": (-64.0, 320.0)}[chosen]
     if lo < low or hi > high:

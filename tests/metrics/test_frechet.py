@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from faststeal.metrics import BiasedFIDWarning, frechet_distance, kernel_inception_distance
-from faststeal.metrics.frechet import trace_sqrt_newton_schulz
+from faststeal.metrics.frechet import frechet_distance_of_features, trace_sqrt_newton_schulz
 
 METHODS = ["eigh", "newton_schulz", "scipy", "auto"]
 
@@ -115,3 +115,31 @@ def test_features_path_equals_the_covariance_path(n1, n2, d):
         want = frechet_distance(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T), method="eigh")
     assert frechet_distance_of_features(a, b) == pytest.approx(want, rel=1e-6)
     assert frechet_distance_of_features(a, a) == pytest.approx(0.0, abs=1e-6 * want)
+
+
+def test_small_samples_take_the_low_rank_route_with_the_same_value():
+    # a FID of two small samples is a few-hundred-row SVD instead of 2048 x 2048 eigendecompositions
+    from faststeal.evaluate import fid
+    from faststeal.metrics.stats import KEEP_ROWS, FeatureStats
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, 2048, generator=g), torch.randn(30, 2048, generator=g) * 1.3 + 0.2
+    sa, sb = FeatureStats().update(a[:25]).update(a[25:]), FeatureStats().update(b)
+    assert sa.centered_rows().shape == (40, 2048)
+    eigh = frechet_distance(sa.mu, sa.sigma, sb.mu, sb.sigma, method="eigh", n1=40, n2=30)
+    # eigh adds sqrt(rounding noise) of the ~2000 zero eigenvalues (~1e-4 in all); the low-rank route has none
+    assert fid(sa, sb) == pytest.approx(eigh, rel=1e-7)
+    assert fid(sa, sb) == pytest.approx(frechet_distance_of_features(a, b), rel=1e-12)
+    big = FeatureStats().update(torch.randn(KEEP_ROWS + 1, 8, generator=g).repeat(1, 256))
+    assert big.centered_rows() is None and not big.keeps_rows          # rows dropped past KEEP_ROWS
+    merged = FeatureStats().merge(sa).merge(FeatureStats.from_moments(sb.mu, sb.sigma, 30))
+    assert merged.centered_rows() is None                               # loaded stats carry no rows
+
+
+def test_cached_small_statistics_keep_their_rows(tmp_path):
+    from faststeal.metrics.stats import FeatureStats
+
+    s = FeatureStats().update(torch.randn(12, 2048, generator=torch.Generator().manual_seed(1)))
+    s.save(tmp_path / "s.npz")
+    again = FeatureStats.load(tmp_path / "s.npz")
+    assert again.centered_rows() is not None and torch.allclose(again.centered_rows(), s.centered_rows())
