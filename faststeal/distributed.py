@@ -47,7 +47,8 @@ def gpu_per_rank() -> bool:
     over gloo instead, so all ranks compute alike."""
     if not torch.cuda.is_available():
         return False
-    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= torch.cuda.device_count()
+    local = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or "1"   # one node: the world
+    return int(local) <= torch.cuda.device_count()
 
 
 def backend() -> str:

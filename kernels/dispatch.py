@@ -1,7 +1,7 @@
 """Choose between the torch reference and the Triton kernels for each call.
 
-"auto" takes Triton for CUDA tensors (when Triton imports) and the reference otherwise; FASTSTEAL_KERNELS
-overrides "auto". A forced "triton" never falls back: it runs (GPU, or the interpreter on CPU when
+"auto" takes, for CUDA tensors, the path measured faster there (AUTO_ON_CUDA) and the reference otherwise;
+FASTSTEAL_KERNELS overrides "auto". A forced "triton" never falls back: it runs (GPU, or the interpreter on CPU when
 TRITON_INTERPRET=1) or raises. Triton modules are imported only on the Triton path.
 """
 from __future__ import annotations
@@ -15,8 +15,14 @@ from ._triton_env import check_can_run, triton_available
 
 IMPLS = ("auto", "torch", "triton")
 
+# What "auto" runs on a GPU, per kernel family, from bench/kernels.py on an H200 (bench/RESULTS.md, "Kernels on
+# a GPU"): the Triton equalized-LR convolution is slower than the cuDNN-backed reference at these sizes (PGGAN
+# training step 57.6 vs 35.5 ms at 32 px), while the one-launch spectral norm is faster (SNGAN step 23.9 vs
+# 26.7 ms). Forcing either path stays possible (impl= or FASTSTEAL_KERNELS).
+AUTO_ON_CUDA = {"eqlr": "torch", "spectral_norm": "triton"}
 
-def resolve_impl(impl: str, *tensors: torch.Tensor) -> str:
+
+def resolve_impl(impl: str, *tensors: torch.Tensor, family: str = "spectral_norm") -> str:
     """Return "torch" or "triton" for these tensors; raise if Triton is forced where it cannot run."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -27,7 +33,7 @@ def resolve_impl(impl: str, *tensors: torch.Tensor) -> str:
         impl = env
     if impl == "auto":
         on_cuda = bool(tensors) and all(t.is_cuda for t in tensors if isinstance(t, torch.Tensor))
-        return "triton" if on_cuda and triton_available() else "torch"
+        return "triton" if on_cuda and AUTO_ON_CUDA[family] == "triton" and triton_available() else "torch"
     if impl == "triton":
         check_can_run(tensors)
     return impl
@@ -35,7 +41,7 @@ def resolve_impl(impl: str, *tensors: torch.Tensor) -> str:
 
 def eqlr_conv2d(x, weight, bias=None, *, impl: str = "auto", **kwargs):
     """Equalized-LR conv with fused up/down, bias, activation and pixel norm. See reference.eqlr_conv2d."""
-    if resolve_impl(impl, x, weight) == "triton":
+    if resolve_impl(impl, x, weight, family="eqlr") == "triton":
         from . import triton_conv
         kwargs.setdefault("gain", reference.DEFAULT_GAIN)
         return triton_conv.eqlr_conv2d(x, weight, bias, **kwargs)
@@ -44,7 +50,7 @@ def eqlr_conv2d(x, weight, bias=None, *, impl: str = "auto", **kwargs):
 
 def eqlr_linear(x, weight, bias=None, *, impl: str = "auto", **kwargs):
     """Equalized-LR dense layer with fused bias/activation/pixel norm. See reference.eqlr_linear."""
-    if resolve_impl(impl, x, weight) == "triton":
+    if resolve_impl(impl, x, weight, family="eqlr") == "triton":
         from . import triton_conv
         kwargs.setdefault("gain", reference.DEFAULT_GAIN)
         return triton_conv.eqlr_linear(x, weight, bias, **kwargs)

@@ -81,3 +81,6 @@ def test_more_local_ranks_than_gpus_fall_back_to_gloo_on_the_cpu(monkeypatch):
     assert not distributed.gpu_per_rank() and distributed.backend() == "gloo"
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert distributed.gpu_per_rank() and distributed.backend() == "nccl"
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")                 # launched without torchrun: the world is one node
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not distributed.gpu_per_rank()

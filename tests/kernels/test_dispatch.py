@@ -84,3 +84,18 @@ def test_interpreter_enabled_too_late_raises():
     res = _python(code)
     assert res.returncode == 0, res.stderr
     assert "RAISED" in res.stdout and "before" in res.stdout
+
+
+def test_auto_on_a_gpu_takes_the_path_measured_faster_there(monkeypatch):
+    # no GPU needed: "auto" reads only where the tensors live; a meta-device stand-in would not say is_cuda
+    class Cuda:
+        is_cuda = True
+
+    from faststeal.kernels import dispatch
+
+    monkeypatch.delenv("FASTSTEAL_KERNELS", raising=False)
+    monkeypatch.setattr(dispatch, "triton_available", lambda: True)
+    assert K.resolve_impl("auto", Cuda(), family="eqlr") == "torch"
+    assert K.resolve_impl("auto", Cuda(), family="spectral_norm") == "triton"
+    monkeypatch.setattr(dispatch, "AUTO_ON_CUDA", {"eqlr": "triton", "spectral_norm": "torch"})
+    assert K.resolve_impl("auto", Cuda(), family="eqlr") == "triton"

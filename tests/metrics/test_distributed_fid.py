@@ -160,7 +160,8 @@ def test_cli_under_torchrun_prints_the_single_process_fid(tmp_path):
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
     np.save(a, rng.integers(0, 256, (40, 1, 28, 28), dtype=np.uint8))
     np.save(b, rng.integers(0, 128, (40, 1, 28, 28), dtype=np.uint8))
-    args = ["fid", str(a), str(b), "-n", "40", "--batch", "8", "--json", "--loader", "torch"]
+    # on the CPU in both runs: two ranks on a one-GPU machine compute on the CPU, and GPU convolutions differ
+    args = ["fid", str(a), str(b), "-n", "40", "--batch", "8", "--json", "--loader", "torch", "--device", "cpu"]
 
     def run(launcher, cache):
         env = dict(os.environ, OMP_NUM_THREADS="1", FASTSTEAL_CACHE=str(tmp_path / cache))
