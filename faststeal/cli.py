@@ -362,6 +362,13 @@ def _target_name(target) -> str:
     return Path(target.spec.replace("builtin:", "")).stem
 
 
+def _thief_line(opts, target) -> str:
+    """What the thief will train, sized to the target (said before the long work starts)."""
+    r, c = target.resolution, target.channels
+    return (f"thief: {opts.attack} GAN at {r}x{r}x{c}, width {opts.attack_width}, batch {opts.batch}, "
+            f"{opts.attack_kimg:g} kimg on {opts.queries} queries (knowledge: {opts.knowledge})")
+
+
 def _set_threads(threads):
     """--threads pins the count; without it the count follows the cores other processes leave free."""
     from . import cpu
@@ -412,6 +419,7 @@ def extract(target, target_latent_dim, output_range, num_classes, queries, attac
                           finetune_kimg=finetune_kimg, eval_data=eval_data, prior=prior, seed=seed,
                           query_set=query_set, distill=distill, curve_n=curve_n, out=out, fresh=fresh,
                           target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
+    click.echo(_thief_line(opts, opened), err=True)
     m = run_extract(opts, target=opened)
     for v in m["variants"]:
         click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "

@@ -82,6 +82,13 @@ class _Nan(nn.Module):
         return x * float("nan")
 
 
+def make_grey128():
+    """(N, 12) codes -> grey 128x128 images in [-1, 1]."""
+    torch.manual_seed(4)
+    return nn.Sequential(nn.Linear(12, 32 * 32), nn.Tanh(), nn.Unflatten(1, (1, 32, 32)),
+                         nn.Upsample(scale_factor=4, mode="bilinear"))
+
+
 def make_byte_range():
     """Float outputs in [0, 255], as a model that ends in `* 255` returns them."""
     torch.manual_seed(3)

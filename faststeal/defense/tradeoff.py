@@ -304,6 +304,7 @@ def run_defend(opts: DefendOptions, run=None, target=None, baseline=None) -> dic
     metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
                "attack_kimg": opts.attack_kimg, "prior": opts.prior, "seed": opts.seed,
                "target_fid": (base or rows[0])["target_fid"], "baseline": base, "settings": rows}
+    metrics["target_summary"] = target.summary()
     if remote:
         metrics.update(served_defense=ident["served_defense"], baseline_source=opts.baseline)
     labels = [f.label for f in families] if not remote else [SERVED]
@@ -382,6 +383,7 @@ def _write_report(run, opts: DefendOptions, rows: list[dict], base: dict | None,
         notes.append(f"No fidelity or served_vs_target: {rows[0]['target_note']}.")
     sections = [
         ("Definitions", _definitions(opts, base, remote, baseline_remote) + "".join(f"\n\n{n}" for n in notes)),
+        ("Target", metrics["target_summary"]),
         ("Results", table),
         ("Trade-off", "\n\n".join(f"![{p}]({p})" for p in metrics["plots"])
          or "No plot: it needs utility (real data) and an undefended baseline."),

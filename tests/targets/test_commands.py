@@ -85,3 +85,24 @@ def test_target_errors_are_one_line_and_write_nothing(tmp_path):
     res = CliRunner().invoke(main, ["transfer", "--source", str(junk), "--data", "fashion-mnist",
                                     "--out", str(tmp_path / "t")])
     assert res.exit_code == 2 and "transfer fine-tunes a faststeal checkpoint" in res.output
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_128_pixel_grey_target_is_stolen_at_its_own_size(tmp_path):
+    from pathlib import Path
+
+    from faststeal.attack.extract import ExtractOptions, run_extract
+    from faststeal.targets import open_target
+
+    spec = f"py:{Path(__file__).parents[1] / 'foreign_generators.py'}:make_grey128"
+    target = open_target(spec)
+    assert (target.resolution, target.channels) == (128, 1)
+    real = tmp_path / "real.npy"
+    np.save(real, np.random.default_rng(0).integers(0, 256, (16, 128, 128), dtype=np.uint8))
+    m = run_extract(ExtractOptions(target=spec, attack="sngan", queries=16, attack_kimg=0.008, attack_width=8,
+                                   batch=8, fid_n=8, curve_n=0, eval_data=str(real), out=str(tmp_path / "x"),
+                                   progress=False), target=target)
+    assert m["fidelity"] > 0
+    import torch
+
+    assert torch.load(tmp_path / "x" / "attack.pt", weights_only=True)["config"]["resolution"] == 128
