@@ -279,6 +279,9 @@ def attack_size_options(f):
                           "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers"),
         click.option("--attack-kimg", type=float, default=None,
                      help="thousands of images the attack GAN trains on [default: 80]"),
+        click.option("--minutes", type=float, default=None,
+                     help="also stop each attack GAN after this many minutes of training (whichever of this and "
+                          "--attack-kimg comes first; the report says which); runs then differ across machines"),
         click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
@@ -396,10 +399,11 @@ def _set_threads(threads):
 @click.option("--curve-n", type=int, default=128, show_default=True,
               help="samples per fidelity probe during training (0: no curve)")
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")
-def extract(target, target_latent_dim, output_range, num_classes, queries, attack, attack_kimg, knowledge,
+def extract(target, target_latent_dim, output_range, num_classes, queries, attack, attack_kimg, minutes, knowledge,
             attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, real, real_count,
             target_discriminator, drs_rate, finetune_kimg, query_set, distill, curve_n, out):
     """Steal a target GAN through its images; report fidelity and accuracy."""
+    _positive(minutes, "--minutes")
     from .attack.extract import ExtractOptions, run_extract
 
     if real and real_count <= 0:
@@ -413,7 +417,7 @@ def extract(target, target_latent_dim, output_range, num_classes, queries, attac
         "-latents" if knowledge == "latents" else "")
     _check_out_folder(out)
     _set_threads(threads)
-    opts = ExtractOptions(target=target, attack=attack, queries=queries, attack_kimg=attack_kimg,
+    opts = ExtractOptions(target=target, attack=attack, queries=queries, attack_kimg=attack_kimg, minutes=minutes,
                           knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, real=real,
                           real_count=real_count, target_discriminator=target_discriminator, drs_rate=drs_rate,
                           finetune_kimg=finetune_kimg, eval_data=eval_data, prior=prior, seed=seed,
@@ -467,9 +471,10 @@ def curves(runs, out, labels, title):
 @attack_size_options
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--out", default=None, help="run folder; default runs/sweep-<target>-<attack>")
-def sweep(target, target_latent_dim, output_range, num_classes, queries, attack, attack_kimg, knowledge,
+def sweep(target, target_latent_dim, output_range, num_classes, queries, attack, attack_kimg, minutes, knowledge,
           attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, query_set, out):
     """Train one attack per query budget; plot fidelity and accuracy against queries."""
+    _positive(minutes, "--minutes")
     from .attack.extract import ExtractOptions
     from .attack.sweep import run_sweep
 
@@ -486,6 +491,7 @@ def sweep(target, target_latent_dim, output_range, num_classes, queries, attack,
     _check_out_folder(out)
     _set_threads(threads)
     opts = ExtractOptions(target=target, attack=attack, queries=max(budgets), attack_kimg=attack_kimg,
+                          minutes=minutes,
                           knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
                           eval_data=eval_data, prior=prior, seed=seed, query_set=query_set, out=out, fresh=fresh,
                           target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
@@ -543,9 +549,9 @@ def _defense_table() -> str:
 @click.option("--baseline-api-key", default=None, envvar="FASTSTEAL_BASELINE_API_KEY",
               help="bearer token for an http:// --baseline (or $FASTSTEAL_BASELINE_API_KEY)")
 @click.option("--out", default=None, help="run folder; default runs/defend-<target>-<attack>-<queries>")
-def defend(target, target_latent_dim, output_range, num_classes, defenses, queries, attack, attack_kimg, knowledge,
-           attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, baseline, baseline_api_key,
-           out):
+def defend(target, target_latent_dim, output_range, num_classes, defenses, queries, attack, attack_kimg, minutes,
+           knowledge, attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, baseline,
+           baseline_api_key, out):
     """Serve the target through defenses; measure utility against what an attack still steals.
 
     For the undefended baseline and every defense setting: utility = FID(served images, real data);
@@ -565,6 +571,7 @@ def defend(target, target_latent_dim, output_range, num_classes, defenses, queri
       truncate:psi=0.8+blur:sigma=1   '+' chains defenses into one setting
     Only one key per --defense may be swept; repeat --defense for more families.
     """
+    _positive(minutes, "--minutes")
     from .defense import DefenseError, parse_family
     from .defense.tradeoff import DefendOptions, check_sources, run_defend
     from .targets import detect_kind
@@ -583,8 +590,8 @@ def defend(target, target_latent_dim, output_range, num_classes, defenses, queri
     _check_out_folder(out)
     _set_threads(threads)
     opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
-                         attack_kimg=attack_kimg, knowledge=knowledge, attack_width=attack_width, batch=batch,
-                         fid_n=fid_n, eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh,
+                         attack_kimg=attack_kimg, minutes=minutes, knowledge=knowledge, attack_width=attack_width,
+                         batch=batch, fid_n=fid_n, eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh,
                          baseline=baseline, target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
     try:
         m = run_defend(opts, target=opened, baseline=base)

@@ -69,6 +69,7 @@ class TrainConfig:
     drift: float = 0.001
     seed: int = 0
     snapshot_kimg: float = 10.0        # checkpoint + sample grid every this many kimg
+    minutes: float | None = None       # also stop once this many minutes of training steps ran (kimg: the cap)
     extra: dict = field(default_factory=dict)   # provenance added by callers (data source, command, ...)
 
     def resolved(self) -> dict:
@@ -87,7 +88,8 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-RESUMABLE_CHANGES = ("kimg", "snapshot_kimg", "extra")   # a resumed run may only run longer or snapshot differently
+# a resumed run may only run longer (in images or minutes) or snapshot differently
+RESUMABLE_CHANGES = ("kimg", "snapshot_kimg", "minutes", "extra")
 
 
 def pggan_schedule(kimg: float, resolution: int, total_kimg: float, phase_kimg: float | None):
@@ -234,12 +236,30 @@ class Trainer:
         """This rank's part of a tensor drawn for the whole global batch (the RNG stream is shared)."""
         return (global_draw if self.world == 1 else global_draw[self.take]).to(self.device)
 
+    def in_paired_phase(self) -> bool:
+        """Distillation's first phase (paired loss only) lasts distill_only_kimg; under a time budget it also
+        ends at the same fraction of the minutes, so the adversarial phase always gets its share of the time."""
+        if self.kimg >= self.config.distill_only_kimg:
+            return False
+        if self.config.minutes:
+            share = self.config.distill_only_kimg / max(self.config.kimg, 1e-9)
+            return self.train_seconds < share * self.config.minutes * 60
+        return True
+
+    def _main_clock(self) -> float:
+        """Rank 0's training time on every rank: time-budget decisions (phase, stop) must agree across ranks."""
+        t = torch.tensor([self.train_seconds if distributed.is_main() else 0.0], dtype=torch.float64)
+        return float(distributed.all_sum(t)[0])
+
+    def out_of_time(self) -> bool:
+        return bool(self.config.minutes) and self.train_seconds >= self.config.minutes * 60
+
     def _latents(self) -> torch.Tensor:
         return self._slice(torch.randn(self.config.batch, self.config.latent_dim))
 
     def step(self) -> dict:
         """n_dis critic updates then one generator update; returns float losses."""
-        if self.config.distill > 0 and self.kimg < self.config.distill_only_kimg:
+        if self.config.distill > 0 and self.in_paired_phase():
             return self._regression_step()
         level, alpha = self.level_alpha()
         kw = {} if level is None else {"level": level, "alpha": alpha}
@@ -350,7 +370,7 @@ class Trainer:
             "data_fingerprint": self.data.fingerprint,
             "progress": {"images_seen": self.images_seen, "steps": self.steps, "kimg": self.kimg,
                          "level": level, "alpha": alpha, "train_seconds": self.train_seconds, "d_steps": self.d_steps,
-                         **self.last_losses},
+                         "stopped": self.stopped(), **self.last_losses},
             "curve": self.curve,
             "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
             "optim_G": self.opt_G.state_dict(), "optim_D": self.opt_D.state_dict(),
@@ -443,11 +463,13 @@ class Trainer:
         bar = tqdm(total=total, initial=self.images_seen, unit="img", unit_scale=True, disable=not self.progress,
                    desc=f"train {self.config.arch}", dynamic_ncols=True, smoothing=0.05)
         start, start_seen = time.perf_counter(), self.images_seen
-        while self.images_seen < total:
+        while self.images_seen < total and not self.out_of_time():
             before = self.images_seen
             tick = time.perf_counter()
             out = self.step()
             self.train_seconds += time.perf_counter() - tick     # probes and snapshots are not training time
+            if self.config.minutes and distributed.active():
+                self.train_seconds = self._main_clock()
             bar.update(self.images_seen - before)
             level, alpha = self.level_alpha()
             post = {"D": f"{out['loss_D']:.3f}", "G": f"{out['loss_G']:.3f}"}
@@ -471,7 +493,14 @@ class Trainer:
         self.snapshot()
         elapsed = time.perf_counter() - start
         return {"kimg": self.kimg, "steps": self.steps, "seconds": elapsed, "train_seconds": self.train_seconds,
-                "images_per_s": (self.images_seen - start_seen) / max(elapsed, 1e-9), **self.last_losses}
+                "images_per_s": (self.images_seen - start_seen) / max(elapsed, 1e-9), "stopped": self.stopped(),
+                **self.last_losses}
+
+    def stopped(self) -> str | None:
+        """Why training ended: "kimg" (the length was reached), "minutes" (the time budget ran out), or None."""
+        if self.images_seen >= int(self.config.kimg * 1000):
+            return "kimg"
+        return "minutes" if self.out_of_time() else None
 
     def _probe(self, probe) -> None:
         self.G_ema.eval()

@@ -273,3 +273,31 @@ def test_rank_positions_keep_minibatch_stddev_groups_whole():
     assert rank_positions(8, 1, 2, 1).tolist() == [4, 5, 6, 7]
     with pytest.raises(ValueError, match="divisible by the number of processes"):
         rank_positions(9, 0, 2, 4)
+
+
+def test_a_time_budget_stops_training_and_says_so(tmp_path):
+    from faststeal.attack.extract import train_attack
+
+    data = ImageSet(torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8), None, "noise", "noise")
+    config = TrainConfig(arch="sngan", resolution=8, channels=1, latent_dim=8, width=8, batch=8, kimg=1000.0,
+                         minutes=0.02, snapshot_kimg=1000.0)
+    first = train_attack(config, data, tmp_path / "a.pt", progress=False)
+    assert first["stopped"] == "minutes" and 0 < first["kimg"] < 1000 and first["train_seconds"] >= 1.2
+    again = train_attack(config, data, tmp_path / "a.pt", progress=False)      # finished: reused, not resumed
+    assert again["kimg"] == first["kimg"] and again["stopped"] == "minutes"
+    longer = TrainConfig(**{**config.__dict__, "minutes": 0.03})
+    more = train_attack(longer, data, tmp_path / "a.pt", progress=False)       # a bigger budget resumes it
+    assert more["kimg"] > first["kimg"] and more["train_seconds"] >= 1.8
+
+
+def test_distillation_keeps_its_share_of_a_time_budget(tmp_path):
+    data = ImageSet(torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8), None, "noise", "noise",
+                    codes=torch.randn(16, 8))
+    config = TrainConfig(arch="sngan", resolution=8, channels=1, latent_dim=8, width=8, batch=8, kimg=100.0,
+                         distill=1.0, distill_only_kimg=75.0, minutes=1.0)
+    t = Trainer(config, data, checkpoint_path=tmp_path / "d.pt", progress=False)
+    assert t.in_paired_phase()
+    t.train_seconds = 44.0
+    assert t.in_paired_phase()
+    t.train_seconds = 46.0                         # 75% of the minute gone: the adversarial phase starts
+    assert not t.in_paired_phase()

@@ -35,6 +35,7 @@ class AttackOptions:
     attack: str = "fast"
     queries: int = 10_000
     attack_kimg: float | None = None    # None: DEFAULT_ATTACK_KIMG
+    minutes: float | None = None        # also stop each attack GAN after this many minutes of training
     knowledge: str = "images"           # "latents": the adversary chooses the codes and distils on the pairs
     distill: float = 10.0               # weight of the paired L1 loss with knowledge "latents"
     distill_only: float = 0.75          # fraction of attack_kimg trained on the paired loss alone (no D)
@@ -75,7 +76,7 @@ def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: flo
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
                        latent_dim=latent_dim or opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch,
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
-                       distill=distill, distill_only_kimg=distill_only_kimg)
+                       distill=distill, distill_only_kimg=distill_only_kimg, minutes=opts.minutes)
 
 
 def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
@@ -121,17 +122,21 @@ def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=N
         if state.get("data_fingerprint") != data.fingerprint:
             raise StaleCheckpoint(f"{path}: was trained on other images ({state.get('data_fingerprint')}); "
                                   f"use another --out, or --fresh to start the run over")
-        if state["progress"]["kimg"] >= config.kimg:
-            return {"checkpoint": path, "train_seconds": state["progress"].get("train_seconds"),
-                    "curve": state.get("curve", [])}
+        progress = state["progress"]
+        out_of_time = config.minutes and progress.get("train_seconds", 0.0) >= config.minutes * 60
+        if progress["kimg"] >= config.kimg or out_of_time:
+            return {"checkpoint": path, "train_seconds": progress.get("train_seconds"),
+                    "curve": state.get("curve", []), "kimg": progress["kimg"],
+                    "stopped": "kimg" if progress["kimg"] >= config.kimg else "minutes"}
     config.extra = {**config.extra, "init_from": str(init_from) if init_from else None}
     trainer = Trainer(config, data, checkpoint_path=path, run_dir=path.with_suffix(""), progress=progress)
     if exists:
         trainer.resume(path)
     elif init_from is not None:
         trainer.init_weights(init_from)
-    trainer.run(probe=probe, probe_kimg=probe_kimg)
-    return {"checkpoint": path, "train_seconds": trainer.train_seconds, "curve": trainer.curve}
+    result = trainer.run(probe=probe, probe_kimg=probe_kimg)
+    return {"checkpoint": path, "train_seconds": trainer.train_seconds, "curve": trainer.curve,
+            "kimg": trainer.kimg, "stopped": result["stopped"]}
 
 
 class Evaluator:
@@ -240,6 +245,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
                "fid_n": opts.fid_n, "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
                "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "attack_kimg": opts.attack_kimg,
                "seed": opts.seed, "train_seconds": trained["train_seconds"], "curve": trained["curve"],
+               "minutes": opts.minutes, "attack_kimg_reached": trained["kimg"], "stopped": trained["stopped"],
                "curve_reference": probe.reference if probe is not None else None}
     variants = [{"variant": "queries only (fidelity extraction)" if not distilling else
                  "chosen latents (distillation)", **base, "train_images": len(queries)}]
@@ -291,7 +297,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     table = markdown_table(variants, ["variant", "train_images", "fidelity", "accuracy"])
     sections = [
         ("Result", f"{summary_line(metrics)}\n\n{opts.queries} queries ({opts.prior} prior, knowledge: "
-                   f"{opts.knowledge}), attack trained for {opts.attack_kimg} kimg "
+                   f"{opts.knowledge}), attack trained for {_length(metrics)} "
                    f"({_fmt(metrics['train_seconds'], '.0f')} s of training), FID on {opts.fid_n} images per "
                    f"side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
         ("Target", target.summary()),
@@ -304,6 +310,15 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
                          f"![curve](curve.png)"))
     run.write_report(f"Extraction of {opts.target} with a {opts.attack} attack", sections)
     return metrics
+
+
+def _length(m: dict) -> str:
+    """How long the attack trained, and which limit stopped it when a time budget was set."""
+    if not m.get("minutes"):
+        return f"{m['attack_kimg']:g} kimg"
+    reached, why = m["attack_kimg_reached"], m["stopped"]
+    limit = f"the {m['minutes']:g}-minute budget" if why == "minutes" else f"the {m['attack_kimg']:g}-kimg cap"
+    return f"{reached:.1f} kimg (stopped by {limit})"
 
 
 def _real_or_none(target_cfg: dict, opts: AttackOptions):

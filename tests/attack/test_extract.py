@@ -100,3 +100,15 @@ def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_tar
     done = run_extract(ExtractOptions(**{**base, "attack": "pggan", "fresh": True}))
     assert done["attack"] == "pggan" and (tmp_path / "run" / "notes.txt").read_text() == "mine"
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["attack"] == "pggan"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_time_budget_ends_the_attack_and_the_report_says_where(tiny_target, tmp_path):
+    real = np.random.default_rng(0).integers(0, 256, (32, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "real.npy", real)
+    opts = ExtractOptions(target=str(tiny_target), attack="sngan", queries=32, attack_kimg=1000.0, minutes=0.01,
+                          attack_width=8, attack_latent_dim=8, batch=8, fid_n=8, curve_n=0,
+                          eval_data=str(tmp_path / "real.npy"), out=str(tmp_path / "run"), progress=False)
+    m = run_extract(opts)
+    assert m["stopped"] == "minutes" and m["attack_kimg_reached"] < 1000 and m["train_seconds"] >= 0.6
+    assert "stopped by the 0.01-minute budget" in (tmp_path / "run" / "report.md").read_text()
