@@ -136,8 +136,6 @@ def _stored_value(path: Path, key: dict, requires: list[Path]) -> dict | None:
         stored = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None                                # a damaged entry is recomputed, never trusted
-    if not isinstance(stored, dict) or stored.get("key") != key:
+    if not isinstance(stored, dict) or stored.get("key") != key or "value" not in stored:
         return None
-    if "value" in stored:
-        return {"value": stored["value"]}
-    return {"value": stored["row"]} if "row" in stored else None   # rows stored before the run object
+    return {"value": stored["value"]}

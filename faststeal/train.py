@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -81,11 +81,6 @@ class TrainConfig:
         d["loss"] = defaults["loss"]
         d["ema_rampup"] = defaults["ema_rampup"]
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # a resumed run may only run longer (in images or minutes) or snapshot differently

@@ -38,23 +38,6 @@ def pixel_norm(x: torch.Tensor, eps: float = PIXELNORM_EPS) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps)
 
 
-def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: str, alpha: float, act_gain: float,
-             pixelnorm: bool) -> torch.Tensor:
-    """Bias, activation, gain and optional pixel norm, step by step (the literal definition of the tail)."""
-    if bias is not None:
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        x = x + bias.view(shape)
-    if activation == "lrelu":
-        x = F.leaky_relu(x, alpha)
-    elif activation != "linear":
-        raise ValueError(f"activation must be 'lrelu' or 'linear', got {activation!r}")
-    if act_gain != 1.0:
-        x = x * act_gain
-    if pixelnorm:
-        x = pixel_norm(x)
-    return x
-
-
 def box_kernel(weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """Kernel of conv(stride) followed by a 2x2 average, as one conv: size k+stride, stride 2*stride."""
     s = stride
@@ -89,7 +72,7 @@ def eqlr_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 gain: float = DEFAULT_GAIN, stride: int = 1, padding: int | None = None, up: int = 1,
                 down: int = 1, activation: str = "lrelu", alpha: float = 0.2, act_gain: float = 1.0,
                 pixelnorm: bool = False) -> torch.Tensor:
-    """Equalized-LR convolution: [nearest 2x up] -> conv(W * he_scale) -> [2x2 average] -> bias_act.
+    """Equalized-LR convolution: [nearest 2x up] -> conv(W * he_scale) -> [2x2 average] -> _act_norm.
 
     ``padding`` (default: 'same' for odd kernels, 0 for even) pads the conv's own input, i.e. the upsampled
     image when up=2; ``stride`` is the conv's stride, applied before the 2x2 average when down=2.
@@ -118,7 +101,7 @@ def eqlr_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 def eqlr_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                 gain: float = DEFAULT_GAIN, activation: str = "lrelu", alpha: float = 0.2,
                 act_gain: float = 1.0, pixelnorm: bool = False) -> torch.Tensor:
-    """Equalized-LR dense layer: x @ (W * he_scale)^T -> bias_act."""
+    """Equalized-LR dense layer: x @ (W * he_scale)^T -> _act_norm."""
     w, b, act_gain = _fold_gain(weight, bias, gain, activation, act_gain)
     return _act_norm(F.linear(x, w, b), activation, alpha, act_gain, pixelnorm)
 

@@ -234,10 +234,6 @@ class _LazyEvaluator:
     def __init__(self, build: Callable):
         self.build, self.ev = build, None
 
-    @property
-    def built(self) -> bool:
-        return self.ev is not None
-
     def get(self):
         if self.ev is None:
             self.ev = self.build()
