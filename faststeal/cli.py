@@ -722,7 +722,8 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility
     """Build stolen, carefully stolen and innocent models and verify each with the owner's key.
 
     Reports TPR at FPR 1% and 0.1%, every model's p-value, the wrong-key null, the utility cost of the
-    mark and the thief's fidelity (report.md, results.json, statistic.png, served.png in --out).
+    mark and the thief's fidelity (report-sS.md, results-sS.json, statistic-sS.png, served-sS.png in --out,
+    S the strength).
     """
     from .ownership.detect import MIN_IMAGES
     from .ownership.population import EvalOptions, default_plan, run_eval
