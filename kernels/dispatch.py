@@ -15,7 +15,7 @@ from ._triton_env import check_can_run, triton_available
 
 IMPLS = ("auto", "torch", "triton")
 
-# What "auto" runs on a GPU, per kernel family, from bench/kernels.py on an H200 (bench/RESULTS.md, "Kernels on
+# What "auto" runs on a GPU, per kernel family, from bench/kernels.py on an H200 (docs/results/speed.md, "On
 # a GPU"): the Triton equalized-LR convolution is slower than the cuDNN-backed reference at these sizes (PGGAN
 # training step 57.6 vs 35.5 ms at 32 px), while the one-launch spectral norm is faster (SNGAN step 23.9 vs
 # 26.7 ms). Forcing either path stays possible (impl= or FASTSTEAL_KERNELS).

@@ -1,7 +1,7 @@
 """Images -> 2048-d Inception features, fast: inference mode, channels_last, optional bf16 / TF32 / compile.
 
 bf16 autocast and TF32 change the features slightly (their FID error is measured by
-bench/fid_throughput.py and written in bench/RESULTS.md); the default is exact float32.
+bench/fid_throughput.py and written in docs/results/speed.md); the default is exact float32.
 """
 from __future__ import annotations
 
