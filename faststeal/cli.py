@@ -238,7 +238,14 @@ def export(checkpoint, out, dtype, force):
 @click.option("-n", "--n", type=int, default=None,
               help="images per side (default: all of a data set; 10000 samples of a generator)")
 @click.option("--batch", type=int, default=64, show_default=True)
-@click.option("--metric", type=click.Choice(["fid", "kid"]), default="fid", show_default=True)
+@click.option("--metric", type=click.Choice(["fid", "kid", "prdc", "all"]), default="fid", show_default=True,
+              help="prdc: precision/recall (k=3), density/coverage (k=5) of B against A; all: FID, KID and PRDC "
+                   "from one feature pass")
+@click.option("--ci", type=float, default=None,
+              help="add a bootstrap interval of FID/KID at this level, e.g. 0.95 (resamples the features)")
+@click.option("--bootstrap", "resamples", type=int, default=200, show_default=True,
+              help="bootstrap resamples for --ci")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the bootstrap draws")
 @click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["float32", "bf16", "tf32"]), default="float32",
               show_default=True)
@@ -246,9 +253,9 @@ def export(checkpoint, out, dtype, force):
 @click.option("--no-cache", is_flag=True, help="recompute real-data statistics even if cached")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
 @target_options
-def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json, target_latent_dim, output_range,
-        num_classes):
-    """FID (or KID) between two sources A and B.
+def fid(a, b, n, batch, metric, ci, resamples, seed, loader, precision, device, no_cache, as_json,
+        target_latent_dim, output_range, num_classes):
+    """FID, KID or precision/recall/density/coverage between two sources A (the reference) and B.
 
     A source is fashion-mnist[:train|test], an image folder, a uint8 .npy/.npz, a statistics .npz
     (mu, sigma), a generator checkpoint (.pt / builtin:NAME), or gen:SPEC for any in-process generator
@@ -260,14 +267,27 @@ def fid(a, b, n, batch, metric, loader, precision, device, no_cache, as_json, ta
 
     _at_least(n, 2, "--n")
     _at_least(batch, 1, "--batch")
+    _at_least(resamples, 2, "--bootstrap")
+    if ci is not None and not 0 < ci < 1:
+        raise click.BadParameter(f"must be between 0 and 1 (e.g. 0.95), got {ci}", param_hint="--ci")
+    if ci is not None and metric == "prdc":
+        raise click.BadParameter("intervals are for FID and KID; use --metric all with --ci", param_hint="--ci")
     hints = _hints_dict(target_latent_dim, output_range, num_classes)
     a, b = open_source(a, hints), open_source(b, hints)
     start = time.perf_counter()
     result = compute_metric(a, b, n=n, batch=batch, metric=metric, device=device, precision=precision,
-                            loader=loader, cache=not no_cache, progress=not as_json)
+                            loader=loader, cache=not no_cache, progress=not as_json, ci=ci, bootstrap=resamples,
+                            seed=seed)
     result["seconds"] = round(time.perf_counter() - start, 2)
-    click.echo(f"{metric.upper()} {result[metric]:.4f}  (n1={result['n1']}, n2={result['n2']}, "
-               f"protocol {result['protocol']}, {result['seconds']:.1f} s)")
+    for name in ("fid", "kid"):
+        if name in result:
+            interval = result.get(f"{name}_ci")
+            shown = f"  [{ci:.0%} bootstrap {interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
+            click.echo(f"{name.upper()} {result[name]:.4f}{shown}")
+    if "prdc" in result:
+        click.echo("precision {precision:.4f}  recall {recall:.4f}  density {density:.4f}  "
+                   "coverage {coverage:.4f}".format(**result["prdc"]))
+    click.echo(f"(n1={result['n1']}, n2={result['n2']}, protocol {result['protocol']}, {result['seconds']:.1f} s)")
     if as_json:
         click.echo(json.dumps(result))
 

@@ -19,11 +19,13 @@ from tqdm import tqdm
 from faststeal import cpu, distributed
 
 from . import dali, protocol
+from .bootstrap import bootstrap_intervals, check_interval
 from .extract import FeatureExtractor, default_device, extractor_id, weights_id
-from .frechet import BiasedFIDWarning, frechet_distance
+from .frechet import BiasedFIDWarning, frechet_distance, frechet_distance_of_features
 from .kid import kernel_inception_distance
+from .prdc import K_DC, prdc
 from .sources import Source, SourceError, StatsSource, open_source, owned_count
-from .stats import FeatureStats, cache_path
+from .stats import KEEP_ROWS, FeatureStats, cache_path
 
 _EXTRACTORS: dict = {}
 
@@ -131,23 +133,33 @@ def compute_features(spec: str | Source, n: int | None = None, batch: int = 64, 
     return torch.cat([shares[k % world][k // world] for k in range(sum(map(len, shares)))])
 
 
+METRICS = ("fid", "kid", "prdc", "all")
+
+
 def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric: str = "fid",
                    device=None, precision: str = "float32", loader: str = "auto", method: str = "auto",
-                   cache: bool = True, progress: bool = False, weights=None) -> dict:
-    """FID or KID between two sources -> {metric: value, n1, n2, protocol, ...} (plain JSON types).
+                   cache: bool = True, progress: bool = False, weights=None, ci: float | None = None,
+                   bootstrap: int = 200, seed: int = 0) -> dict:
+    """FID, KID, PRDC or all three between two sources -> {metric: value, n1, n2, protocol, ...} (JSON types).
 
     For KID the dict also holds kid_std (over subsets). A biased (singular) FID adds "biased": True.
+    prdc: {"prdc": {precision, recall, density, coverage}} of B's features against A's (A the reference). all: FID, KID
+    and PRDC from one feature pass per side. ci (e.g. 0.95): bootstrap intervals of FID and/or KID over
+    `bootstrap` resamples drawn with `seed` (fid_ci, kid_ci, ...; see bootstrap.py).
     """
-    if metric not in ("fid", "kid"):
-        raise ValueError(f"metric must be fid or kid, got {metric!r}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     opts = dict(n=n, batch=batch, device=device, precision=precision, loader=loader, progress=progress,
                 weights=weights)
     out = {"protocol": protocol.PROTOCOL, "loader": _loader(loader), "precision": precision}
     a, b = (s if isinstance(s, Source) else open_source(s) for s in (a, b))
+    need = K_DC + 1 if metric in ("prdc", "all") else 2   # PRDC: a k-th nearest neighbour besides itself
     for source in (a, b):   # checked before any feature is computed
-        if not isinstance(source, StatsSource) and source.count(n) < 2:
-            raise SourceError(f"{source.spec}: {source.count(n)} image(s); {metric.upper()} needs at least 2 "
+        if not isinstance(source, StatsSource) and source.count(n) < need:
+            raise SourceError(f"{source.spec}: {source.count(n)} image(s); {metric.upper()} needs at least {need} "
                               f"per side")
+    if metric in ("prdc", "all") or ci is not None:
+        return {**_from_features(a, b, metric, opts, ci, bootstrap, seed), **out}
     if metric == "kid":
         f1, f2 = compute_features(a, **opts), compute_features(b, **opts)
         out["kid"], out["kid_std"] = kernel_inception_distance(f1, f2)
@@ -168,3 +180,36 @@ def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out.update(n1=n1 if n1 is not None else -1, n2=n2 if n2 is not None else -1)
     return {"fid": value, **out}
+
+
+def _rows_of(source, opts: dict) -> torch.Tensor:
+    """Per-image features of a source: its kept rows for a small statistics file, else one extraction pass."""
+    if isinstance(source, StatsSource):
+        if source.stats.centered_rows() is None:
+            raise SourceError(f"{source.spec}: a statistics file of more than {KEEP_ROWS} images keeps no "
+                              f"per-image features; PRDC, KID and --ci need the images themselves")
+        return source.stats.rows
+    return compute_features(source, **opts)
+
+
+def _from_features(a, b, metric: str, opts: dict, ci: float | None, bootstrap: int, seed: int) -> dict:
+    """Every asked number from one feature pass per side (the values of compute_stats' route up to rounding)."""
+    if ci is not None:    # checked before the (long) feature pass
+        check_interval(ci, bootstrap)
+    f1, f2 = _rows_of(a, opts), _rows_of(b, opts)
+    res = {}
+    if metric in ("fid", "all"):
+        res["fid"] = frechet_distance_of_features(f1, f2)
+        if min(f1.shape[0], f2.shape[0]) <= f1.shape[1]:
+            res["biased"] = True
+    if metric in ("kid", "all"):
+        res["kid"], res["kid_std"] = kernel_inception_distance(f1, f2)
+    if metric in ("prdc", "all"):
+        res["prdc"] = prdc(f1, f2)     # nested: "precision" at the top level is the extractor's arithmetic
+    if ci is not None:
+        asked = [m for m in ("fid", "kid") if metric in (m, "all")]
+        if not asked:
+            raise ValueError("--ci gives intervals of FID and KID; use it with --metric fid, kid or all")
+        res.update(bootstrap_intervals(f1, f2, level=ci, resamples=bootstrap, seed=seed, metrics=asked))
+    res["n1"], res["n2"] = int(f1.shape[0]), int(f2.shape[0])
+    return res
