@@ -20,6 +20,7 @@ SMALLEST = {
     "target_formats.py": ["--n", "4", "--batch", "2", "--repeats", "1", "--ngf", "4", "--threads", "1"],
     "attack_speed.py": ["--seconds", "1", "--queries", "64", "--fid-n", "8", "--batch", "8", "--width", "8",
                         "--threads", "1"],
+    "prdc.py": ["--n", "8", "--dim", "4", "--repeats", "1", "--threads", "1"],
 }
 
 
