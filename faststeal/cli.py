@@ -448,8 +448,9 @@ def extract(target, target_latent_dim, output_range, num_classes, queries, attac
     for v in m["variants"]:
         click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "
                    f"{'n/a' if v['accuracy'] is None else format(v['accuracy'], '8.2f')}")
-    from .attack.extract import summary_line
+    from .attack.extract import coverage_line, summary_line
 
+    click.echo(coverage_line(m))
     click.echo(f"{summary_line(m)}; report: {out}/report.md")
 
 

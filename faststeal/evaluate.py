@@ -34,6 +34,20 @@ def fid(stats_a, stats_b) -> float:
                                   n2=stats_b.n, rows1=stats_a.centered_rows(), rows2=stats_b.centered_rows()))
 
 
+def coverage(reference, copy) -> dict | None:
+    """Precision, recall, density and coverage of ``copy`` against ``reference`` (both FeatureStats), from the
+    feature rows the statistics kept (samples of up to KEEP_ROWS images): no second feature pass. None when
+    either kept none. Precision: how much of the copy looks like the reference; recall/coverage: how much of
+    the reference the copy produces."""
+    from .metrics import prdc_of_stats
+
+    if reference is None or reference.centered_rows() is None or copy.centered_rows() is None:
+        return None
+    if min(reference.n, copy.n) < 6:           # k = 5 neighbours need 6 samples a side
+        return None
+    return {k: float(v) for k, v in prdc_of_stats(reference, copy).items()}
+
+
 def generator_stats(source, n: int, *, seed: int = SAMPLE_SEED, name: str = "generator",
                     progress: bool = True, cache: bool = False):
     """Statistics of n samples of a generator: a checkpoint path, builtin:NAME, a LoadedTarget or a loaded

@@ -18,6 +18,8 @@ from .fileio import write_json
 from .report import RunFolder
 from .targets import Target, TargetError, detect_kind, open_target
 
+MEASURES = "fid+prdc"     # what a stored measurement holds: results from before PRDC are measured again
+
 
 class Experiment:
     """One command's run folder, target, oracles, evaluator and keyed results."""
@@ -91,7 +93,8 @@ class Experiment:
         return self._evaluator
 
     def measure(self, checkpoint) -> dict:
-        """{fidelity, accuracy} of an attack checkpoint, stored beside it as ``<name>.measured.json``.
+        """{fidelity, accuracy, vs_target, vs_real} of an attack checkpoint (FID, and precision/recall/density/
+        coverage against the target and the real data), stored beside it as ``<name>.measured.json``.
 
         Keyed by the checkpoint's bytes, the target (or the served images standing in for it), fid_n, the
         evaluation data, the sampler and the feature extractor, so a rerun that retrains nothing measures nothing again.
@@ -102,7 +105,8 @@ class Experiment:
 
         evaluator = self.evaluator()
         key = {"attack_sha256": content_digest(checkpoint), "target": self._reference, "fid_n": self.fid_n,
-               "eval_data": self.eval_data, "sampler": SAMPLER_ID, "extractor": get_extractor().id}
+               "eval_data": self.eval_data, "sampler": SAMPLER_ID, "extractor": get_extractor().id,
+               "measures": MEASURES}
         name = f"{Path(checkpoint).stem}.measured.json"
         return self.cached(name, key, lambda: evaluator.attack(checkpoint))
 

@@ -14,7 +14,7 @@ import torch
 
 from faststeal.checkpoint import LoadedTarget, load_checkpoint, load_generator
 from faststeal.data import ImageSet, load_dataset
-from faststeal.evaluate import fid, generator_stats, real_data_for, real_stats
+from faststeal.evaluate import coverage, fid, generator_stats, real_data_for, real_stats
 from faststeal.sampling import generate
 from faststeal.train import TrainConfig, Trainer
 
@@ -178,7 +178,8 @@ class Evaluator:
         stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
         return {"fidelity": fid(stats, self.target_stats),
                 "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
-                **{k: fid(stats, ref) for k, ref in (against or {}).items()}}
+                **{k: fid(stats, ref) for k, ref in (against or {}).items()},
+                "vs_target": coverage(self.target_stats, stats), "vs_real": coverage(self.real_stats, stats)}
 
 
 def adversary_real_subset(spec: str, count: int, resolution: int, channels: int, seed: int,
@@ -243,6 +244,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     base = exp.measure(attack_ckpt)
     metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge, "queries": opts.queries,
                "fid_n": opts.fid_n, "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
+               "vs_target": base.get("vs_target"), "vs_real": base.get("vs_real"),
                "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "attack_kimg": opts.attack_kimg,
                "seed": opts.seed, "train_seconds": trained["train_seconds"], "curve": trained["curve"],
                "minutes": opts.minutes, "attack_kimg_reached": trained["kimg"], "stopped": trained["stopped"],
@@ -296,7 +298,8 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     acc_note = "" if ev.real_stats is not None else f"\n\nNo real data for accuracy: {ev.real_error}"
     table = markdown_table(variants, ["variant", "train_images", "fidelity", "accuracy"])
     sections = [
-        ("Result", f"{summary_line(metrics)}\n\n{opts.queries} queries ({opts.prior} prior, knowledge: "
+        ("Result", f"{summary_line(metrics)}\n\n{coverage_line(metrics)}\n\n"
+                   f"{opts.queries} queries ({opts.prior} prior, knowledge: "
                    f"{opts.knowledge}), attack trained for {_length(metrics)} "
                    f"({_fmt(metrics['train_seconds'], '.0f')} s of training), FID on {opts.fid_n} images per "
                    f"side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
@@ -342,6 +345,19 @@ def summary_line(m: dict) -> str:
     return (f"fidelity {_fmt(m['fidelity'])}  accuracy {_fmt(m['accuracy'])}  target FID {_fmt(m['target_fid'])}  "
             f"FID floor {_fmt(m['fid_floor'])}  (FID on {m['fid_n']} per side, {m['queries']} queries, "
             f"knowledge {m['knowledge']}, seed {m['seed']})")
+
+
+def coverage_line(m: dict) -> str:
+    """Quality against coverage of the copy: precision/density (does it look like the target?) and
+    recall/coverage (does it make all of what the target makes?), k = 3 and 5 on the FID features."""
+    parts = []
+    for name, d in (("target", m.get("vs_target")), ("real data", m.get("vs_real"))):
+        if d:
+            parts.append(f"against the {name}: precision {d['precision']:.3f}, recall {d['recall']:.3f}, "
+                         f"density {d['density']:.3f}, coverage {d['coverage']:.3f}")
+    if not parts:
+        return "precision/recall/density/coverage: n/a (the FID samples kept no feature rows)"
+    return "copy " + "; ".join(parts)
 
 
 def _fmt(v, spec: str = ".2f") -> str:

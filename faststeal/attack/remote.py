@@ -6,7 +6,7 @@ target's FID and the accuracy need real data given with --eval-data, else they a
 """
 from __future__ import annotations
 
-from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
+from faststeal.evaluate import coverage, fid, generator_stats, image_stats, real_data_for, real_stats
 
 NO_BASELINE = ("no undefended view of the target: pass --baseline (the undefended checkpoint or a server "
                "without --defense)")
@@ -42,4 +42,5 @@ class ServedEvaluator:
         stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
         return {"fidelity": fid(stats, self.target_stats) if self.target_stats is not None else None,
                 "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
-                **{k: fid(stats, ref) for k, ref in (against or {}).items()}}
+                **{k: fid(stats, ref) for k, ref in (against or {}).items()},
+                "vs_target": coverage(self.target_stats, stats), "vs_real": coverage(self.real_stats, stats)}

@@ -28,6 +28,7 @@ from faststeal.attack.oracle import BudgetExceeded
 from faststeal.attack.remote import ServedEvaluator
 from faststeal.data import DataError, ImageSet
 from faststeal.evaluate import fid, image_stats
+from faststeal.experiment import MEASURES
 from faststeal.fileio import write_json
 from faststeal.targets import Target, TargetError, open_target
 
@@ -263,7 +264,7 @@ def _result_key(exp, opts: DefendOptions, spec: str, remote: dict | None) -> dic
     keep = ("target", "attack", "queries", "attack_kimg", "attack_width", "attack_latent_dim", "batch", "fid_n",
             "eval_data", "prior", "seed", "knowledge", "distill")
     ident = remote if remote is not None else {"target_sha256": exp.loaded.model_id}
-    return {"defense": spec, **ident, **{k: getattr(opts, k) for k in keep}}
+    return {"defense": spec, **ident, **{k: getattr(opts, k) for k in keep}, "measures": MEASURES}
 
 
 def run_defend(opts: DefendOptions, run=None, target=None, baseline=None) -> dict:

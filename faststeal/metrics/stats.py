@@ -4,7 +4,7 @@ Memory is O(d^2) whatever the number of images; two partial results (batches, sh
 adding their sums, so the order and size of batches do not change the result beyond float64 rounding.
 Saved as .npz with mu, sigma (the pytorch-fid keys, so such files load too), n and metadata.
 
-Small samples (at most KEEP_ROWS features) also keep their rows: the Frechet distance of two such samples
+Samples of at most KEEP_ROWS images also keep their feature rows: the Frechet distance of two such samples
 then needs only the singular values of an n2 x n1 matrix instead of eigendecompositions at d = 2048 (see
 frechet.trace_sqrt_low_rank), which is what makes per-probe FIDs during training cheap.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-KEEP_ROWS = 1000     # samples up to this size keep their features (16 MB at d = 2048) for the low-rank FID
+KEEP_ROWS = 2048     # samples up to this size (the default fid_n 2,000 included) keep their features:
+                     # float32 as the network gives them, 16 MB at d = 2048, for the low-rank FID and PRDC
 
 
 @dataclass
@@ -32,7 +33,7 @@ class FeatureStats:
     total: torch.Tensor | None = None   # (d,) float64
     outer: torch.Tensor | None = None   # (d, d) float64
     meta: dict = field(default_factory=dict)
-    rows: torch.Tensor | None = None    # (n, d) float64 while n <= KEEP_ROWS and every row was seen
+    rows: torch.Tensor | None = None    # (n, d) float32 while n <= KEEP_ROWS and every row was seen
     keeps_rows: bool = True             # False once rows are dropped (or never known, as for loaded stats)
 
     def update(self, feats: torch.Tensor) -> "FeatureStats":
@@ -46,7 +47,7 @@ class FeatureStats:
         self.total += f.sum(0)
         self.outer.addmm_(f.mT, f)
         self.n += f.shape[0]
-        self._keep(f.cpu())
+        self._keep(feats.detach().float().cpu())
         return self
 
     def _keep(self, f: torch.Tensor | None) -> None:
@@ -60,7 +61,7 @@ class FeatureStats:
         """The kept rows minus the mean (A with sigma = A^T A / (n - 1)), or None."""
         if not self.keeps_rows or self.rows is None or self.rows.shape[0] != self.n:
             return None
-        return self.rows - self.mu.cpu()
+        return self.rows.double() - self.mu.cpu()
 
     def merge(self, other: "FeatureStats") -> "FeatureStats":
         """Combine with the statistics of another shard (in place); returns self."""
@@ -165,7 +166,7 @@ class FeatureStats:
         stats.meta.setdefault("n_known", n > 0)
         rows = z.get("rows")
         if rows is not None and rows.ndim == 2 and rows.shape == (n, mu.shape[0]):
-            stats.rows, stats.keeps_rows = torch.as_tensor(rows, dtype=torch.float64), True
+            stats.rows, stats.keeps_rows = torch.as_tensor(rows, dtype=torch.float32), True
         return stats
 
 

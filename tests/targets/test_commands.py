@@ -50,6 +50,10 @@ def test_extract_and_defend(dcgan_specs, kind, tmp_path, real64):
     run("extract", "--target", spec, *SIZES, "--curve-n", 0, "--eval-data", real64, "--out", tmp_path / "x")
     m = json.loads((tmp_path / "x" / "metrics.json").read_text())
     assert m["fidelity"] > 0 and m["accuracy"] > 0 and m["target_fid"] > 0 and m["fid_floor"] > 0
+    for against in ("vs_target", "vs_real"):             # quality and coverage from the same feature rows
+        assert set(m[against]) == {"precision", "recall", "density", "coverage"}
+        assert 0 <= m[against]["precision"] <= 1 and 0 <= m[against]["coverage"] <= 1
+    assert "recall" in (tmp_path / "x" / "report.md").read_text()
     config = json.loads((tmp_path / "x" / "config.json").read_text())
     assert config["options"]["target_info"]["kind"] == kind           # what was probed is recorded
     assert config["options"]["target_info"]["probed"]["output_range"] == "-1,1"
