@@ -30,7 +30,29 @@ def versions() -> dict:
 
 
 SECRET_FLAGS = ("--api-key", "--baseline-api-key", "--key")     # API keys and the owner's watermark key
-_SPEC_SECRET = re.compile(r"\b(key=)[^,+:\s]*")                # a watermark key inside a defense spec
+SECRET_PARAMS = ("key",)                                        # defense parameters whose values are secrets
+REDACTED = "REDACTED"
+# A secret parameter inside a defense spec: its value runs to the next ',' '+' ':' or the end (spaces and quotes
+# included), and a sweep's further values (',' then a token without '=') are secret too.
+_SPEC_SECRET = re.compile(r"\b((?:%s)=)[^,+:]*(?:,[^,+:=]*(?=[,+]|$))*" % "|".join(SECRET_PARAMS))
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")   # scheme://user:PASSWORD@host
+
+
+def redact(text, secrets=()) -> str:
+    """Text with every secret replaced by REDACTED: watermark keys inside defense specs (spaces, quotes and
+    sweeps included), passwords inside database URLs, and each of ``secrets`` (API keys, seeds) wherever it
+    stands. The one redaction every log line, error, run folder and metrics file goes through."""
+    text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", _SPEC_SECRET.sub(rf"\1{REDACTED}", str(text)))
+    for s in sorted((str(s) for s in secrets if s is not None and str(s)), key=len, reverse=True):
+        text = text.replace(s, REDACTED)
+    return text
+
+
+def redacted_value(swept: str | None, value):
+    """A swept defense value as recorded (metrics.json ``value``): REDACTED where the swept parameter is secret."""
+    if swept and swept.rpartition(".")[2] in SECRET_PARAMS and value is not None:
+        return REDACTED
+    return value
 
 
 def redacted(argv: list[str]) -> list[str]:
@@ -39,11 +61,11 @@ def redacted(argv: list[str]) -> list[str]:
     for a in argv:
         flag, eq, _ = a.partition("=")
         if hide:
-            out.append("REDACTED")
+            out.append(REDACTED)
         elif eq and flag in SECRET_FLAGS:
-            out.append(f"{flag}=REDACTED")
+            out.append(f"{flag}={REDACTED}")
         else:
-            out.append(_SPEC_SECRET.sub(r"\1REDACTED", a))
+            out.append(redact(a))
         hide = a in SECRET_FLAGS
     return out
 
@@ -59,7 +81,7 @@ def shown_command(argv: list[str]) -> str:
 def redacted_options(value):
     """Options as recorded in config.json: every string with a watermark key in it redacted, at any depth."""
     if isinstance(value, str):
-        return _SPEC_SECRET.sub(r"\1REDACTED", value)
+        return redact(value)
     if isinstance(value, dict):
         return {k: redacted_options(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

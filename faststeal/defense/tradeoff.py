@@ -30,6 +30,7 @@ from faststeal.data import DataError, ImageSet
 from faststeal.evaluate import fid, image_stats
 from faststeal.experiment import MEASURES
 from faststeal.fileio import write_json
+from faststeal.report import redacted_value
 from faststeal.targets import Target, TargetError, open_target
 
 from .adversarial import AdversarialFeatures
@@ -342,7 +343,8 @@ def _measure(exp, opts: DefendOptions, setting: Setting, cfg, lazy: _LazyEvaluat
     # 0 just wrote would skip a write the others wait for at its barrier.
     row = exp.cached(f"queries-{name}/result.json", _result_key(exp, opts, spec, ident), compute,
                      requires=(ckpt.name,))
-    row.update({"family": setting.family, "swept": setting.swept, "value": setting.value})
+    row.update({"family": setting.family, "swept": setting.swept,
+                "value": redacted_value(setting.swept, setting.value)})     # a swept watermark key stays out
     if computed or not run.decide(run.file(picture).exists):
         _picture(exp, opts, setting, picture)
     row["picture"] = picture
