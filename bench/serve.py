@@ -102,7 +102,7 @@ def start_server(target: str, db: Path, workers: int, threads: int, max_batch: i
         if proc.poll() is not None:
             raise SystemExit(f"the server exited with {proc.returncode}")
         try:
-            if httpx.get(f"{url}/v1/info", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/v1/info", timeout=2).status_code in (200, 401):    # up (info needs a key)
                 return proc, url
         except httpx.TransportError:
             time.sleep(0.2)

@@ -26,28 +26,32 @@ class Server:
     """One `faststeal serve` process group; kill9() and start() again simulate a crash and a restart."""
 
     def __init__(self, target, db, *, workers=1, defense=None, latents=True, max_batch=256, max_body=65536,
-                 log=None):
+                 log=None, seed=0, publish=False, env=None, extra=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "faststeal", "serve", "--target", str(target), "--db", str(db),
                      "--port", str(self.port), "--workers", str(workers), "--max-batch", str(max_batch),
-                     "--max-body", str(max_body), "--threads", "1"]
+                     "--max-body", str(max_body), "--threads", "1", *extra]
+        if seed is not None:              # a public stream, so that tests can compare with TargetOracle(seed=0)
+            self.args += ["--seed", str(seed)]
+        if publish:
+            self.args.append("--publish-defense")
         if defense:
             self.args += ["--defense", defense]
         if latents:
             self.args.append("--accept-latents")
-        self.log, self.proc = log, None
+        self.log, self.proc, self.env = log, None, dict(env or {})
 
     def start(self, timeout=90):
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.args, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=out,
+        self.proc = subprocess.Popen(self.args, env=dict(os.environ, OMP_NUM_THREADS="1", **self.env), stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log}")
             try:
-                if httpx.get(f"{self.url}/v1/info", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/v1/info", timeout=2).status_code == 401:     # up: asks for a key
                     return self
             except httpx.TransportError:
                 pass
@@ -71,7 +75,8 @@ class Server:
 def served(tiny_target, tmp_path_factory):
     """One 2-worker server with latents accepted and DEFENSE applied, shared by the tests (one key each)."""
     folder = tmp_path_factory.mktemp("served")
-    server = Server(tiny_target, folder / "ledger.sqlite", workers=2, defense=DEFENSE, log=folder / "server.log")
+    server = Server(tiny_target, folder / "ledger.sqlite", workers=2, defense=DEFENSE, log=folder / "server.log",
+                    publish=True)
     server.db = folder / "ledger.sqlite"
     server.start()
     yield server

@@ -128,10 +128,12 @@ def test_one_key_cannot_read_another_keys_usage(served):
 
 
 def test_info_tells_the_shape_and_latent_size_only_when_codes_are_taken(served, tiny_target, tmp_path):
-    info = httpx.get(f"{served.url}/v1/info").json()
+    token = add_key(served.db, "info", 0)                   # /v1/info answers a key only
+    info = httpx.get(f"{served.url}/v1/info", headers={"Authorization": f"Bearer {token}"}).json()
     assert (info["resolution"], info["channels"], info["latent_dim"], info["max_batch"]) == (8, 1, 8, 256)
     assert info["model_id"] == TargetOracle(tiny_target, budget=0).model_id
-    assert info["defense"] == parse_pipeline(DEFENSE).spec()           # so the owner's report can name it
+    assert info["defense"] == parse_pipeline(DEFENSE).spec()    # published (--publish-defense): the owner's
+    assert httpx.get(f"{served.url}/v1/info").status_code == 401  # report can name it; no key, no answer
 
 
 def test_32_concurrent_clients_on_one_key_get_exactly_the_budget_across_two_workers(served):
