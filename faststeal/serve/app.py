@@ -24,6 +24,7 @@ Every refusal is a 4xx ``{"error": {"code", "message"}}`` without exception text
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
@@ -249,7 +250,12 @@ def create_app(settings: dict | None = None):
     hidden = [settings.get("seed") if settings.get("seed") is not None else None]     # never in a log line
     strangers = MovingWindowRateLimiter(MemoryStorage())           # unknown keys, per client address
     stranger_rate = parse_limit(settings.get("unknown_key_rate", UNKNOWN_KEY_RATE))
-    app = FastAPI(title="faststeal serve", docs_url=None, redoc_url=None, openapi_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        ledger.dispose()                  # writes the refusals counted since the last write
+
+    app = FastAPI(title="faststeal serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.ledger, app.state.target = ledger, target
 
     def error(status: int, code: str, message: str, headers: dict | None = None):

@@ -156,7 +156,8 @@ def settings_digest(settings: dict) -> str:
 def check_count(what: str, value, low: int = 0, high: int = MAX_BUDGET) -> int:
     """An integer in low..high (not a bool, not a float), or a one-line LedgerError naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise LedgerError(400, f"bad_{what}", f"{what} must be an integer in {low}..{high}, got {value!r}")
+        shown = "2**62" if high == MAX_BUDGET else high
+        raise LedgerError(400, f"bad_{what}", f"{what} must be >= {low} and <= {shown} (an integer), got {value!r}")
     return value
 
 
@@ -166,8 +167,8 @@ def check_rate(value) -> float:
     except (TypeError, ValueError):
         rate = math.nan
     if isinstance(value, bool) or not math.isfinite(rate) or not 0 <= rate <= MAX_RATE:
-        raise LedgerError(400, "bad_rate", f"rate must be a finite number of requests per second in "
-                                           f"0..{MAX_RATE:g} (0: unlimited), got {value!r}")
+        raise LedgerError(400, "bad_rate", f"rate must be >= 0 and <= {MAX_RATE:g} requests per second, a finite "
+                                           f"number (0: unlimited), got {value!r}")
     return rate
 
 
