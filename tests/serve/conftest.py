@@ -29,8 +29,9 @@ class Server:
                  log=None, seed=0, publish=False, env=None, extra=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "faststeal", "serve", "--target", str(target), "--db", str(db),
-                     "--port", str(self.port), "--workers", str(workers), "--max-batch", str(max_batch),
+        self.args = [sys.executable, "-m", "faststeal", "serve", "--target", str(target),
+                     *(["--db", str(db)] if db is not None else []), "--port", str(self.port),
+                     "--workers", str(workers), "--max-batch", str(max_batch),
                      "--max-body", str(max_body), "--threads", "1", *extra]
         if seed is not None:              # a public stream, so that tests can compare with TargetOracle(seed=0)
             self.args += ["--seed", str(seed)]
