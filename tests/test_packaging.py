@@ -40,6 +40,7 @@ EXTRA_MODULES = {
     "postgres": ["psycopg"],
     "dali": ["nvidia.dali"],
     "onnx": ["onnxruntime"],
+    "docs": ["mkdocs", "material", "mkdocs_click", "mkdocstrings"],
     "test": None,
     "dev": None,
 }
