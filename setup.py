@@ -6,11 +6,10 @@ search is here. tests/test_packaging.py builds the wheel and checks it.
 """
 from setuptools import find_packages, setup
 
-setup(
-    packages=[
-        *find_packages(include=["faststeal", "faststeal.*"]),
-        "faststeal.kernels",
-        *("faststeal.kernels." + name for name in find_packages("kernels")),
-    ],
-    package_dir={"faststeal.kernels": "kernels"},
-)
+FOUND = [
+    *find_packages(include=["faststeal", "faststeal.*"]),
+    "faststeal.kernels",
+    *("faststeal.kernels." + name for name in find_packages("kernels")),
+]
+
+setup(packages=FOUND, package_dir={"faststeal.kernels": "kernels"})
