@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import results_path  # noqa: E402
 
 from faststeal.attack import queryset  # noqa: E402
-from faststeal.attack.oracle import TargetOracle  # noqa: E402
 from faststeal.checkpoint import load_checkpoint  # noqa: E402
 from faststeal.evaluate import fid, generator_stats  # noqa: E402
+from faststeal.targets.oracle import TargetOracle  # noqa: E402
 from faststeal.train import TrainConfig, Trainer  # noqa: E402
 
 CONTENDERS = ("pggan", "fast")

@@ -167,7 +167,7 @@ except Exception as exc:
     info["fashion_mnist"] = f"missing: {exc}"
 json.dump(info, open(sys.argv[1], "w") if len(sys.argv) > 1 else sys.stdout, indent=1)'
 
-IGNORE_CPU_ONLY=(--ignore=tests/kernels/test_compile_check.py)
+IGNORE_CPU_ONLY=(--ignore=tests/bench/test_compile_check.py)
 ENV_UNSET_TEST=tests/kernels/test_dispatch.py::test_forced_triton_not_installed_raises
 PYTEST=(-m pytest -q -p no:cacheprovider "${IGNORE_CPU_ONLY[@]}")
 FID_ARGS=(fashion-mnist:test fashion-mnist:train -n 2000 --batch 200 --device cuda --no-cache --json)

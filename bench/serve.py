@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import results_path  # noqa: E402
 
-from faststeal.attack.oracle import TargetOracle  # noqa: E402
+from faststeal.targets.oracle import TargetOracle  # noqa: E402
 
 
 def percentiles(latencies: list[float]) -> dict:
@@ -56,7 +56,7 @@ def in_process(target: str, batch: int, images: int) -> dict:
 
 
 def over_http(url: str, token: str, batch: int, clients: int, images: int) -> dict:
-    from faststeal.serve.client import HttpOracle
+    from faststeal.targets.http import HttpOracle
 
     oracles = [HttpOracle(url, token) for _ in range(clients)]
     for o in oracles[:1]:

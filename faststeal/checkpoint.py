@@ -13,6 +13,8 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from faststeal.errors import FaststealError
+
 from .fileio import atomic_write
 
 FORMAT = "faststeal-checkpoint"
@@ -21,7 +23,7 @@ BUILTIN_PREFIX = "builtin:"
 REQUIRED = ("config", "G_ema", "D")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FaststealError, ValueError):
     """A file is not a usable faststeal checkpoint; the message is one line naming the file."""
 
 

@@ -5,34 +5,42 @@ import json
 import os
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
 import click
+import torch
+from click.core import ParameterSource
 
-from . import distributed
-from .checkpoint import CheckpointError
-from .data import DataError
+from . import cpu, distributed
+from .attack.curve import plot_curves
+from .checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
+from .data import load_dataset
+from .defense import describe_defenses
+from .errors import FaststealError
+from .fileio import UnwritablePath, check_writable_folder
+from .grid import save_grid
+from .metrics import compute_metric
+from .metrics.sources import open_source
+from .ownership import verify as ownership_verify
+from .runs.defend import NO_EFFECT, run_defend
+from .runs.extract import coverage_line, run_extract, summary_line
+from .runs.options import DefendOptions, ExtractOptions, at_least, positive
+from .runs.sweep import run_sweep
+from .runs.transfer import TransferOptions, run_transfer
+from .runs.verify_eval import EvalOptions, default_plan, run_eval
+from .serve.commands import keys, serve
+from .targets import OUTPUT_RANGES, Hints, detect_kind, open_target
+from .train import TrainConfig, Trainer
 
 
 class FriendlyGroup(click.Group):
     """Turn the library's input errors into one-line messages instead of tracebacks."""
-
     def invoke(self, ctx):
-        from .attack.extract import StaleCheckpoint
-        from .attack.oracle import BudgetExceeded, LatentsRefused
-        from .fileio import UnreadableFile, UnwritablePath
-        from .metrics.inception import WeightsError
-        from .metrics.sources import SourceError
-        from .serve.client import RemoteError
-        from .targets import TargetError
-        from .train import TrainingDiverged
-
-        known = (DataError, CheckpointError, TrainingDiverged, BudgetExceeded, LatentsRefused, StaleCheckpoint,
-                 UnreadableFile, UnwritablePath, WeightsError, SourceError, RemoteError, TargetError)
         try:
             return super().invoke(ctx)
-        except known as exc:
+        except FaststealError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
@@ -64,8 +72,6 @@ def main(ctx):
 
     Every command also runs under `torchrun --nproc_per_node K -m faststeal ...` (see README, Scaling out).
     """
-    import warnings
-
     # Warnings reach CLI users as one plain line, not with the source line that raised them.
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     if distributed.setup():
@@ -101,15 +107,11 @@ def main(ctx):
 def train_target(arch, data, classes, resolution, channels, latent_dim, width, batch, kimg, lr, n_dis,
                  phase_kimg, ema_kimg, snapshot_kimg, seed, threads, out, run_dir, resume, force):
     """Train a target GAN on real data and write a checkpoint."""
-
-    from .data import load_dataset
-    from .train import TrainConfig, Trainer
-
     for flag, value in (("--latent-dim", latent_dim), ("--width", width), ("--batch", batch), ("--n-dis", n_dis)):
-        _at_least(value, 1, flag)
+        at_least(value, 1, flag)
     for flag, value in (("--kimg", kimg), ("--lr", lr), ("--phase-kimg", phase_kimg), ("--ema-kimg", ema_kimg),
                         ("--snapshot-kimg", snapshot_kimg)):
-        _positive(value, flag)
+        positive(value, flag)
     if not resume:
         _check_out_file(out, force, (".pt", ".pth", ".ckpt"))
     _set_threads(threads)
@@ -141,8 +143,6 @@ LOCAL_TARGET_HELP = TARGET_HELP.replace(", or the URL of `faststeal serve`", "")
 
 def target_options(f):
     """What a foreign generator's probe cannot find, shared by every command that opens a target."""
-    from .targets import OUTPUT_RANGES
-
     for opt in reversed([
         click.option("--latent-dim", "target_latent_dim", type=int, default=None,
                      help="foreign generator: its code size d, fed as (N, d) or (N, d, 1, 1) [default: probed]"),
@@ -155,20 +155,16 @@ def target_options(f):
     return f
 
 
-def _open_target(spec, target_latent_dim=None, output_range=None, num_classes=0, api_key=None, say=True):
+def _open_target(spec, hints: dict | None = None, api_key=None, say=True):
     """Open the target once, with the hints given on the command line (one-line errors from TargetError);
     says on stderr what was found, since a probe may guess what a user should check."""
-    from .targets import Hints, open_target
-
-    target = open_target(spec, api_key=api_key, hints=Hints(target_latent_dim, output_range, num_classes))
+    target = open_target(spec, api_key=api_key, hints=Hints(**(hints or {})))
     if say and target.kind != "faststeal":
         click.echo(target.summary(), err=True)
     return target
 
 
 def _hints_dict(target_latent_dim=None, output_range=None, num_classes=0) -> dict | None:
-    from .targets import Hints
-
     hints = Hints(target_latent_dim, output_range, num_classes)
     return None if hints == Hints() else hints.as_dict()
 
@@ -183,12 +179,10 @@ def _hints_dict(target_latent_dim=None, output_range=None, num_classes=0) -> dic
 @click.option("--force", is_flag=True, help="overwrite --out if it exists")
 def sample(target, target_latent_dim, output_range, num_classes, n, out, seed, nrow, force):
     """Write a grid of generated images from any in-process generator."""
-    from .grid import save_grid
-
-    _at_least(n, 1, "--n")
-    _at_least(nrow, 1, "--nrow")
+    at_least(n, 1, "--n")
+    at_least(nrow, 1, "--nrow")
     _check_out_file(out, force, (".png", ".jpg", ".jpeg", ".webp"))
-    opened = _open_target(target, target_latent_dim, output_range, num_classes)
+    opened = _open_target(target, _hints_dict(target_latent_dim, output_range, num_classes))
     start = time.perf_counter()
     images = opened.sample(n, seed=seed)
     distributed.on_main(save_grid, images, out, nrow=nrow)
@@ -204,9 +198,7 @@ def sample(target, target_latent_dim, output_range, num_classes, n, out, seed, n
 def info(target, target_latent_dim, output_range, num_classes, api_key):
     """Print what faststeal knows of TARGET as JSON: its kind, shape, id and what was probed; for a faststeal
     checkpoint also its config and training progress. TARGET is any target (see `extract --help`)."""
-    from .checkpoint import load_checkpoint
-
-    opened = _open_target(target, target_latent_dim, output_range, num_classes, api_key, say=False)
+    opened = _open_target(target, _hints_dict(target_latent_dim, output_range, num_classes), api_key, say=False)
     out = opened.describe()
     if opened.kind == "faststeal":
         state = load_checkpoint(target)
@@ -222,10 +214,6 @@ def info(target, target_latent_dim, output_range, num_classes, api_key):
 @click.option("--force", is_flag=True, help="overwrite OUT if it exists")
 def export(checkpoint, out, dtype, force):
     """Write a small copy of CHECKPOINT for serving: EMA generator and discriminator only, no resume state."""
-    import torch
-
-    from .checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
-
     _check_out_file(out, force, (".pt", ".pth", ".ckpt"), flag="OUT")
     state = slim_checkpoint(load_checkpoint(checkpoint), getattr(torch, dtype))
     path = distributed.on_main(save_checkpoint, state, out)
@@ -262,12 +250,9 @@ def fid(a, b, n, batch, metric, ci, resamples, seed, loader, precision, device, 
     (gen:model.onnx, gen:g.ts, gen:py:my.py:make; the --latent-dim/--output-range/--num-classes hints apply
     to it).
     """
-    from .metrics import compute_metric
-    from .metrics.sources import open_source
-
-    _at_least(n, 2, "--n")
-    _at_least(batch, 1, "--batch")
-    _at_least(resamples, 2, "--bootstrap")
+    at_least(n, 2, "--n")
+    at_least(batch, 1, "--batch")
+    at_least(resamples, 2, "--bootstrap")
     if ci is not None and not 0 < ci < 1:
         raise click.BadParameter(f"must be between 0 and 1 (e.g. 0.95), got {ci}", param_hint="--ci")
     if ci is not None and metric == "prdc":
@@ -323,43 +308,8 @@ def attack_size_options(f):
     return f
 
 
-def _at_least(value, low, flag, note=""):
-    """One-line error for a number below its minimum; None means not given."""
-    if value is not None and value < low:
-        raise click.BadParameter(f"must be >= {low}{note}, got {value}", param_hint=flag)
-
-
-def _positive(value, flag):
-    """One-line error for a length, rate or strength that is not above zero; None means not given."""
-    if value is not None and not value > 0:
-        raise click.BadParameter(f"must be > 0, got {value:g}", param_hint=flag)
-
-
-def _check_attack_options(queries=None, attack_kimg=None, attack_width=None, batch=None, fid_n=None, prior=None,
-                          out=None, **extra):
-    """Reject bad sizes before any query is bought or any image trained on: one line each."""
-    from .attack.oracle import LatentPrior
-
-    _at_least(queries, 1, "--queries")
-    _at_least(attack_width, 1, "--attack-width")
-    _at_least(batch, 1, "--batch")
-    _at_least(fid_n, 2, "--fid-n")
-    _positive(attack_kimg, "--attack-kimg")
-    if prior is not None:
-        try:
-            LatentPrior.parse(prior)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--prior") from None
-    for flag, value in extra.items():
-        _at_least(value, 0, flag)
-    if out is not None:
-        _check_out_folder(out)
-
-
 def _check_out_folder(out, flag="--out"):
     """The run folder exists (created now) and takes files; one line naming the option otherwise."""
-    from .fileio import UnwritablePath, check_writable_folder
-
     try:
         check_writable_folder(out)
     except UnwritablePath as exc:
@@ -394,9 +344,7 @@ def _thief_line(opts, target) -> str:
 
 def _set_threads(threads):
     """--threads pins the count; without it the count follows the cores other processes leave free."""
-    from . import cpu
-
-    _at_least(threads, 1, "--threads")
+    at_least(threads, 1, "--threads")
     _, warning = cpu.configure(threads)
     if warning:
         click.echo(f"warning: {warning}", err=True)
@@ -419,39 +367,27 @@ def _set_threads(threads):
 @click.option("--curve-n", type=int, default=128, show_default=True,
               help="samples per fidelity probe during training (0: no curve)")
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")
-def extract(target, target_latent_dim, output_range, num_classes, queries, attack, attack_kimg, minutes, knowledge,
-            attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, real, real_count,
-            target_discriminator, drs_rate, finetune_kimg, query_set, distill, curve_n, out):
+def extract(**params):
     """Steal a target GAN through its images; report fidelity and accuracy."""
-    _positive(minutes, "--minutes")
-    from .attack.extract import ExtractOptions, run_extract
-
-    if real and real_count <= 0:
-        raise click.BadParameter("give --real-count K with --real", param_hint="--real-count")
-    if curve_n == 1:
-        raise click.BadParameter("must be 0 (no curve) or >= 2", param_hint="--curve-n")
-    _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, None, **{
-        "--distill": distill, "--curve-n": curve_n, "--finetune-kimg": finetune_kimg, "--real-count": real_count})
-    opened = _open_target(target, target_latent_dim, output_range, num_classes, api_key)
-    out = out or f"runs/extract-{_target_name(opened)}-{attack}-{queries}" + (
-        "-latents" if knowledge == "latents" else "")
-    _check_out_folder(out)
-    _set_threads(threads)
-    opts = ExtractOptions(target=target, attack=attack, queries=queries, attack_kimg=attack_kimg, minutes=minutes,
-                          knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n, real=real,
-                          real_count=real_count, target_discriminator=target_discriminator, drs_rate=drs_rate,
-                          finetune_kimg=finetune_kimg, eval_data=eval_data, prior=prior, seed=seed,
-                          query_set=query_set, distill=distill, curve_n=curve_n, out=out, fresh=fresh,
-                          target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
+    opts = ExtractOptions.from_params(params)
+    opts.check()
+    opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
+    opts.out = opts.out or _default_out("extract", opened, opts, opts.queries)
+    _check_out_folder(opts.out)
+    _set_threads(params["threads"])
     click.echo(_thief_line(opts, opened), err=True)
     m = run_extract(opts, target=opened)
     for v in m["variants"]:
         click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "
                    f"{'n/a' if v['accuracy'] is None else format(v['accuracy'], '8.2f')}")
-    from .attack.extract import coverage_line, summary_line
-
     click.echo(coverage_line(m))
-    click.echo(f"{summary_line(m)}; report: {out}/report.md")
+    click.echo(f"{summary_line(m)}; report: {opts.out}/report.md")
+
+
+def _default_out(command: str, target, opts, *parts) -> str:
+    """runs/<command>-<target>-<attack>[-<parts>][-latents]: one folder per setting a user is likely to vary."""
+    name = "-".join([command, _target_name(target), opts.attack, *map(str, parts)])
+    return f"runs/{name}" + ("-latents" if opts.knowledge == "latents" else "")
 
 
 @main.command()
@@ -464,8 +400,6 @@ def curves(runs, out, labels, title):
 
     Runs must share the target and the curve's sample size, so that the reference lines are the same.
     """
-    from .attack.curve import plot_curves
-
     if labels and len(labels) != len(runs):
         raise click.BadParameter(f"give one --label per run ({len(runs)}), got {len(labels)}", param_hint="--label")
     loaded, reference, target = {}, None, None
@@ -492,36 +426,27 @@ def curves(runs, out, labels, title):
 @attack_size_options
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--out", default=None, help="run folder; default runs/sweep-<target>-<attack>")
-def sweep(target, target_latent_dim, output_range, num_classes, queries, attack, attack_kimg, minutes, knowledge,
-          attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, query_set, out):
+def sweep(**params):
     """Train one attack per query budget; plot fidelity and accuracy against queries."""
-    _positive(minutes, "--minutes")
-    from .attack.extract import ExtractOptions
-    from .attack.sweep import run_sweep
-
+    text = params["queries"]
     try:
-        budgets = [int(q) for q in queries.split(",") if q.strip()]
+        budgets = [int(q) for q in text.split(",") if q.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {queries!r}",
-                                 param_hint="--queries") from None
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint="--queries") from None
     if not budgets or min(budgets) < 1:
-        raise click.BadParameter(f"every budget must be >= 1, got {queries!r}", param_hint="--queries")
-    _check_attack_options(None, attack_kimg, attack_width, batch, fid_n, prior, None)
-    opened = _open_target(target, target_latent_dim, output_range, num_classes, api_key)
-    out = out or f"runs/sweep-{_target_name(opened)}-{attack}" + ("-latents" if knowledge == "latents" else "")
-    _check_out_folder(out)
-    _set_threads(threads)
-    opts = ExtractOptions(target=target, attack=attack, queries=max(budgets), attack_kimg=attack_kimg,
-                          minutes=minutes,
-                          knowledge=knowledge, attack_width=attack_width, batch=batch, fid_n=fid_n,
-                          eval_data=eval_data, prior=prior, seed=seed, query_set=query_set, out=out, fresh=fresh,
-                          target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
+        raise click.BadParameter(f"every budget must be >= 1, got {text!r}", param_hint="--queries")
+    opts = ExtractOptions.from_params(params, queries=max(budgets))
+    opts.check()
+    opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
+    opts.out = opts.out or _default_out("sweep", opened, opts)
+    _check_out_folder(opts.out)
+    _set_threads(params["threads"])
     m = run_sweep(opts, budgets, target=opened)
     click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}")
     for r in m["sweep"]:
         acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
         click.echo(f"{r['queries']:>8}  {r['fidelity']:>9.2f}  {acc:>9}")
-    click.echo(f"plot: {out}/sweep.png  report: {out}/report.md")
+    click.echo(f"plot: {opts.out}/sweep.png  report: {opts.out}/report.md")
 
 
 @main.command()
@@ -535,24 +460,19 @@ def sweep(target, target_latent_dim, output_range, num_classes, queries, attack,
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=None, help="pin torch CPU threads (default: adapt to the free cores)")
 @click.option("--out", default="runs/transfer", show_default=True)
-def transfer(source, data, classes, kimg, evals, fid_n, batch, seed, threads, out):
+def transfer(threads, **params):
     """Fine-tune a stolen model on a new domain vs training from scratch (FID curves)."""
-    from .attack.transfer import TransferOptions, run_transfer
-
-    _positive(kimg, "--kimg")
-    _at_least(evals, 1, "--evals")
-    _check_attack_options(batch=batch, fid_n=fid_n, out=out)
+    opts = TransferOptions(**params)
+    opts.check()
+    _check_out_folder(opts.out)
     _set_threads(threads)
-    m = run_transfer(TransferOptions(source=source, data=data, classes=classes, kimg=kimg, evals=evals,
-                                     fid_n=fid_n, batch=batch, seed=seed, out=out))
-    click.echo(f"after {kimg} kimg: fine-tuned FID {m['final_finetuned_fid']:.2f}, from scratch "
-               f"{m['final_scratch_fid']:.2f}; plot {out}/transfer.png")
+    m = run_transfer(opts)
+    click.echo(f"after {opts.kimg} kimg: fine-tuned FID {m['final_finetuned_fid']:.2f}, from scratch "
+               f"{m['final_scratch_fid']:.2f}; plot {opts.out}/transfer.png")
 
 
 def _defense_table() -> str:
     """The defend command's epilog, generated from the defense registry so it never drifts from the code."""
-    from .defense import describe_defenses
-
     rows = "\n".join("  " + line for line in describe_defenses().splitlines())
     return f"\b\nDefenses (name, side, key=default: meaning):\n{rows}"
 
@@ -570,9 +490,7 @@ def _defense_table() -> str:
 @click.option("--baseline-api-key", default=None, envvar="FASTSTEAL_BASELINE_API_KEY",
               help="bearer token for an http:// --baseline (or $FASTSTEAL_BASELINE_API_KEY)")
 @click.option("--out", default=None, help="run folder; default runs/defend-<target>-<attack>-<queries>")
-def defend(target, target_latent_dim, output_range, num_classes, defenses, queries, attack, attack_kimg, minutes,
-           knowledge, attack_width, batch, fid_n, prior, seed, eval_data, threads, fresh, api_key, baseline,
-           baseline_api_key, out):
+def defend(**params):
     """Serve the target through defenses; measure utility against what an attack still steals.
 
     For the undefended baseline and every defense setting: utility = FID(served images, real data);
@@ -592,41 +510,18 @@ def defend(target, target_latent_dim, output_range, num_classes, defenses, queri
       truncate:psi=0.8+blur:sigma=1   '+' chains defenses into one setting
     Only one key per --defense may be swept; repeat --defense for more families.
     """
-    _positive(minutes, "--minutes")
-    from .defense import DefenseError, parse_family
-    from .defense.tradeoff import DefendOptions, check_sources, run_defend
-    from .targets import detect_kind
-
-    _check_attack_options(queries, attack_kimg, attack_width, batch, fid_n, prior, None)
-    check_sources(detect_kind(target) == "http", list(defenses), baseline is not None)
-    for text in defenses:
-        try:
-            parse_family(text, seed=seed)
-        except DefenseError as exc:
-            raise click.BadParameter(str(exc), param_hint="--defense") from None
-    base = _open_baseline(baseline, baseline_api_key)
-    opened = _open_target(target, target_latent_dim, output_range, num_classes, api_key)
-    out = out or f"runs/defend-{_target_name(opened)}-{attack}-{queries}" + (
-        "-latents" if knowledge == "latents" else "")
-    _check_out_folder(out)
-    _set_threads(threads)
-    opts = DefendOptions(target=target, defenses=list(defenses), attack=attack, queries=queries,
-                         attack_kimg=attack_kimg, minutes=minutes, knowledge=knowledge, attack_width=attack_width,
-                         batch=batch, fid_n=fid_n, eval_data=eval_data, prior=prior, seed=seed, out=out, fresh=fresh,
-                         baseline=baseline, target_hints=_hints_dict(target_latent_dim, output_range, num_classes))
-    try:
-        m = run_defend(opts, target=opened, baseline=base)
-    except DefenseError as exc:
-        raise click.BadParameter(str(exc), param_hint="--defense") from None
-    _print_defend(m, out)
+    opts = DefendOptions.from_params(params, defenses=list(params["defenses"]))
+    opts.check()
+    base = _open_baseline(opts.baseline, params["baseline_api_key"])
+    opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
+    opts.out = opts.out or _default_out("defend", opened, opts, opts.queries)
+    _check_out_folder(opts.out)
+    _set_threads(params["threads"])
+    _print_defend(run_defend(opts, target=opened, baseline=base), opts.out)
 
 
 def _open_baseline(baseline, baseline_api_key):
     """The undefended model of a URL target's defend run; its key goes with it, not through the environment."""
-    from click.core import ParameterSource
-
-    from .targets import detect_kind
-
     key_given = click.get_current_context().get_parameter_source("baseline_api_key") == ParameterSource.COMMANDLINE
     if baseline is None or detect_kind(baseline) != "http":
         if key_given:
@@ -639,8 +534,6 @@ def _open_baseline(baseline, baseline_api_key):
 
 
 def _print_defend(m: dict, out: str) -> None:
-    from .defense.tradeoff import NO_EFFECT
-
     def f(v):
         return "n/a" if v is None else f"{v:9.2f}"
 
@@ -662,8 +555,6 @@ def _print_defend(m: dict, out: str) -> None:
 
 
 def _register_serving():
-    from .serve.commands import keys, serve
-
     main.add_command(serve)
     main.add_command(keys)
 
@@ -698,21 +589,19 @@ def verify(suspect, target_latent_dim, output_range, num_classes, api_key, key, 
 
     p < 0.001: marked (the suspect learned from images served with this key); p > 0.01: no evidence.
     """
-    from .ownership import verify as run
-
     if not key:
         raise click.BadParameter("give the owner's key, e.g. --key SECRET", param_hint="--key")
-    _at_least(n, run.MIN_IMAGES, "--n", " for a decision")
-    _at_least(null_keys, 0, "--null-keys")
-    _at_least(exact_draws, 0, "--exact-draws", " (0: normal approximation)")
+    at_least(n, ownership_verify.MIN_IMAGES, "--n", " for a decision")
+    at_least(null_keys, 0, "--null-keys")
+    at_least(exact_draws, 0, "--exact-draws", " (0: normal approximation)")
     if not 0 <= low < high:
         raise click.BadParameter(f"need 0 <= --low < --high, got {low:g} and {high:g}", param_hint="--low")
     _set_threads(threads)
     try:
-        result = run.verify(suspect, key, n=n, reference=reference, low=low, high=high, null_keys=null_keys,
-                            seed=seed, exact_draws=exact_draws, api_key=api_key,
-                            hints=_hints_dict(target_latent_dim, output_range, num_classes))
-    except run.VerifyError as exc:
+        result = ownership_verify.verify(suspect, key, n=n, reference=reference, low=low, high=high,
+                                         null_keys=null_keys, seed=seed, exact_draws=exact_draws, api_key=api_key,
+                                         hints=_hints_dict(target_latent_dim, output_range, num_classes))
+    except ownership_verify.VerifyError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     click.echo(result["line"])
@@ -746,30 +635,17 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility
     mark and the thief's fidelity (report-sS.md, results-sS.json, statistic-sS.png, served-sS.png in --out,
     S the strength).
     """
-    from .ownership.detect import MIN_IMAGES
-    from .ownership.population import EvalOptions, default_plan, run_eval
-
-    plan = default_plan()
     if list_members:
-        for i, m in enumerate(plan, 1):
+        for i, m in enumerate(default_plan(), 1):
             click.echo(f"{i:3d}  {m.group:<8} {m.name}")
         return
-    unknown = [name for name in members if name not in {m.name for m in plan}]
-    if unknown:
-        raise click.BadParameter(f"no member named {', '.join(unknown)}; see --list-members", param_hint="--member")
-    if not key:
-        raise click.BadParameter("give the owner's key, e.g. --key SECRET", param_hint="--key")
-    _positive(strength, "--strength")
-    _at_least(verify_n, MIN_IMAGES, "--verify-n")
-    _at_least(limit, 1, "--limit")
-    _at_least(null_keys, 1, "--null-keys")
-    _at_least(utility_n, 2, "--utility-n")
-    _check_attack_options(attack_kimg=kimg, fid_n=fid_n, out=out)
+    opts = EvalOptions(target=target, key=key, strength=strength, kimg=kimg, verify_n=verify_n, null_keys=null_keys,
+                       fid_n=fid_n, utility_n=utility_n, limit=limit, members=tuple(members),
+                       measure_utility=not no_utility, out=out, progress=True)
+    opts.check()
+    _check_out_folder(out)
     _set_threads(threads)
-    r = run_eval(EvalOptions(target=target, key=key, strength=strength, kimg=kimg, verify_n=verify_n,
-                             null_keys=null_keys, fid_n=fid_n, utility_n=utility_n, limit=limit,
-                             members=tuple(members), measure_utility=not no_utility, out=out, progress=True),
-                 log=click.echo)
+    r = run_eval(opts, log=click.echo)
     s = r["summary"]
     click.echo(f"TPR stolen at p<0.001: {s['tpr_stolen_at_0.001']}; innocent below p=0.01: "
                f"{s['fpr_innocent_at_0.01']}; wrong-key KS p = {s.get('wrong_key_ks_p', float('nan')):.3f}; "

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import os
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +19,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faststeal.errors import FaststealError
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class DataError(ValueError):
+class DataError(FaststealError, ValueError):
     """A data source cannot be used; the message names the file and the fix."""
 
 
@@ -240,6 +243,18 @@ SOURCE_GRAMMAR = ("fashion-mnist[:train|test], an image folder, a uint8 .npy/.np
                   "or a generator checkpoint (.pt, builtin:NAME)")
 
 
+def is_stats_file(path: str | Path) -> bool:
+    """True for an .npz holding 'mu' and 'sigma'."""
+    path = Path(path)
+    if path.suffix != ".npz" or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "mu" in z.files and "sigma" in z.files
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False   # not readable as statistics: the caller's array loader says what is wrong
+
+
 def source_kind(spec: str) -> str:
     """The one grammar of image sources: 'fashion-mnist', 'folder', 'array', 'stats' or 'generator'.
 
@@ -257,8 +272,6 @@ def source_kind(spec: str) -> str:
     if path.is_dir():
         return "folder"
     if path.suffix == ".npz":
-        from .metrics.stats import is_stats_file
-
         return "stats" if is_stats_file(path) else "array"
     if path.suffix == ".npy":
         return "array"

@@ -3,20 +3,27 @@
 fidelity = FID(attack, target), accuracy = FID(attack, real), utility = FID(served, real). Real data is
 fitted to the model's resolution and channels exactly as the target saw it in training, so a padded
 32x32 Fashion-MNIST target is compared with padded 32x32 real images. Statistics of real data are cached.
+
+A run's reference statistics live in an evaluator, built once and shared by every attack of the run:
+``Evaluator`` for an in-process target (its statistics, its FID floor, the real data's), ``ServedEvaluator``
+for a target the thief only reaches over HTTP, which it never loads: fidelity is then measured against the
+served images the adversary bought (the only view of the target it has), and the target's FID and the
+accuracy need real data given with --eval-data, else they are reported as n/a.
 """
 from __future__ import annotations
 
 import torch
 
+from .checkpoint import LoadedTarget, content_digest, load_checkpoint, load_generator
 from .data import ImageSet, load_dataset
-from .sampling import SAMPLE_SEED, SAMPLER_ID, generate
+from .metrics import compute_stats, frechet_distance, prdc_of_stats
+from .metrics.sources import TensorSource
+from .sampling import FLOOR_SEED, SAMPLE_SEED, SAMPLER_ID, generate
 
 
 def image_stats(images: torch.Tensor, name: str, fingerprint: str | None = None, batch: int = 50,
                 progress: bool = True):
     """Streamed Inception statistics of uint8 (N, C, H, W) images (cached when a fingerprint is given)."""
-    from .metrics import compute_stats
-    from .metrics.sources import TensorSource
 
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] == 0:
         raise ValueError(f"{name}: expected non-empty uint8 (N, C, H, W) images, got {images.dtype} "
@@ -28,8 +35,6 @@ def image_stats(images: torch.Tensor, name: str, fingerprint: str | None = None,
 
 def fid(stats_a, stats_b) -> float:
     """Frechet distance of two FeatureStats (warns, not fails, when N is below the feature dimension)."""
-    from .metrics import frechet_distance
-
     return float(frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma, n1=stats_a.n,
                                   n2=stats_b.n, rows1=stats_a.centered_rows(), rows2=stats_b.centered_rows()))
 
@@ -39,8 +44,6 @@ def coverage(reference, copy) -> dict | None:
     feature rows the statistics kept (samples of up to KEEP_ROWS images): no second feature pass. None when
     either kept none. Precision: how much of the copy looks like the reference; recall/coverage: how much of
     the reference the copy produces."""
-    from .metrics import prdc_of_stats
-
     if reference is None or reference.centered_rows() is None or copy.centered_rows() is None:
         return None
     if min(reference.n, copy.n) < 6:           # k = 5 neighbours need 6 samples a side
@@ -53,8 +56,6 @@ def generator_stats(source, n: int, *, seed: int = SAMPLE_SEED, name: str = "gen
     """Statistics of n samples of a generator: a checkpoint path, builtin:NAME, a LoadedTarget or a loaded
     ImageGenerator. A file's samples are a pure function of its bytes, n and seed, so with ``cache`` their
     statistics are cached under the file's digest (a bare ImageGenerator has none and is never cached)."""
-    from .checkpoint import LoadedTarget, content_digest, load_generator
-
     if isinstance(source, LoadedTarget):
         gen, digest = source.generator, source.model_id
     elif isinstance(source, torch.nn.Module):
@@ -81,3 +82,80 @@ def real_stats(data: ImageSet, n: int, progress: bool = True):
     images = data.images[:n]
     return image_stats(images, f"real:{data.source}", fingerprint=f"{data.fingerprint}:{images.shape[0]}",
                        progress=progress)
+
+
+class Evaluator:
+    """FID statistics of the target and the real data, computed once and shared by every attack variant.
+
+    Also the FID floor: FID between the target's evaluation sample and a second, independent sample of the
+    target at the same n, i.e. the score of a perfect copy at this n (FID is biased upwards at small n).
+    """
+    def __init__(self, target, fid_n: int, eval_data: str | None, progress: bool = True):
+        """``target``: a checkpoint path or a LoadedTarget (then its weights are not read again)."""
+        self.fid_n, self.progress = fid_n, progress
+        config = target.config if isinstance(target, LoadedTarget) else load_checkpoint(target)["config"]
+        self.target, self._floor = target, None
+        self.target_stats = generator_stats(target, fid_n, name="target", progress=progress, cache=True)
+        try:
+            self.real = real_data_for(config, eval_data)
+        except (ValueError, OSError) as exc:
+            if eval_data:
+                raise
+            self.real, self.real_error = None, str(exc)
+        self.real_stats = real_stats(self.real, fid_n, progress) if self.real is not None else None
+
+    def target_fid(self) -> float | None:
+        return fid(self.target_stats, self.real_stats) if self.real_stats is not None else None
+
+    def fid_floor(self) -> float:
+        """Computed on first use (a second fid_n-image sample of the target, cached): defend never asks."""
+        if self._floor is None:
+            second = generator_stats(self.target, self.fid_n, seed=FLOOR_SEED, name="target (second sample)",
+                                     progress=self.progress, cache=True)
+            self._floor = fid(second, self.target_stats)
+        return self._floor
+
+    def attack(self, checkpoint, against: dict | None = None) -> dict:
+        """Fidelity and accuracy of an attack checkpoint, plus FID to each named statistics in ``against``."""
+        stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
+        return {"fidelity": fid(stats, self.target_stats),
+                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
+                **{k: fid(stats, ref) for k, ref in (against or {}).items()},
+                "vs_target": coverage(self.target_stats, stats), "vs_real": coverage(self.real_stats, stats)}
+
+
+NO_BASELINE = ("no undefended view of the target: pass --baseline (the undefended checkpoint or a server "
+               "without --defense)")
+
+
+class ServedEvaluator:
+    """The Evaluator's interface for an HTTP target: the reference sample is the images a server sent.
+
+    ``served`` is what the thief bought (extract) or an undefended server's images (defend's baseline);
+    with ``served=None`` there is no reference at all and fidelity is n/a (``target_error`` says why)."""
+    def __init__(self, served, fid_n: int, eval_data: str | None, config: dict, progress: bool = True,
+                 target_error: str = NO_BASELINE):
+        self.fid_n, self.progress = fid_n, progress
+        self.target_stats, self.target_error = None, target_error
+        if served is not None:
+            self.target_stats = image_stats(served.images[:fid_n], "served images", progress=progress)
+        self.real, self.real_error = None, "an HTTP target does not reveal its training data; pass --eval-data"
+        if eval_data:
+            self.real = real_data_for({**config, "data_source": None}, eval_data)
+        self.real_stats = real_stats(self.real, fid_n, progress) if self.real is not None else None
+
+    def target_fid(self) -> float | None:
+        if self.target_stats is None or self.real_stats is None:
+            return None
+        return fid(self.target_stats, self.real_stats)
+
+    def fid_floor(self) -> None:
+        """n/a: a floor needs a second independent sample of the target, which the adversary did not buy."""
+        return None
+
+    def attack(self, checkpoint, against: dict | None = None) -> dict:
+        stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
+        return {"fidelity": fid(stats, self.target_stats) if self.target_stats is not None else None,
+                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
+                **{k: fid(stats, ref) for k, ref in (against or {}).items()},
+                "vs_target": coverage(self.target_stats, stats), "vs_real": coverage(self.real_stats, stats)}

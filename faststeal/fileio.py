@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faststeal.errors import FaststealError
+
 
 def atomic_write(path, write) -> Path:
     """Call ``write(binary_file)`` on a temp file, then rename it over ``path``."""
@@ -86,7 +88,7 @@ def write_text(path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(FaststealError, ValueError):
     """A file exists but cannot be parsed (truncated, corrupt, or another format); one line naming it."""
 
 
@@ -137,5 +139,5 @@ def check_writable_folder(path) -> Path:
     return path
 
 
-class UnwritablePath(ValueError):
+class UnwritablePath(FaststealError, ValueError):
     """An output location cannot be written; one line naming it."""

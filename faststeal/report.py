@@ -169,6 +169,11 @@ class RunFolder:
         return self.write(write_text, self.path / "report.md", "\n".join(lines))
 
 
+def fmt(v, spec: str = ".2f") -> str:
+    """A measured number as reports print it; "n/a" where it was not measured."""
+    return "n/a" if v is None else format(v, spec)
+
+
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
     def cell(v):
         if v is None:

@@ -11,7 +11,9 @@ from typing import Iterator
 
 import torch
 
-SAMPLE_SEED = 0          # default seed of every evaluation sample
+SAMPLE_SEED = 0          # default seed of every evaluation sample (fidelity, accuracy, the target's FID)
+FLOOR_SEED = 98765       # the target's second, independent sample behind the FID floor
+PROBE_SEED = 54321       # the samples of the fidelity probes drawn during training
 Z_CHUNK = 1024           # latent rows drawn per call to the random generator
 SAMPLER_ID = f"normal-chunk{Z_CHUNK}"   # part of every cache key of generated-image statistics
 

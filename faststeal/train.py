@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from faststeal.errors import FaststealError
+
 from . import augment, cpu, distributed, losses
 from .checkpoint import CheckpointError, float_state, load_checkpoint, save_checkpoint
 from .data import ImageSet, InfiniteBatches, to_uint8
@@ -43,7 +45,7 @@ ARCH_DEFAULTS = {
 R1_EVERY = 16          # lazy R1: penalise every 16th critic step, scaled by 16 (Karras et al. 2020)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(FaststealError, RuntimeError):
     """A loss became NaN/inf; the last good checkpoint on disk is untouched."""
 
 

@@ -2,7 +2,7 @@
 
 One function per kernel decides, from the layer shape and the GPU architecture, everything a launch compiles
 with. The kernel modules call these functions and nothing else picks settings, so the set of compiled kernels
-is exactly what these functions can return. kernels/compile_check.py (run by tests/kernels/test_compile_check.py)
+is exactly what these functions can return. bench/compile_check.py (run by tests/bench/test_compile_check.py)
 compiles every one of them for each architecture in SHARED_MEMORY_LIMIT (no GPU needed: the triton wheel ships
 ptxas) and checks that each fits that architecture's shared memory per block and registers per SM.
 

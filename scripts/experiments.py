@@ -42,7 +42,7 @@ SEEDED_SETTING = "anchors:mix=0.5"
 
 
 @dataclass(frozen=True)
-class Experiment:
+class PlannedRun:
     name: str            # group/variant/seedN: runs sharing group/variant are one mean +- std
     args: tuple[str, ...]
     folder: str | None = None   # another experiment's run folder when the command is the same one
@@ -58,13 +58,13 @@ class Experiment:
 
 
 def _extract(name, target, *extra, seeds=(0,)):
-    return [Experiment(f"{name}/seed{s}", ("extract", "--target", target, *extra, "--seed", str(s)))
+    return [PlannedRun(f"{name}/seed{s}", ("extract", "--target", target, *extra, "--seed", str(s)))
             for s in seeds]
 
 
-def plan(icons: str | None) -> list[Experiment]:
+def plan(icons: str | None) -> list[PlannedRun]:
     """All experiments, in the order they run (the cheap, most-cited ones first)."""
-    out: list[Experiment] = []
+    out: list[PlannedRun] = []
     for knowledge in ("images", "latents"):
         k = ("--knowledge", knowledge)
         # 1. Four pairs (+ the default attack): three seeds for PGGAN-on-PGGAN with the default attack.
@@ -79,7 +79,7 @@ def plan(icons: str | None) -> list[Experiment]:
             seeds = SEEDS3 if q in (1000, 10000) else (0,)
             length = ("--attack-kimg", str(SWEEP_IMAGES_KIMG)) if knowledge == "images" else ()
             if q == DEFAULT_QUERIES and not length:   # the pair's command: one run serves both tables
-                out += [Experiment(f"sweep/{knowledge}/q{q}/seed{s}", e.args, folder=e.name)
+                out += [PlannedRun(f"sweep/{knowledge}/q{q}/seed{s}", e.args, folder=e.name)
                         for s, e in zip(seeds, _extract(f"pairs/pggan-fast-{knowledge}", PGGAN,
                                                         "--knowledge", knowledge, seeds=seeds))]
                 continue
@@ -110,37 +110,37 @@ def plan(icons: str | None) -> list[Experiment]:
         args = ["defend", "--target", PGGAN, "--knowledge", knowledge]
         for d in chosen:
             args += ["--defense", d]
-        out.append(Experiment(f"defend/{knowledge}/seed0", tuple(args)))
+        out.append(PlannedRun(f"defend/{knowledge}/seed0", tuple(args)))
     # 4b. The table's lead (anchors at half strength: a thief's large loss for a small utility cost at seed 0),
     # at two more seeds. Each run trains its own undefended thief at the same seed, so the effect is a paired
     # difference per seed (seed 0 is the run above), free of the seed-to-seed spread of the baseline.
     for knowledge in defenses:
-        out += [Experiment(f"{SEEDED_DEFENSES}/{knowledge}/seed{s}",
+        out += [PlannedRun(f"{SEEDED_DEFENSES}/{knowledge}/seed{s}",
                            ("defend", "--target", PGGAN, "--knowledge", knowledge, "--defense", SEEDED_SETTING,
                             "--seed", str(s))) for s in SEEDS3[1:]]
     # 5. Transfer: a target that never saw classes 7-9, stolen, then fine-tuned to 7-9 vs trained from scratch.
     target = "transfer/target-classes0to6"
-    out.append(Experiment(f"{target}/seed0", ("train-target", "--classes", ",".join(map(str, range(7))),
+    out.append(PlannedRun(f"{target}/seed0", ("train-target", "--classes", ",".join(map(str, range(7))),
                                              "--kimg", str(TRANSFER_TARGET_KIMG), "--resume")))
     stolen = "transfer/stolen-images"
-    out.append(Experiment(f"{stolen}/seed0", ("extract", "--target", f"@{target}/seed0/target.pt", "--seed", "0")))
-    out.append(Experiment("transfer/to-classes7to9/seed0",
+    out.append(PlannedRun(f"{stolen}/seed0", ("extract", "--target", f"@{target}/seed0/target.pt", "--seed", "0")))
+    out.append(PlannedRun("transfer/to-classes7to9/seed0",
                           ("transfer", "--source", f"@{stolen}/seed0/attack.pt", "--data", "fashion-mnist",
                            "--classes", "7,8,9", "--kimg", "20", "--fid-n", "2000")))
     # 6. A 64x64 RGB image-folder target trained here, then stolen at both knowledge levels, one seed each.
     if icons:
         target = "icons64/target"
-        out.append(Experiment(f"{target}/seed0", ("train-target", "--data", icons, *ICONS_TARGET, "--resume")))
+        out.append(PlannedRun(f"{target}/seed0", ("train-target", "--data", icons, *ICONS_TARGET, "--resume")))
         for knowledge in ("images", "latents"):
             out += _extract(f"icons64/{knowledge}", f"@{target}/seed0/target.pt", "--knowledge", knowledge)
     return out
 
 
-def run_dir(root: Path, e: Experiment) -> Path:
+def run_dir(root: Path, e: PlannedRun) -> Path:
     return root / (e.folder or e.name)
 
 
-def command(root: Path, e: Experiment) -> list[str]:
+def command(root: Path, e: PlannedRun) -> list[str]:
     """The faststeal arguments with '@name' paths resolved under root and the output option appended."""
     args = [str(root / a[1:]) if a.startswith("@") else a for a in e.args]
     folder = run_dir(root, e)
@@ -159,8 +159,8 @@ def settings(args: list[str]) -> dict | None:
     does not parse). The attack's length is left to the command (None), so it is resolved here."""
     from click.exceptions import ClickException
 
-    from faststeal.attack.extract import DEFAULT_ATTACK_KIMG
     from faststeal.cli import main as cli
+    from faststeal.runs.options import DEFAULT_ATTACK_KIMG
 
     name, rest = args[0], list(args[1:])
     try:
@@ -173,7 +173,7 @@ def settings(args: list[str]) -> dict | None:
     return json.loads(json.dumps(params))              # tuples as lists, as config.json stores them
 
 
-def is_done(root: Path, e: Experiment) -> bool:
+def is_done(root: Path, e: PlannedRun) -> bool:
     """Finished with the settings this plan asks for (see started_config)."""
     folder = run_dir(root, e)
     if e.trains_target:                          # finished when this runner saw that command line succeed
@@ -187,7 +187,7 @@ def is_done(root: Path, e: Experiment) -> bool:
             and metrics.stat().st_mtime >= config.stat().st_mtime)
 
 
-def started_config(root: Path, e: Experiment) -> dict | None:
+def started_config(root: Path, e: PlannedRun) -> dict | None:
     """The run folder's config.json if the run there was started with the settings this plan asks for, else
     None. A run's recorded options (resolved when it ran) are the key, so a default that changed since makes
     it stale; options it did not record, or that the command resolves itself (given as None), are read from
@@ -208,12 +208,12 @@ def started_config(root: Path, e: Experiment) -> dict | None:
     return config if all(ran_with(k) == v for k, v in wanted.items()) else None
 
 
-def defend_progress(root: Path, e: Experiment) -> list[dict] | None:
+def defend_progress(root: Path, e: PlannedRun) -> list[dict] | None:
     """The settings an unfinished defend run has measured so far (baseline first, plan order), so a long run's
     table can be read before it ends. A stored row counts only if the run now in that folder was started by
     this very command and the row's key agrees with that run's options; None if there is no such row."""
     from faststeal.defense.pipeline import parse_family
-    from faststeal.defense.tradeoff import BASELINE, slug
+    from faststeal.runs.defend import BASELINE, slug
 
     config = started_config(root, e) if e.args[0] == "defend" else None
     if config is None:
@@ -232,7 +232,7 @@ def defend_progress(root: Path, e: Experiment) -> list[dict] | None:
     return rows if rows and rows[0]["defense"] == BASELINE else None
 
 
-def execute(root: Path, e: Experiment, threads: int | None) -> int:
+def execute(root: Path, e: PlannedRun, threads: int | None) -> int:
     folder = run_dir(root, e)
     # This interpreter's faststeal, not whichever one PATH finds first (a worktree's venv runs its own copy).
     cmd = [sys.executable, "-m", "faststeal", *command(root, e)] + (["--threads", str(threads)] if threads else [])
@@ -250,7 +250,7 @@ def execute(root: Path, e: Experiment, threads: int | None) -> int:
     return rc
 
 
-def summarise(root: Path, experiments: list[Experiment]) -> list[dict]:
+def summarise(root: Path, experiments: list[PlannedRun]) -> list[dict]:
     """One row per group: n seeds, mean and sample std of fidelity/accuracy, floor, wall time."""
     groups: dict[str, list[dict]] = {}
     for e in experiments:

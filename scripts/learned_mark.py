@@ -155,12 +155,13 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from faststeal.attack.extract import AttackOptions, attack_config, knowledge_settings, train_attack
+    from faststeal.attack.thief import train_attack
     from faststeal.checkpoint import load_generator
     from faststeal.data import ImageSet
     from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
-    from faststeal.experiment import Experiment
     from faststeal.report import RunFolder
+    from faststeal.runs.experiment import Experiment
+    from faststeal.runs.options import AttackOptions, attack_config, knowledge_settings
 
     out = Path(args.out)
     if args.fresh:                      # a stale coder is retrained anyway; stale thieves are refused without this

@@ -276,7 +276,7 @@ def test_rank_positions_keep_minibatch_stddev_groups_whole():
 
 
 def test_a_time_budget_stops_training_and_says_so(tmp_path):
-    from faststeal.attack.extract import train_attack
+    from faststeal.attack.thief import train_attack
 
     data = ImageSet(torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8), None, "noise", "noise")
     config = TrainConfig(arch="sngan", resolution=8, channels=1, latent_dim=8, width=8, batch=8, kimg=1000.0,

@@ -13,9 +13,7 @@ import warnings
 import torch
 
 from faststeal.data import ImageSet
-from faststeal.sampling import generate
-
-PROBE_SEED, FLOOR_SEED = 54321, 98765     # sample seeds, distinct from the final evaluation's (sampling.SAMPLE_SEED)
+from faststeal.sampling import FLOOR_SEED, PROBE_SEED, generate
 
 
 def _features(images: torch.Tensor, batch: int = 50) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Latent defenses (truncate, region, anchors) change which codes reach the generator; image defenses (noise,
 blur, jpeg, adv) change the served pixels. ``parse_family`` reads the CLI syntax, ``DefensePipeline`` hands
-the two hook functions to TargetOracle, and ``run_defend`` measures utility against security.
+the two hook functions to TargetOracle; ``faststeal.runs.defend`` measures utility against security.
 """
 from . import adversarial, image, latent, watermark  # noqa: F401  (registers the defenses)
 from .base import REGISTRY, Defense, DefenseError, Param

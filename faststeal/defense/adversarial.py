@@ -38,7 +38,7 @@ class AdversarialFeatures(ImageDefense):
         super().__init__(seed, **values)
         self.reference = None if reference is None else torch.as_tensor(reference, dtype=torch.float32)
         if device is None:
-            from faststeal.metrics.extract import default_device
+            from faststeal.metrics.features import default_device
 
             device = default_device()
         self.device = torch.device(device)

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from faststeal.errors import FaststealError
 
-class DefenseError(ValueError):
+
+class DefenseError(FaststealError, ValueError):
     """A defense specification or parameter is invalid (one-line message)."""
 
 
@@ -88,7 +90,7 @@ class Defense:
 
     def spec(self) -> str:
         """The canonical 'name:key=value,...' text of this setting (only keys that differ from defaults)."""
-        parts = [f"{p.name}={_fmt(self.values[p.name])}" for p in self.params
+        parts = [f"{p.name}={_param_text(self.values[p.name])}" for p in self.params
                  if self.values[p.name] != p.default or p.name == self.strength_key]
         return f"{self.name}:{','.join(parts)}" if parts else self.name
 
@@ -117,7 +119,7 @@ class Defense:
             raise ValueError(f"{self.name}: expected uint8 images (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
 
 
-def _fmt(v) -> str:
+def _param_text(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 

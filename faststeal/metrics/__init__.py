@@ -4,7 +4,7 @@ bootstrap intervals. The input protocol is in protocol.py.
 """
 from .api import compute_features, compute_metric, compute_stats, get_extractor
 from .bootstrap import bootstrap_intervals
-from .extract import FeatureExtractor
+from .features import FeatureExtractor
 from .frechet import BiasedFIDWarning, frechet_distance
 from .inception import FIDInception, load_inception
 from .kid import kernel_inception_distance

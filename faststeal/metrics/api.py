@@ -20,7 +20,7 @@ from faststeal import cpu, distributed
 
 from . import dali, protocol
 from .bootstrap import bootstrap_intervals, check_interval
-from .extract import FeatureExtractor, default_device, extractor_id, weights_id
+from .features import FeatureExtractor, default_device, extractor_id, weights_id
 from .frechet import BiasedFIDWarning, frechet_distance, frechet_distance_of_features
 from .kid import kernel_inception_distance
 from .prdc import K_DC, prdc

@@ -28,11 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faststeal.errors import FaststealError
+
 DEFAULT_WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 BN_EPS = 1e-3
 
 
-class WeightsError(RuntimeError):
+class WeightsError(FaststealError, RuntimeError):
     """The Inception weights cannot be found or do not have the expected layout."""
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,18 +167,6 @@ class FeatureStats:
         if rows is not None and rows.ndim == 2 and rows.shape == (n, mu.shape[0]):
             stats.rows, stats.keeps_rows = torch.as_tensor(rows, dtype=torch.float32), True
         return stats
-
-
-def is_stats_file(path: str | Path) -> bool:
-    """True for an .npz holding 'mu' and 'sigma'."""
-    path = Path(path)
-    if path.suffix != ".npz" or not path.is_file():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return "mu" in z.files and "sigma" in z.files
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return False   # not readable as statistics: the caller's array loader says what is wrong
 
 
 def cache_dir() -> Path:

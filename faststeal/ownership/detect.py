@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from faststeal.errors import FaststealError
+
 from .pattern import Band, coefficients, key_signs
 
 DEFAULT_BAND = Band()   # the defense's default band (a frozen value, shared)
@@ -35,7 +37,7 @@ POWER = 4                 # the moment of the pixel values the statistic average
 STATISTIC = f"band of mean (x/255)^{POWER}"   # names the statistic in stored results' keys
 
 
-class VerifyError(ValueError):
+class VerifyError(FaststealError, ValueError):
     """Bad input to verification (one-line message)."""
 
 

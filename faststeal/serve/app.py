@@ -109,9 +109,9 @@ class ServedModel:
     """What a worker serves: a TargetOracle used only for its generation path (the budget is the ledger's)."""
 
     def __init__(self, settings: dict, ledger: Ledger):
-        from faststeal.attack.oracle import TargetOracle
         from faststeal.defense import parse_pipeline
         from faststeal.targets import open_target
+        from faststeal.targets.oracle import TargetOracle
 
         seed = settings.get("seed")
         self.secret = None if seed is not None else bytes.fromhex(ledger.secret(STREAM_SECRET))

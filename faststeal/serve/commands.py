@@ -76,8 +76,8 @@ def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior
     ``seed``: None (the default) serves from the secret seed kept in the ledger; an integer serves the public
     stream of that seed (reproducible experiments). ``hints``: what a foreign generator's probe cannot find
     (targets.Hints fields); every worker opens the target with them."""
-    from faststeal.attack.oracle import LatentPrior
     from faststeal.targets import TargetError, open_target
+    from faststeal.targets.oracle import LatentPrior
 
     if max_batch < 1:
         raise click.BadParameter(f"must be >= 1, got {max_batch}", param_hint="--max-batch")

@@ -47,6 +47,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from faststeal.errors import FaststealError
+
 metadata = MetaData()
 
 keys = Table(
@@ -101,7 +103,7 @@ AUDITED = ("budget_exceeded", "rate_limited")   # refusals kept in the audit (ag
 BUSY_S = 5.0                    # how long a request waits for a locked ledger before 503
 
 
-class LedgerError(ValueError):
+class LedgerError(FaststealError, ValueError):
     """A ledger operation refused for a reason the caller should see (one line)."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None):

@@ -11,11 +11,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from faststeal.errors import FaststealError
+from faststeal.sampling import SAMPLE_SEED, generate
+
+from .oracle import TargetOracle
+
 OUTPUT_RANGES = ("-1,1", "0,1", "0,255")
 RESOLUTIONS = (32, 64, 128)
 
 
-class TargetError(ValueError):
+class TargetError(FaststealError, ValueError):
     """A target that cannot be opened or measured; the message is one line that says what to do.
 
     ``flag``: the command-line option to blame, when one is (the CLI prints ``error: FLAG: message``)."""
@@ -123,14 +128,10 @@ class Target:
                 raise TargetError("defenses of an http:// target are set on the server (faststeal serve "
                                   "--defense SPEC)")
             return self._remote_factory(seed)
-        from faststeal.attack.oracle import TargetOracle
-
         return TargetOracle(self.loaded, budget=budget, prior=prior, seed=seed, **hooks)
 
     def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
         """n uint8 samples from N(0, I) codes (the one sampler every measurement uses)."""
-        from faststeal.sampling import SAMPLE_SEED, generate
-
         return generate(self.generator, n, seed=SAMPLE_SEED if seed is None else seed)
 
     def describe(self) -> dict:

@@ -21,13 +21,9 @@ import torch.nn as nn
 
 from .base import Hints, Target, TargetError
 from .foreign import ForeignGenerator, probe
+from .http import HttpOracle, is_url
 
-URL_SCHEMES = ("http://", "https://")
 KINDS = ("faststeal", "torchscript", "export", "onnx", "python", "http")
-
-
-def is_url(spec) -> bool:
-    return str(spec).startswith(URL_SCHEMES)
 
 
 def detect_kind(spec) -> str:
@@ -252,7 +248,6 @@ def from_object(obj, hints: Hints, *, spec: str | None = None, source: Path | No
 
 # -- a served model ---------------------------------------------------------------------------------------------
 def open_http(spec: str, hints: Hints, api_key: str | None) -> Target:
-    from faststeal.serve.client import HttpOracle
 
     if hints != Hints():
         raise TargetError(f"{spec}: a server declares its own shape; --latent-dim, --output-range and "

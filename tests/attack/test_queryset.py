@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from faststeal.attack import queryset
-from faststeal.attack.oracle import TargetOracle
 from faststeal.data import DataError
+from faststeal.targets.oracle import TargetOracle
 
 
 def test_collect_and_load(tiny_target, tmp_path):
@@ -38,7 +38,7 @@ def test_resume_after_interrupted_write_loses_and_duplicates_nothing(tiny_target
 def test_resume_counts_against_the_budget(tiny_target, tmp_path):
     queryset.collect(TargetOracle(tiny_target, budget=100, seed=0), tmp_path / "q", 100, target="t",
                      progress=False)
-    from faststeal.attack.oracle import BudgetExceeded
+    from faststeal.targets.oracle import BudgetExceeded
     with pytest.raises(BudgetExceeded):
         queryset.collect(TargetOracle(tiny_target, budget=150, seed=0), tmp_path / "q", 200, target="t",
                          progress=False)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from faststeal.attack.oracle import BudgetExceeded, TargetOracle
 from faststeal.defense import DefensePipeline, build, parse_pipeline
+from faststeal.targets.oracle import BudgetExceeded, TargetOracle
 
 
 def test_pipeline_splits_into_oracle_hooks():

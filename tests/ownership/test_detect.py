@@ -4,14 +4,14 @@ import torch
 from scipy.stats import kstest
 
 from faststeal.attack import queryset
-from faststeal.attack.extract import train_attack
-from faststeal.attack.oracle import TargetOracle
+from faststeal.attack.thief import train_attack
 from faststeal.checkpoint import load_generator
 from faststeal.data import ImageSet
 from faststeal.defense import parse_pipeline
 from faststeal.ownership import VerifyError, detect, detect_many_keys
 from faststeal.ownership.detect import DEFAULT_BAND, STOLEN_P, band_moments, exact_p_values, moment_image, normal_sf
 from faststeal.sampling import generate
+from faststeal.targets.oracle import TargetOracle
 from faststeal.train import TrainConfig
 
 OWNER = "owner-secret"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from faststeal.attack.oracle import TargetOracle
 from faststeal.cli import main
 from faststeal.defense import parse_pipeline
+from faststeal.targets.oracle import TargetOracle
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_done_needs_the_same_command_line(ex, tmp_path):
     assert not ex.is_done(tmp_path, e)
     _finish(tmp_path, ex, e, {"fidelity": 40.0})
     assert ex.is_done(tmp_path, e)                     # --threads does not change what was measured
-    other = ex.Experiment(e.name, (*e.args[:-1], "7"))
+    other = ex.PlannedRun(e.name, (*e.args[:-1], "7"))
     assert not ex.is_done(tmp_path, other)             # another seed in the same folder is not this run
     sweep = next(x for x in ex.plan(None) if x.name == "sweep/images/q10000/seed0")
     assert not ex.is_done(tmp_path, sweep)             # 60 kimg given explicitly: not the default-length run
@@ -53,7 +53,7 @@ def test_done_needs_the_same_command_line(ex, tmp_path):
 
 
 def test_done_is_keyed_by_the_settings_the_run_resolved(ex, tmp_path):
-    from faststeal.attack.extract import DEFAULT_ATTACK_KIMG
+    from faststeal.runs.options import DEFAULT_ATTACK_KIMG
 
     e = next(x for x in ex.plan(None) if x.name == "pairs/pggan-fast-images/seed0")
     folder = ex.run_dir(tmp_path, e)
@@ -175,7 +175,7 @@ def test_an_unfinished_defend_run_reports_the_settings_it_has_measured(ex, tmp_p
                "knowledge": "latents"}
 
     def store(spec, fidelity, **key):
-        from faststeal.defense.tradeoff import slug
+        from faststeal.runs.defend import slug
 
         (folder / f"queries-{slug(spec)}").mkdir(parents=True, exist_ok=True)
         row = {"defense": spec, "utility": 44.0, "fidelity": fidelity, "accuracy": 55.0}

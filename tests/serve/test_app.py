@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from faststeal.attack.oracle import BudgetExceeded, TargetOracle
 from faststeal.defense import parse_pipeline
 from faststeal.serve.app import seed_codes
-from faststeal.serve.client import HttpOracle, RemoteError
+from faststeal.targets.http import HttpOracle, RemoteError
+from faststeal.targets.oracle import BudgetExceeded, TargetOracle
 
 from .conftest import DEFENSE, add_key
 

@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from faststeal.attack import queryset
-from faststeal.attack.oracle import TargetOracle
 from faststeal.cli import main
 from faststeal.defense import parse_pipeline
-from faststeal.serve.client import HttpOracle
+from faststeal.targets.http import HttpOracle
+from faststeal.targets.oracle import TargetOracle
 
 from .conftest import DEFENSE, Server, add_key, same_query_set
 
@@ -76,7 +76,8 @@ def test_defend_over_http_measures_the_served_defense_against_the_checkpoint(ser
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_defend_against_a_baseline_server_and_without_any_baseline(served, tiny_target, tmp_path):
-    from faststeal.defense.tradeoff import DefendOptions, run_defend
+    from faststeal.runs.defend import run_defend
+    from faststeal.runs.options import DefendOptions
     from faststeal.targets import open_target
 
     plain = Server(tiny_target, tmp_path / "plain.sqlite", latents=False, log=tmp_path / "plain.log").start()

@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from faststeal.attack.oracle import TargetOracle
 from faststeal.cli import main
 from faststeal.serve.app import create_app
 from faststeal.serve.ledger import Ledger
+from faststeal.targets.oracle import TargetOracle
 
 from .conftest import add_key
 

@@ -95,7 +95,8 @@ def test_target_errors_are_one_line_and_write_nothing(tmp_path):
 def test_a_128_pixel_grey_target_is_stolen_at_its_own_size(tmp_path):
     from pathlib import Path
 
-    from faststeal.attack.extract import ExtractOptions, run_extract
+    from faststeal.runs.extract import run_extract
+    from faststeal.runs.options import ExtractOptions
     from faststeal.targets import open_target
 
     spec = f"py:{Path(__file__).parents[1] / 'foreign_generators.py'}:make_grey128"

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
-from . import queryset
-from .extract import ExtractOptions, attack_config, knowledge_settings, train_attack
+from faststeal.attack import queryset
+from faststeal.attack.thief import train_attack
+from faststeal.report import RunFolder, line_plot, markdown_table
+from faststeal.targets import open_target
+
+from .experiment import Experiment
+from .options import ExtractOptions, attack_config, knowledge_settings
 
 
 def run_sweep(opts: ExtractOptions, budgets: list[int], run=None, target=None) -> dict:
     """Train one attack per budget on the first B queries; a rerun reuses every attack and measurement whose
     inputs did not change (train_attack's config check, Experiment.measure's key). ``target``: as in
     run_extract."""
-    from faststeal.experiment import Experiment
-    from faststeal.report import RunFolder, line_plot, markdown_table
-    from faststeal.targets import open_target
-
     target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
 
     budgets = sorted(set(int(b) for b in budgets))

@@ -4,7 +4,7 @@ import threading
 import pytest
 import torch
 
-from faststeal.attack.oracle import BudgetExceeded, LatentPrior, TargetOracle
+from faststeal.targets.oracle import BudgetExceeded, LatentPrior, TargetOracle
 
 
 def test_serves_uint8_images_and_counts(tiny_target):
@@ -96,6 +96,6 @@ def test_budget_is_read_only_and_every_charging_path_checks_its_count(tiny_targe
     oracle.account(3)                  # images bought earlier count once, never refund
     oracle.account(1)
     assert oracle.served == 3 and not hasattr(oracle, "prior_codes")
-    import faststeal.attack.oracle as module
+    import faststeal.targets.oracle as module
 
     assert "process boundary is the server" in " ".join(module.__doc__.split())

@@ -1,7 +1,7 @@
 """The population evaluation on the tiny target: members verified, results resumable, key never written."""
 import json
 
-from faststeal.ownership.population import EvalOptions, Member, run_eval, summarise
+from faststeal.runs.verify_eval import EvalOptions, Member, run_eval, summarise
 
 KEY = "population-secret"
 
@@ -71,7 +71,7 @@ def test_summary_counts_rates():
 def test_member_key_records_the_lengths_used():
     """A member trained longer, or fine-tuned for a set length, is keyed on the length it used, so the same
     length reached another way is the same result."""
-    from faststeal.ownership.population import member_key
+    from faststeal.runs.verify_eval import member_key
 
     opts = EvalOptions(key=KEY, kimg=80)
     base = Member("stolen", "copy")

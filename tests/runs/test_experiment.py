@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from faststeal.attack.oracle import TargetOracle
-from faststeal.experiment import Experiment
+from faststeal.targets.oracle import TargetOracle
+from faststeal.runs.experiment import Experiment
 from faststeal.report import RunFolder
 
 
@@ -65,7 +65,7 @@ def test_cached_reuses_only_under_the_same_key_and_inputs(experiment):
 
 
 def test_measure_is_stored_beside_the_checkpoint_and_redone_when_it_changes(experiment, tiny_target, monkeypatch):
-    from faststeal.attack.extract import Evaluator
+    from faststeal.evaluate import Evaluator
 
     measured = []
     real_attack = Evaluator.attack

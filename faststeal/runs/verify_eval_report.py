@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scipy.stats import norm
+
+from faststeal.targets.oracle import TargetOracle
+from faststeal.defense import parse_pipeline
 from faststeal.fileio import write_text
-
-from .detect import INNOCENT_P, STOLEN_P
-
-
-def _fmt(v, spec=".2f"):
-    return "n/a" if v is None else format(v, spec)
+from faststeal.grid import make_grid, save_png
+from faststeal.ownership.detect import INNOCENT_P, STOLEN_P
+from faststeal.report import fmt
 
 
 def member_table(rows: list[dict]) -> str:
@@ -18,7 +19,7 @@ def member_table(rows: list[dict]) -> str:
              "|---|---|---:|---:|---:|:---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['group']} | {r['label']} | {r['kimg']:g} | {r['z']:.2f} | {r['p_value']:.2g} | "
-                     f"{'yes' if r['detected'] else 'no'} | {_fmt(r.get('fidelity'))} | {r['train_seconds']:.0f} |")
+                     f"{'yes' if r['detected'] else 'no'} | {fmt(r.get('fidelity'))} | {r['train_seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -33,8 +34,8 @@ def summary_table(s: dict) -> str:
         f"| false positives, innocent models | {pct(s.get('fpr_innocent_at_0.01'))} | "
         f"{pct(s.get('fpr_innocent_at_0.001'))} |",
         f"| false positives, wrong keys ({s.get('wrong_key_tests', 0)} tests) | "
-        f"{_fmt(100 * s['wrong_key_fpr_at_0.01'] if 'wrong_key_tests' in s else None)}% | "
-        f"{_fmt(100 * s['wrong_key_fpr_at_0.001'] if 'wrong_key_tests' in s else None)}% |"])
+        f"{fmt(100 * s['wrong_key_fpr_at_0.01'] if 'wrong_key_tests' in s else None)}% | "
+        f"{fmt(100 * s['wrong_key_fpr_at_0.001'] if 'wrong_key_tests' in s else None)}% |"])
 
 
 def statistic_plot(rows: list[dict], path: Path) -> Path:
@@ -43,8 +44,6 @@ def statistic_plot(rows: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy.stats import norm
-
     fig, ax = plt.subplots(figsize=(8, 4.2))
     null = [z for r in rows for z in r["null_z"]]
     if null:
@@ -73,10 +72,6 @@ def served_picture(target, serving: str, path: Path, n: int = 36) -> Path:
     """Left: the target's images; right: the same codes served with the mark."""
     import numpy as np
 
-    from faststeal.attack.oracle import TargetOracle
-    from faststeal.defense import parse_pipeline
-    from faststeal.grid import make_grid, save_png
-
     plain = TargetOracle(target, budget=n, seed=99).query(n)
     marked = TargetOracle(target, budget=n, seed=99, **parse_pipeline(serving).oracle_hooks()).query(n)
     a, b = make_grid(plain, 6), make_grid(marked, 6)
@@ -100,8 +95,8 @@ def write_report(result: dict, utility: dict | None, out: Path) -> Path:
         f"coefficients (models stored before that carry normal-tail p-values).", "",
         "## Utility", "", util, "",
         "## Detection", "", summary_table(s), "",
-        f"Wrong-key p-values over all models: KS test against uniform p = {_fmt(s.get('wrong_key_ks_p'), '.3f')} "
-        f"(smallest per-model KS p = {_fmt(s.get('wrong_key_ks_p_per_member_min'), '.3f')}).", "",
+        f"Wrong-key p-values over all models: KS test against uniform p = {fmt(s.get('wrong_key_ks_p'), '.3f')} "
+        f"(smallest per-model KS p = {fmt(s.get('wrong_key_ks_p_per_member_min'), '.3f')}).", "",
         "## Every model", "", member_table(result["members"]), "",
         f"![statistic](statistic-s{opts['strength']:g}.png)", "", "## Served images", "",
         "Left: the target. Right: the same codes served with the mark.", "",

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from faststeal.checkpoint import load_checkpoint
-from faststeal.defense.tradeoff import DefendOptions, run_defend, slug
+from faststeal.runs.defend import run_defend, slug
+from faststeal.runs.options import DefendOptions
 
 
 def test_slug_is_file_safe():

@@ -1,6 +1,6 @@
 """Compile every Triton launch the models can make for real GPUs, on a machine without one, and check the fit.
 
-    python -m faststeal.kernels.compile_check [--arch 80,86,89,90] [--json FILE]
+    python bench/compile_check.py [--arch 80,86,89,90] [--json FILE]
 
 Triton's CPU interpreter runs the kernels but never meets a GPU's limits. The triton wheel ships ptxas, so
 ``triton.compile`` can build the cubin for any architecture here and report its shared memory; ptxas reports

@@ -14,22 +14,41 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from scipy.stats import kstest
 
+from faststeal.attack import queryset
+from faststeal.attack.thief import train_attack
 from faststeal.checkpoint import load_generator
 from faststeal.data import ImageSet
+from faststeal.defense import parse_pipeline
+from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
+from faststeal.errors import OptionError
 from faststeal.fileio import write_json
+from faststeal.ownership.detect import (
+    EXACT_DRAWS,
+    MIN_IMAGES,
+    STATISTIC,
+    STOLEN_P,
+    detect,
+    detect_many_keys,
+    moment_image,
+    normal_sf,
+)
+from faststeal.ownership.pattern import Band
+from faststeal.report import RunFolder
 from faststeal.sampling import generate
 
-from .detect import EXACT_DRAWS, STATISTIC, STOLEN_P, detect, detect_many_keys, moment_image, normal_sf
+from .experiment import Experiment
+from .options import AttackOptions, at_least, attack_config, knowledge_settings, positive
+from .verify_eval_report import served_picture, statistic_plot, write_report
 
 GROUPS = ("stolen", "careful", "innocent")
-SAMPLE_SEED, REFERENCE_SEED = 3, 11
+SUSPECT_SEED, REFERENCE_SEED = 3, 11   # the suspects' verification samples; the owner's reference sample
 
 
 @dataclass(frozen=True)
 class Member:
     """One model of the population and how it came to be."""
-
     group: str                  # stolen | careful | innocent
     label: str
     marked: bool = True         # the queries were served with the owner's mark
@@ -109,6 +128,21 @@ class EvalOptions:
     progress: bool = False          # bars for queries, training and FIDs (the CLI turns them on)
     plan: list[Member] = field(default_factory=default_plan)
 
+    def check(self) -> None:
+        """Refuse a population that cannot be built or decided, before any model trains."""
+        unknown = [name for name in self.members if name not in {m.name for m in self.plan}]
+        if unknown:
+            raise OptionError(f"no member named {', '.join(unknown)}; see --list-members", "--member")
+        if not self.key:
+            raise OptionError("give the owner's key, e.g. --key SECRET", "--key")
+        positive(self.strength, "--strength")
+        positive(self.kimg, "--kimg")
+        at_least(self.verify_n, MIN_IMAGES, "--verify-n")
+        at_least(self.limit, 1, "--limit")
+        at_least(self.null_keys, 1, "--null-keys")
+        at_least(self.fid_n, 2, "--fid-n")
+        at_least(self.utility_n, 2, "--utility-n")
+
     def key_digest(self) -> str:
         return hashlib.blake2b(self.key.encode(), digest_size=4, person=b"fs-spec").hexdigest()
 
@@ -146,10 +180,6 @@ def member_folder(opts: EvalOptions, m: Member) -> str:
 
 
 def _training_set(exp, opts: EvalOptions, m: Member, folder: Path) -> ImageSet:
-    from faststeal.attack import queryset
-    from faststeal.defense import parse_pipeline
-    from faststeal.evaluate import real_data_for
-
     target_cfg = exp.config
 
     if m.data == "real":
@@ -166,9 +196,6 @@ def _training_set(exp, opts: EvalOptions, m: Member, folder: Path) -> ImageSet:
 
 def _train(exp, opts: EvalOptions, m: Member, folder: Path) -> tuple[Path, float]:
     """Train (or resume, or reuse) the member's model; returns its checkpoint and training seconds."""
-    from faststeal.attack.extract import AttackOptions, attack_config, knowledge_settings, train_attack
-    from faststeal.evaluate import real_data_for
-
     target_cfg = exp.config
     res, ch = target_cfg["resolution"], target_cfg["channels"]
     data = _training_set(exp, opts, m, folder)
@@ -191,15 +218,13 @@ def _train(exp, opts: EvalOptions, m: Member, folder: Path) -> tuple[Path, float
 
 def evaluate_member(exp, opts: EvalOptions, m: Member, folder: Path, reference: torch.Tensor) -> dict:
     """Build (train or reuse) one member's model and verify it with the owner's key and many wrong keys."""
-    from faststeal.ownership.pattern import Band
-
     t0 = time.perf_counter()
     if m.data == "target":
         model, ckpt, train_s = exp.loaded.generator, exp.loaded, 0.0
     else:
         ckpt, train_s = _train(exp, opts, m, folder)
         model = load_generator(ckpt)
-    images = generate(model, opts.verify_n, seed=SAMPLE_SEED)
+    images = generate(model, opts.verify_n, seed=SUSPECT_SEED)
     band = Band(opts.low, opts.high)
     d = detect(images, opts.key, band, reference, exact_draws=EXACT_DRAWS)
     null_z, null_p = detect_many_keys(images, [f"wrong-{i}" for i in range(opts.null_keys)], band, reference,
@@ -210,8 +235,6 @@ def evaluate_member(exp, opts: EvalOptions, m: Member, folder: Path, reference: 
            "p_normal": d.p_normal, "null_z": [round(float(v), 4) for v in null_z],
            "null_p": [float(v) for v in null_p], "train_seconds": round(train_s, 1)}
     if m.fidelity:
-        from faststeal.evaluate import fid, generator_stats
-
         target_stats = generator_stats(exp.loaded, opts.fid_n, name="target", progress=opts.progress, cache=True)
         row["fidelity"] = fid(generator_stats(ckpt, opts.fid_n, name="copy", progress=opts.progress), target_stats)
     row["seconds"] = round(time.perf_counter() - t0, 1)
@@ -230,9 +253,6 @@ def utility(exp, opts: EvalOptions) -> dict:
 
 
 def _measure_utility(exp, opts: EvalOptions) -> dict:
-    from faststeal.defense import parse_pipeline
-    from faststeal.evaluate import fid, image_stats, real_data_for, real_stats
-
     t0 = time.perf_counter()
     n = opts.utility_n
     real = real_stats(real_data_for(exp.config, None), n, opts.progress)
@@ -258,8 +278,6 @@ def _null_p(row: dict) -> list[float]:
 
 def summarise(rows: list[dict]) -> dict:
     """TPR at the calibrated thresholds, innocent false positives, and the wrong-key null over all members."""
-    from scipy.stats import kstest
-
     out = {}
     for alpha in (1e-2, 1e-3):
         for group in ("stolen", "careful"):
@@ -282,8 +300,6 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
     """Build and verify the plan's members (resumably); write results.json, report.md and the pictures."""
     if not opts.key:
         raise ValueError("give the owner's key")
-    from faststeal.experiment import Experiment
-    from faststeal.report import RunFolder
 
     out = Path(opts.out)
     start = time.perf_counter()
@@ -326,7 +342,6 @@ def run_eval(opts: EvalOptions, log=print) -> dict:
     else:                                          # a stored measurement of this setting still counts
         result["utility"] = exp.stored(f"utility-s{opts.strength:g}.json", utility_key(opts, target_sha))
     write_json(out / f"results-s{opts.strength:g}.json", result)
-    from .eval_report import served_picture, statistic_plot, write_report
 
     statistic_plot(rows, out / f"statistic-s{opts.strength:g}.png")
     served_picture(exp.loaded, opts.serving(Member("stolen", "picture")), out / f"served-s{opts.strength:g}.png")

@@ -16,11 +16,18 @@ import uuid
 import numpy as np
 import torch
 
-from faststeal.attack.oracle import BudgetExceeded, LatentPrior, LatentsRefused, checked_codes
-from faststeal.targets.formats import is_url
+from faststeal.errors import FaststealError
+
+from .oracle import BudgetExceeded, LatentPrior, LatentsRefused, checked_codes
+
+URL_SCHEMES = ("http://", "https://")
 
 
-class RemoteError(ValueError):
+def is_url(spec) -> bool:
+    return str(spec).startswith(URL_SCHEMES)
+
+
+class RemoteError(FaststealError, ValueError):
     """The server refused a request (a 4xx with its JSON message) or stayed unreachable."""
 
 
@@ -28,7 +35,7 @@ class HttpOracle:
     """Query access to a target served by ``faststeal serve``."""
 
     def __init__(self, url: str, api_key: str, seed: int = 0, *, timeout: float = 120.0, retry_for: float = 60.0):
-        import httpx
+        import httpx  # the [serve] extra: only a thief that talks to a server needs it
 
         if not is_url(url):
             raise RemoteError(f"--target must be an http:// or https:// URL here, got {url!r}")

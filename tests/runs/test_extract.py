@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from faststeal.attack.extract import ExtractOptions, run_extract
+from faststeal.runs.extract import run_extract
+from faststeal.runs.options import ExtractOptions
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -86,7 +87,7 @@ def test_chosen_latent_extraction_records_its_curve(tiny_target, tmp_path):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_target, tmp_path):
-    from faststeal.attack.extract import StaleCheckpoint
+    from faststeal.attack.thief import StaleCheckpoint
 
     base = dict(target=str(tiny_target), queries=32, attack_kimg=0.016, attack_width=8, attack_latent_dim=8,
                 batch=8, fid_n=8, curve_n=0, out=str(tmp_path / "run"), progress=False)

@@ -17,33 +17,27 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from faststeal.attack import queryset
-from faststeal.attack.extract import AttackOptions, Evaluator, attack_config, knowledge_settings, train_attack
-from faststeal.attack.oracle import BudgetExceeded
-from faststeal.attack.remote import ServedEvaluator
+from faststeal.targets.oracle import BudgetExceeded
+from faststeal.attack.thief import train_attack
 from faststeal.data import DataError, ImageSet
+from faststeal.defense import DefensePipeline, Family
+from faststeal.defense.adversarial import AdversarialFeatures
 from faststeal.evaluate import fid, image_stats
-from faststeal.experiment import MEASURES
+from faststeal.evaluate import Evaluator, ServedEvaluator
 from faststeal.fileio import write_json
-from faststeal.report import redacted_value
-from faststeal.targets import Target, TargetError, open_target
+from faststeal.report import RunFolder, line_plot, markdown_table, redacted_value
+from faststeal.targets import Target, open_target
 
-from .adversarial import AdversarialFeatures
-from .pipeline import DefensePipeline, Family, parse_family
+from .experiment import MEASURES, Experiment
+from .options import DefendOptions, attack_config, knowledge_settings
 
 BASELINE = "none"
-
-
-@dataclass
-class DefendOptions(AttackOptions):
-    defenses: list[str] = field(default_factory=list)   # one --defense value each (a family, maybe a sweep)
-    out: str = "runs/defend"
-    baseline: str | None = None    # URL target only: the undefended model, a file or a second URL
 
 
 SERVED = "served"
@@ -52,7 +46,6 @@ SERVED = "served"
 @dataclass
 class Setting:
     """One row of the trade-off: where its images come from and what its files are called."""
-
     spec: str                                  # the defense it serves ("none": undefended)
     name: str                                  # queries-<name>/, attack-<name>.pt, samples-<name>.png
     target: str                                # the query set's target: a file, py: spec or a URL
@@ -85,53 +78,14 @@ def slug(spec: str) -> str:
     return s or BASELINE
 
 
-def _validate(opts: DefendOptions, target: Target) -> list[Family]:
-    _check_sizes(opts)
-    check_sources(False, opts.defenses, bool(opts.baseline))
-    families = [parse_family(text, seed=opts.seed) for text in opts.defenses]
-    specs = [s.spec() for f in families for s in f.settings]
-    dupes = sorted({s for s in specs if specs.count(s) > 1})
-    if dupes:
-        raise ValueError(f"defense setting {dupes[0]!r} is given twice")
-    return families
-
-
-def _check_sizes(opts: DefendOptions) -> None:
-    if opts.queries < 1:
-        raise ValueError(f"queries must be >= 1, got {opts.queries}")
-    if opts.fid_n < 2:
-        raise ValueError(f"fid_n must be >= 2, got {opts.fid_n}")
-    if opts.attack_kimg <= 0:
-        raise ValueError(f"attack_kimg must be > 0, got {opts.attack_kimg}")
-
-
 def _open(target: Target, opts: DefendOptions):
     return target.oracle(opts.queries, prior=opts.prior, seed=opts.seed)
-
-
-def check_sources(remote: bool, defenses: list[str], baseline_given: bool) -> None:
-    """Which defenses and baseline a defend run may take; the one place these rules live (checked before any
-    target is opened). A server applies its own defense (so --defense is refused for a URL) and is measured
-    against an undefended baseline given apart; an in-process target is its own baseline and needs a --defense."""
-    if remote:
-        if defenses:
-            raise TargetError("defenses of an http:// target are set on the server (`faststeal serve --defense "
-                              "SPEC`); drop --defense: defend measures the defense the server runs", flag="--defense")
-        return
-    if baseline_given:
-        raise TargetError("only with an http:// --target; an in-process target is its own undefended baseline",
-                          flag="--baseline")
-    if not defenses:
-        raise TargetError("give at least one --defense SPEC (e.g. noise:sigma=0.05,0.1; see --help), or an "
-                          "http:// --target to measure a server's own defense", flag="--defense")
 
 
 def _validate_remote(opts: DefendOptions, target: Target, baseline: Target | None) -> tuple[dict, dict]:
     """Check a URL run before any query is bought: (the target's config, what its measured rows are keyed on).
 
     The server (and a baseline server) were opened with their keys, so a wrong URL or key failed already."""
-    _check_sizes(opts)
-    check_sources(True, opts.defenses, baseline is not None)
     server = _open(target, opts)
     if opts.knowledge == "latents" and not server.accepts_latents:
         raise DataError(f"{opts.target}: this server does not accept latent codes; use --knowledge images")
@@ -186,7 +140,6 @@ def _collect(run, opts: DefendOptions, setting: Setting, folder: Path) -> ImageS
 def _local_plan(exp, opts: DefendOptions, families: list[Family]) -> list[Setting]:
     """The undefended target, then every setting of every family, all applied in this process (on the one
     copy of the target the experiment holds)."""
-
     def setting(pipeline: DefensePipeline, family: Family | None = None, value=None) -> Setting:
         def oracle():
             return exp.oracle(opts.queries, prior=opts.prior, seed=opts.seed, **pipeline.oracle_hooks())
@@ -232,7 +185,6 @@ def _picture(exp, opts: DefendOptions, setting: Setting, picture: str) -> None:
 
 class _LazyEvaluator:
     """Target and real statistics, computed only when some setting still has to be measured."""
-
     def __init__(self, build: Callable):
         self.build, self.ev = build, None
 
@@ -273,19 +225,15 @@ def run_defend(opts: DefendOptions, run=None, target=None, baseline=None) -> dic
 
     A URL target measures the one setting its server serves (see the module docstring). ``target`` and
     ``baseline``: Targets opened once by the caller (with hints and keys); default: opened from ``opts``."""
-    from faststeal.experiment import Experiment
-    from faststeal.report import RunFolder
-
     target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
     if baseline is None and opts.baseline:
         baseline = open_target(opts.baseline)
     remote = not target.in_process
+    families = opts.check(remote=remote)
     if remote:
         target_cfg, ident = _validate_remote(opts, target, baseline)
-        families = []
     else:
-        families, ident = _validate(opts, target), None
-        target_cfg = target.config
+        ident, target_cfg = None, target.config
     run = run or RunFolder(opts.out, "defend", {**asdict(opts), "target_info": target.describe()})
     run.start_over(opts.fresh)
     exp = Experiment(run, target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
@@ -367,7 +315,6 @@ def _compare(run, opts: DefendOptions, rows: list[dict], base: dict | None, remo
 
 def _write_report(run, opts: DefendOptions, rows: list[dict], base: dict | None, metrics: dict, remote: bool,
                   baseline_remote: bool) -> None:
-    from faststeal.report import markdown_table
 
     columns = ["defense", "utility", "fidelity", "accuracy", "served_vs_target", "attack_vs_served"]
     table = markdown_table(rows, columns + ([] if remote else ["changed_pixels"]))
@@ -429,8 +376,6 @@ def _samples_text(opts: DefendOptions, rows: list[dict], remote: bool) -> str:
 
 def _plots(run, rows, labels: list[str], base) -> list[str]:
     """trade-off PNGs: utility on x; fidelity / accuracy on y; one line per family, starting at the baseline."""
-    from faststeal.report import line_plot
-
     if base is None or base["utility"] is None:
         return []
     out = []

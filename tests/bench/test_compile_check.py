@@ -1,20 +1,27 @@
 """Every Triton launch the models can make compiles for sm_80, sm_86, sm_89 and sm_90 and fits each one's
 shared memory per block and registers per SM. No GPU needed: triton.compile with the ptxas of the triton wheel.
 
-Runs kernels/compile_check.py in a child process, because this process imported Triton in interpreter mode
+Runs bench/compile_check.py in a child process, because this process imported Triton in interpreter mode
 (tests/conftest.py), where kernels cannot be compiled. Skips only where ptxas (or Triton's NVIDIA backend) is
 missing. About 2 minutes on a shared 2-core CPU (88 distinct compiles).
 """
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("triton")
-from faststeal.kernels import compile_check, triton_conv  # noqa: E402
+from faststeal.kernels import triton_conv  # noqa: E402
 from faststeal.kernels.launch_settings import SHARED_MEMORY_LIMIT  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "compile_check.py"
+_spec = importlib.util.spec_from_file_location("compile_check", SCRIPT)
+compile_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compile_check)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +30,7 @@ def rows(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(OMP_NUM_THREADS="1", TRITON_CACHE_DIR=str(tmp / "triton-cache"))  # compile afresh, in this run
     out = tmp / "rows.json"
-    res = subprocess.run([sys.executable, "-m", "faststeal.kernels.compile_check", "--json", str(out)],
+    res = subprocess.run([sys.executable, str(SCRIPT), "--json", str(out)],
                          env=env, capture_output=True, text=True, timeout=1200)
     if res.returncode == compile_check.EXIT_MISSING:
         pytest.skip(res.stdout.strip())

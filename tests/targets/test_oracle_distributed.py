@@ -7,8 +7,8 @@ from multiproc import run_ranks
 
 from faststeal import distributed
 from faststeal.attack import queryset
-from faststeal.attack.oracle import BudgetExceeded, TargetOracle
 from faststeal.defense import parse_pipeline
+from faststeal.targets.oracle import BudgetExceeded, TargetOracle
 
 BUDGET, CHUNK, SEED = 1003, 300, 5
 DEFENSE = "truncate:psi=0.8+anchors:mix=0.5+noise:sigma=0.1"

@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from faststeal.checkpoint import load_checkpoint
+from faststeal.checkpoint import ImageGenerator, load_checkpoint
 from faststeal.data import load_dataset
 from faststeal.evaluate import fid, generator_stats, real_stats
+from faststeal.report import RunFolder, line_plot, markdown_table
+from faststeal.targets import TargetError, detect_kind
 from faststeal.train import TrainConfig, Trainer
+
+from .options import at_least, positive
 
 
 @dataclass
@@ -27,6 +31,12 @@ class TransferOptions:
     seed: int = 0
     out: str = "runs/transfer"
     progress: bool = True
+
+    def check(self) -> None:
+        positive(self.kimg, "--kimg")
+        at_least(self.evals, 1, "--evals")
+        at_least(self.batch, 1, "--batch")
+        at_least(self.fid_n, 2, "--fid-n")
 
 
 def _curve(trainer: Trainer, opts: TransferOptions, real, label: str) -> list[dict]:
@@ -43,15 +53,10 @@ def _curve(trainer: Trainer, opts: TransferOptions, real, label: str) -> list[di
 
 
 def _ema(trainer: Trainer):
-    from faststeal.checkpoint import ImageGenerator
-
     return ImageGenerator(trainer.G_ema).eval()
 
 
 def run_transfer(opts: TransferOptions, run=None) -> dict:
-    from faststeal.report import RunFolder, line_plot, markdown_table
-    from faststeal.targets import TargetError, detect_kind
-
     kind = detect_kind(opts.source)
     if kind != "faststeal":
         raise TargetError(f"{opts.source}: transfer fine-tunes a faststeal checkpoint (it needs the generator's "

@@ -13,17 +13,19 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import LoadedTarget
-from .fileio import write_json
-from .report import RunFolder
-from .targets import Target, TargetError, detect_kind, open_target
+from faststeal.checkpoint import LoadedTarget, content_digest
+from faststeal.evaluate import Evaluator, ServedEvaluator
+from faststeal.fileio import write_json
+from faststeal.metrics.api import get_extractor
+from faststeal.report import RunFolder
+from faststeal.sampling import SAMPLER_ID
+from faststeal.targets import Target, TargetError, detect_kind, open_target
 
 MEASURES = "fid+prdc"     # what a stored measurement holds: results from before PRDC are measured again
 
 
 class Experiment:
     """One command's run folder, target, oracles, evaluator and keyed results."""
-
     def __init__(self, folder: RunFolder, target, *, fid_n: int, eval_data: str | None = None,
                  progress: bool = True):
         """``target``: a Target (opened once by the caller, with its hints and key), or a spec opened on first
@@ -79,8 +81,6 @@ class Experiment:
         For a URL the images the adversary bought (``served``, an ImageSet) stand in for the target.
         """
         if self._evaluator is None:
-            from .attack.extract import Evaluator
-            from .attack.remote import ServedEvaluator
 
             if self.remote:
                 if served is None:
@@ -99,9 +99,6 @@ class Experiment:
         Keyed by the checkpoint's bytes, the target (or the served images standing in for it), fid_n, the
         evaluation data, the sampler and the feature extractor, so a rerun that retrains nothing measures nothing again.
         """
-        from .checkpoint import content_digest
-        from .metrics.api import get_extractor
-        from .sampling import SAMPLER_ID
 
         evaluator = self.evaluator()
         key = {"attack_sha256": content_digest(checkpoint), "target": self._reference, "fid_n": self.fid_n,

@@ -5,7 +5,7 @@ leads to the weights (the generator lives in a closure), the budget is read-only
 its count and a request that would cross the budget raises ``BudgetExceeded`` and serves nothing. But Python
 code in the same process can always reach past that (the closure, the private counters). The process
 boundary is the server: ``faststeal serve`` keeps weights and budget in another process and a database,
-and ``faststeal.serve.client.HttpOracle`` is the same interface over HTTP.
+and ``faststeal.targets.http.HttpOracle`` is the same interface over HTTP.
 """
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ import torch
 
 from faststeal import distributed
 from faststeal.data import to_uint8
+from faststeal.errors import FaststealError
 
 PRIORS = ("normal", "uniform", "truncated")
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(FaststealError, RuntimeError):
     """A query asked for more images than the budget has left."""
 
 
-class LatentsRefused(ValueError):
+class LatentsRefused(FaststealError, ValueError):
     """Codes were sent to a target that serves images for a count only."""
 
 

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from faststeal.attack.extract import ExtractOptions
-from faststeal.attack.sweep import run_sweep
-from faststeal.attack.transfer import TransferOptions, run_transfer
+from faststeal.runs.options import ExtractOptions
+from faststeal.runs.sweep import run_sweep
+from faststeal.runs.transfer import TransferOptions, run_transfer
 from faststeal.checkpoint import save_checkpoint
 from faststeal.models import build_discriminator, build_generator
 

@@ -12,11 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from faststeal.attack import queryset
-from faststeal.attack.oracle import TargetOracle
 from faststeal.cli import main
 from faststeal.defense import parse_pipeline
-from faststeal.serve.client import HttpOracle
 from faststeal.serve.ledger import Ledger
+from faststeal.targets.http import HttpOracle
+from faststeal.targets.oracle import TargetOracle
 
 from .conftest import DEFENSE, Server, add_key, same_query_set
 
@@ -43,8 +43,8 @@ def test_extract_over_http_buys_the_same_query_set_as_the_in_process_oracle(serv
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_sweep_over_http_needs_only_the_url(served, tmp_path, monkeypatch):
-    from faststeal.attack.extract import ExtractOptions
-    from faststeal.attack.sweep import run_sweep
+    from faststeal.runs.options import ExtractOptions
+    from faststeal.runs.sweep import run_sweep
     from faststeal.targets import open_target
 
     # the key is given to the target once; nothing in the library reads it from the environment
@@ -158,7 +158,7 @@ def test_kill_9_while_a_request_is_generating_then_its_retry_delivers_it_once(ti
 CLIENT = """
 import sys
 from faststeal.attack import queryset
-from faststeal.serve.client import HttpOracle
+from faststeal.targets.http import HttpOracle
 url, token, folder = sys.argv[1:4]
 queryset.collect(HttpOracle(url, token, seed=0), folder, 3000, chunk_size=100, target=url, progress=False)
 """

@@ -1,0 +1,179 @@
+"""Model extraction end to end: query the target, train an attack GAN, measure fidelity and accuracy.
+
+Fidelity extraction trains the attack GAN on the queried images only. Accuracy extraction adds what a
+stronger adversary holds: part of the real training data (fine-tune the extracted model on it, or train on
+queries + real images) and/or the target's discriminator (discriminator rejection sampling of the queries).
+Every variant spends the same query budget, so their accuracies are directly comparable.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from faststeal.attack import drs, queryset
+from faststeal.attack.curve import FidelityProbe, plot_curves
+from faststeal.attack.thief import adversary_real_subset, concat_sets, train_attack
+from faststeal.checkpoint import load_generator
+from faststeal.data import DataError, ImageSet
+from faststeal.evaluate import real_data_for
+from faststeal.report import RunFolder, fmt, markdown_table
+from faststeal.sampling import generate
+from faststeal.targets import open_target
+
+from .experiment import Experiment
+from .options import AttackOptions, ExtractOptions, attack_config, knowledge_settings
+
+
+def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
+    """The whole extraction experiment; writes into ``run`` (a RunFolder) and returns metrics.
+
+    ``target``: the Target, opened once by the caller (with its hints and key); default: ``opts.target``."""
+    target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
+    remote = not target.in_process      # an HTTP target: nothing below loads its weights
+    if opts.target_discriminator and not target.has_discriminator:
+        target.discriminator()          # one line: which formats have one
+    run = run or RunFolder(opts.out, "extract", {**asdict(opts), "target_info": target.describe()})
+    run.start_over(opts.fresh)
+    exp = Experiment(run, target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)
+
+    # 1. Buy the queries (black box: only uint8 images, and with knowledge "latents" the codes it chose).
+    oracle = exp.oracle(opts.queries, prior=opts.prior, seed=opts.seed)
+    target_cfg = exp.config
+    res, ch = target_cfg["resolution"], target_cfg["channels"]
+    if opts.knowledge == "latents" and not oracle.accepts_latents:
+        raise DataError(f"{opts.target}: this target does not accept latent codes; "
+                                 f"use --knowledge images")
+    qdir = Path(opts.query_set) if opts.query_set else run.file("queries")
+    queryset.collect(oracle, qdir, opts.queries, target=opts.target, progress=opts.progress,
+                     knowledge=opts.knowledge)
+    queries = queryset.load(qdir, limit=opts.queries)
+
+    # 2. Fidelity extraction: an attack GAN trained on the queries alone (distilled on the pairs when the
+    #    adversary chose the codes), with its fidelity probed along the way.
+    distilling = opts.knowledge == "latents"
+    latent = knowledge_settings(opts, target_cfg).get("latent_dim")
+    base_cfg = attack_config(opts, res, ch, opts.attack_kimg, **knowledge_settings(opts, target_cfg))
+    probe = None
+    if opts.curve_n and not remote:     # the curve samples the target itself
+        probe = FidelityProbe(exp.loaded.generator, opts.curve_n, real=_real_or_none(target_cfg, opts))
+    trained = train_attack(base_cfg, queries, run.file("attack.pt"), progress=opts.progress, probe=probe,
+                           probe_kimg=opts.attack_kimg / max(opts.curve_points, 1))
+    attack_ckpt = trained["checkpoint"]
+
+    # 3. Measure.
+    ev = exp.evaluator(served=queries)
+    base = exp.measure(attack_ckpt)
+    metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge, "queries": opts.queries,
+               "fid_n": opts.fid_n, "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
+               "vs_target": base.get("vs_target"), "vs_real": base.get("vs_real"),
+               "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "attack_kimg": opts.attack_kimg,
+               "seed": opts.seed, "train_seconds": trained["train_seconds"], "curve": trained["curve"],
+               "minutes": opts.minutes, "attack_kimg_reached": trained["kimg"], "stopped": trained["stopped"],
+               "curve_reference": probe.reference if probe is not None else None}
+    variants = [{"variant": "queries only (fidelity extraction)" if not distilling else
+                 "chosen latents (distillation)", **base, "train_images": len(queries)}]
+    if probe is not None and trained["curve"]:
+        run.write(plot_curves, {f"{opts.attack} ({opts.knowledge})": trained["curve"]}, probe.reference,
+                  run.file("curve.png"), title=f"extraction of {opts.target}")
+
+    # 4. Accuracy extraction, same budget.
+    real_subset = None
+    if opts.real and opts.real_count > 0:
+        real_subset = adversary_real_subset(opts.real, opts.real_count, res, ch, opts.seed,
+                                            classes=(target_cfg.get("extra") or {}).get("classes")
+                                            if opts.real == target_cfg.get("data_source") else None)
+        ft_kimg = opts.finetune_kimg if opts.finetune_kimg is not None else opts.attack_kimg / 3
+        ft = train_attack(attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1, latent_dim=latent),
+                          real_subset, run.file("attack-finetuned.pt"), init_from=attack_ckpt,
+                          progress=opts.progress)["checkpoint"]
+        variants.append({"variant": f"+ fine-tune on {opts.real_count} real", **exp.measure(ft),
+                         "train_images": opts.real_count})
+        mixed = concat_sets(queries, real_subset)
+        mx = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2, latent_dim=latent), mixed,
+                          run.file("attack-mixed.pt"), progress=opts.progress)["checkpoint"]
+        variants.append({"variant": f"queries + {opts.real_count} real", **exp.measure(mx),
+                         "train_images": len(mixed)})
+    if opts.target_discriminator:
+        target_d = target.discriminator()
+        scores = drs.discriminator_scores(target_d, queries.images)
+        if real_subset is not None:
+            a, b = drs.calibrate_logistic(drs.discriminator_scores(target_d, real_subset.images), scores)
+            logits, calibration = a * scores + b, f"logistic on {opts.real_count} real images"
+        else:
+            logits, calibration = drs.standardise(scores), "standardised scores (no real data)"
+        keep = drs.rejection_sample(logits, rate=opts.drs_rate, seed=opts.seed)
+        kept = ImageSet(queries.images[keep], None, f"{queries.fingerprint}:drs:{opts.drs_rate}", "drs")
+        dr = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3, latent_dim=latent), kept,
+                          run.file("attack-drs.pt"), progress=opts.progress)["checkpoint"]
+        variants.append({"variant": f"DRS with target D (kept {len(keep)}/{len(queries)})", **exp.measure(dr),
+                         "train_images": len(keep), "calibration": calibration})
+    metrics["variants"] = variants
+
+    # 5. Pictures and report.
+    attack_gen = load_generator(attack_ckpt)
+    left = queries.images[:36] if remote else exp.samples(36, seed=1)
+    run.side_by_side(left, generate(attack_gen, 36, seed=1), "samples.png")
+    run.write_metrics(metrics)
+    acc_note = "" if ev.real_stats is not None else f"\n\nNo real data for accuracy: {ev.real_error}"
+    table = markdown_table(variants, ["variant", "train_images", "fidelity", "accuracy"])
+    sections = [
+        ("Result", f"{summary_line(metrics)}\n\n{coverage_line(metrics)}\n\n"
+                   f"{opts.queries} queries ({opts.prior} prior, knowledge: "
+                   f"{opts.knowledge}), attack trained for {_length(metrics)} "
+                   f"({fmt(metrics['train_seconds'], '.0f')} s of training), FID on {opts.fid_n} images per "
+                   f"side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
+        ("Target", target.summary()),
+        ("Variants (same query budget)", table),
+        ("Samples", f"Left: {'served images' if remote else 'target'}. Right: attack.\n\n![samples](samples.png)"),
+    ]
+    if metrics["curve"]:
+        sections.append(("Convergence", f"Fidelity during training on {opts.curve_n} samples per point (FID at "
+                         f"this n is biased upwards: compare with the dashed lines at the same n).\n\n"
+                         f"![curve](curve.png)"))
+    run.write_report(f"Extraction of {opts.target} with a {opts.attack} attack", sections)
+    return metrics
+
+
+def _length(m: dict) -> str:
+    """How long the attack trained, and which limit stopped it when a time budget was set."""
+    if not m.get("minutes"):
+        return f"{m['attack_kimg']:g} kimg"
+    reached, why = m["attack_kimg_reached"], m["stopped"]
+    limit = f"the {m['minutes']:g}-minute budget" if why == "minutes" else f"the {m['attack_kimg']:g}-kimg cap"
+    return f"{reached:.1f} kimg (stopped by {limit})"
+
+
+def _real_or_none(target_cfg: dict, opts: AttackOptions):
+    """The real data for the curve's reference line, or None when the target does not record it."""
+    try:
+        return real_data_for(target_cfg, opts.eval_data)
+    except (ValueError, OSError):
+        return None
+
+
+REMOTE_NOTE = ("\n\nThe target was queried over HTTP and never loaded here: fidelity is FID(attack, the served "
+               "images bought), there is no FID floor and no convergence curve.")
+
+SPREAD_NOTE = ("FID below 2,048 images per side is biased upwards (singular covariances), so compare numbers "
+               "at the same n only. Numbers are bit-exact on one machine with the same thread count; across "
+               "CPUs and seeds they move: see README \"Results on a CPU\" for the measured spread.")
+
+
+def summary_line(m: dict) -> str:
+    """The one line that extract prints and report.md opens with."""
+    return (f"fidelity {fmt(m['fidelity'])}  accuracy {fmt(m['accuracy'])}  target FID {fmt(m['target_fid'])}  "
+            f"FID floor {fmt(m['fid_floor'])}  (FID on {m['fid_n']} per side, {m['queries']} queries, "
+            f"knowledge {m['knowledge']}, seed {m['seed']})")
+
+
+def coverage_line(m: dict) -> str:
+    """Quality against coverage of the copy: precision/density (does it look like the target?) and
+    recall/coverage (does it make all of what the target makes?), k = 3 and 5 on the FID features."""
+    parts = []
+    for name, d in (("target", m.get("vs_target")), ("real data", m.get("vs_real"))):
+        if d:
+            parts.append(f"against the {name}: precision {d['precision']:.3f}, recall {d['recall']:.3f}, "
+                         f"density {d['density']:.3f}, coverage {d['coverage']:.3f}")
+    if not parts:
+        return "precision/recall/density/coverage: n/a (the FID samples kept no feature rows)"
+    return "copy " + "; ".join(parts)
