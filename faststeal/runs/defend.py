@@ -28,8 +28,7 @@ from faststeal.attack.thief import train_attack
 from faststeal.data import DataError, ImageSet
 from faststeal.defense import DefensePipeline, Family
 from faststeal.defense.adversarial import AdversarialFeatures
-from faststeal.evaluate import fid, image_stats
-from faststeal.evaluate import Evaluator, ServedEvaluator
+from faststeal.evaluate import Evaluator, ServedEvaluator, coverage, fid, image_stats
 from faststeal.fileio import write_json
 from faststeal.report import RunFolder, line_plot, markdown_table, redacted_value
 from faststeal.targets import Target, open_target
@@ -280,6 +279,7 @@ def _measure(exp, opts: DefendOptions, setting: Setting, cfg, lazy: _LazyEvaluat
         row = {"defense": spec,
                "utility": fid(served_stats, ev.real_stats) if ev.real_stats is not None else None,
                "served_vs_target": fid(served_stats, ev.target_stats) if anchored else None,
+               "served_vs_target_prdc": coverage(ev.target_stats, served_stats) if anchored else None,
                **ev.attack(ckpt, against={"attack_vs_served": served_stats}),
                "utility_n": n_util, "queries_dir": f"queries-{name}", "attack_checkpoint": ckpt.name,
                "target_fid": ev.target_fid(),
@@ -293,6 +293,9 @@ def _measure(exp, opts: DefendOptions, setting: Setting, cfg, lazy: _LazyEvaluat
                      requires=(ckpt.name,))
     row.update({"family": setting.family, "swept": setting.swept,
                 "value": redacted_value(setting.swept, setting.value)})     # a swept watermark key stays out
+    for side, found in (("served", row.get("served_vs_target_prdc")), ("copy", row.get("vs_target"))):
+        for name in ("precision", "coverage"):     # quality and coverage, flat for the report's table
+            row[f"{side}_{name}"] = found[name] if found else None
     if computed or not run.decide(run.file(picture).exists):
         _picture(exp, opts, setting, picture)
     row["picture"] = picture
@@ -316,7 +319,8 @@ def _compare(run, opts: DefendOptions, rows: list[dict], base: dict | None, remo
 def _write_report(run, opts: DefendOptions, rows: list[dict], base: dict | None, metrics: dict, remote: bool,
                   baseline_remote: bool) -> None:
 
-    columns = ["defense", "utility", "fidelity", "accuracy", "served_vs_target", "attack_vs_served"]
+    columns = ["defense", "utility", "fidelity", "accuracy", "served_vs_target", "attack_vs_served",
+               "served_precision", "served_coverage", "copy_precision", "copy_coverage"]
     table = markdown_table(rows, columns + ([] if remote else ["changed_pixels"]))
     idle = [r["defense"] for r in rows[1:] if r["changed_pixels"] is not None and r["changed_pixels"] < NO_EFFECT]
     if idle:
@@ -346,7 +350,11 @@ def _definitions(opts: DefendOptions, base: dict | None, remote: bool, baseline_
     text = (f"utility = FID(served images, real data): what honest users lose (lower is better for them). "
             f"fidelity = FID(attack, {undefended}) and accuracy = FID(attack, real): what the thief gets (higher "
             f"means the defense works). served_vs_target = FID(served, {undefended}). attack_vs_served = "
-            f"FID(attack, the images it was trained on): how far the thief is from copying what it was served. ")
+            f"FID(attack, the images it was trained on): how far the thief is from copying what it was served. "
+            f"served_precision/served_coverage and copy_precision/copy_coverage: precision (k = 3) and coverage "
+            f"(k = 5) of the served images and of the copy against {undefended}, on the FID features; a defense "
+            f"that lowers precision only spoils how the images look, one that lowers coverage hides part of what "
+            f"the target makes. ")
     if remote:
         text += (f"The server at {opts.target} applies its own `--defense`; its {opts.queries} images were bought "
                  f"with the given key (the server's prior and secret seed). ")

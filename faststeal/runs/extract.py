@@ -20,7 +20,7 @@ from faststeal.report import RunFolder, fmt, markdown_table
 from faststeal.sampling import generate
 from faststeal.targets import open_target
 
-from .experiment import Experiment
+from .experiment import Experiment, flat_measures
 from .options import AttackOptions, ExtractOptions, attack_config, knowledge_settings
 
 
@@ -65,6 +65,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     base = exp.measure(attack_ckpt)
     metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge, "queries": opts.queries,
                "fid_n": opts.fid_n, "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
+               "fidelity_ci": base.get("fidelity_ci"),
                "vs_target": base.get("vs_target"), "vs_real": base.get("vs_real"),
                "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "attack_kimg": opts.attack_kimg,
                "seed": opts.seed, "train_seconds": trained["train_seconds"], "curve": trained["curve"],
@@ -115,7 +116,9 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     run.side_by_side(left, generate(attack_gen, 36, seed=1), "samples.png")
     run.write_metrics(metrics)
     acc_note = "" if ev.real_stats is not None else f"\n\nNo real data for accuracy: {ev.real_error}"
-    table = markdown_table(variants, ["variant", "train_images", "fidelity", "accuracy"])
+    table = markdown_table([flat_measures(v) for v in variants],
+                           ["variant", "train_images", "fidelity", "fidelity_lo", "fidelity_hi", "accuracy",
+                            "copy_precision", "copy_recall", "copy_coverage"])
     sections = [
         ("Result", f"{summary_line(metrics)}\n\n{coverage_line(metrics)}\n\n"
                    f"{opts.queries} queries ({opts.prior} prior, knowledge: "
@@ -155,13 +158,18 @@ REMOTE_NOTE = ("\n\nThe target was queried over HTTP and never loaded here: fide
                "images bought), there is no FID floor and no convergence curve.")
 
 SPREAD_NOTE = ("FID below 2,048 images per side is biased upwards (singular covariances), so compare numbers "
-               "at the same n only. Numbers are bit-exact on one machine with the same thread count; across "
-               "CPUs and seeds they move: see README \"Results on a CPU\" for the measured spread.")
+               "at the same n only. The bracket after fidelity (fidelity_lo, fidelity_hi) is a 95% bootstrap "
+               "interval over which images were drawn at this n; resampled FIDs sit above the point value, so it "
+               "is a spread more than a bracket, and it does not cover the training seed, which moves fidelity "
+               "further. Numbers are bit-exact on one machine with the same thread count; across CPUs and seeds "
+               "they move: see the results pages (docs/results/extraction.md) for the measured spread.")
 
 
 def summary_line(m: dict) -> str:
     """The one line that extract prints and report.md opens with."""
-    return (f"fidelity {fmt(m['fidelity'])}  accuracy {fmt(m['accuracy'])}  target FID {fmt(m['target_fid'])}  "
+    ci = m.get("fidelity_ci")
+    shown = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return (f"fidelity {fmt(m['fidelity'])}{shown}  accuracy {fmt(m['accuracy'])}  target FID {fmt(m['target_fid'])}  "
             f"FID floor {fmt(m['fid_floor'])}  (FID on {m['fid_n']} per side, {m['queries']} queries, "
             f"knowledge {m['knowledge']}, seed {m['seed']})")
 

@@ -13,7 +13,7 @@ from faststeal.attack.thief import train_attack
 from faststeal.report import RunFolder, line_plot, markdown_table
 from faststeal.targets import open_target
 
-from .experiment import Experiment
+from .experiment import Experiment, flat_measures
 from .options import ExtractOptions, attack_config, knowledge_settings
 
 
@@ -55,7 +55,10 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None, target=None) -
                "attack_kimg": opts.attack_kimg, "fid_n": opts.fid_n}
     run.write_metrics(metrics)
     run.write_report(f"Query sweep against {opts.target}", [
-        ("Fidelity and accuracy by query budget", markdown_table(rows, ["queries", "fidelity", "accuracy"])),
+        ("Fidelity and accuracy by query budget", markdown_table([flat_measures(r) for r in rows],
+                                                                   ["queries", "fidelity", "fidelity_lo", "fidelity_hi",
+                                                                    "accuracy", "copy_precision", "copy_recall",
+                                                                    "copy_coverage"])),
         ("Plot", "![sweep](sweep.png)"),
     ])
     return metrics

@@ -26,7 +26,10 @@ def test_end_to_end_extract_writes_every_report_file(tiny_target, tmp_path):
     assert saved["queries"] == 48 and saved["fidelity"] > 0 and saved["accuracy"] > 0
     assert [v["variant"].split()[0] for v in metrics["variants"]] == ["queries", "+", "queries", "DRS"]
     assert json.loads((run / "config.json").read_text())["versions"]["torch"]
-    assert "fidelity" in (run / "report.md").read_text()
+    report = (run / "report.md").read_text()
+    assert "fidelity" in report and "copy_coverage" in report and "fidelity_lo" in report
+    lo, hi = saved["fidelity_ci"]
+    assert 0 < lo <= hi   # the interval of the image-only copy, over both FID samples
     # A second run reuses the queries and the finished attacks instead of paying again.
     again = run_extract(opts)
     assert again["fidelity"] == pytest.approx(metrics["fidelity"])
