@@ -16,6 +16,9 @@
 #   fid_torch     faststeal fid --loader torch on the same 2000 + 2000 images, to compare the two values
 #   train64       a small 64x64 PGGAN target (2 kimg)
 #   extract64     a short extraction from it (1000 queries, 2 kimg of attack training, FID on 500 images)
+#   extract64rgb  a 64x64 RGB extraction: the test suite's small DCGAN (random weights: a timing, not a result),
+#                 10,000 queries, the default thief for 20 kimg, FID on 2,000 images; expected ~64 s on one
+#                 H200 (44 s of it training, ~460 img/s; measured 2026-12-04)
 # Output: DIR (default bench/results/gpu_check-<UTC time>/) with summary.json (GPU name and driver, every
 # step's command, status, seconds and log tail, and the parsed results), one log per step, kernels.json,
 # fid_throughput.json.
@@ -33,7 +36,7 @@ DRY=0
 OUT=""
 BUDGET=450
 ONLY=""
-STEP_NAMES="env tests_triton tests_torch kernels fid fid_dali fid_torch train64 extract64"
+STEP_NAMES="env tests_triton tests_torch kernels fid fid_dali fid_torch train64 extract64 extract64rgb"
 
 usage() { sed -n '4p' "${BASH_SOURCE[0]}" | sed 's/^# *//'; }
 while [ $# -gt 0 ]; do
@@ -194,6 +197,8 @@ step train64 50 -- "$PY" -m faststeal train-target --arch pggan --data fashion-m
   --kimg 2 --width 32 --batch 32 --out "$OUT/target64.pt" --run-dir "$OUT/target64"
 step extract64 100 -- "$PY" -m faststeal extract --target "$OUT/target64.pt" --queries 1000 --attack-kimg 2 \
   --fid-n 500 --curve-n 64 --out "$OUT/extract64"
+step extract64rgb 150 -- "$PY" -m faststeal extract --target py:tests/foreign_generators.py:make_dcgan_factory \
+  --queries 10000 --attack-kimg 20 --fid-n 2000 --curve-n 64 --out "$OUT/extract64rgb"
 
 if [ "$DRY" = 1 ]; then
   "$PY" -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" bench/_gpu_summary.py || { echo "FAILED  summary: bench/_gpu_summary.py does not compile"; FAILED=1; }
