@@ -597,13 +597,9 @@ def verify(suspect, target_latent_dim, output_range, num_classes, api_key, key, 
     if not 0 <= low < high:
         raise click.BadParameter(f"need 0 <= --low < --high, got {low:g} and {high:g}", param_hint="--low")
     _set_threads(threads)
-    try:
-        result = ownership_verify.verify(suspect, key, n=n, reference=reference, low=low, high=high,
-                                         null_keys=null_keys, seed=seed, exact_draws=exact_draws, api_key=api_key,
-                                         hints=_hints_dict(target_latent_dim, output_range, num_classes))
-    except ownership_verify.VerifyError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    result = ownership_verify.verify(suspect, key, n=n, reference=reference, low=low, high=high, null_keys=null_keys,
+                                     seed=seed, exact_draws=exact_draws, api_key=api_key,
+                                     hints=_hints_dict(target_latent_dim, output_range, num_classes))
     click.echo(result["line"])
     if as_json:
         click.echo(json.dumps(result))
