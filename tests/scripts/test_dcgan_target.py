@@ -1,8 +1,5 @@
 """scripts/dcgan_target.py: a DCGAN trained on an image folder becomes a TorchScript target that faststeal
 opens like any user's file, and an interrupted training resumes only with the settings it began with."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,17 +7,10 @@ from PIL import Image
 
 from faststeal.targets import open_target
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "dcgan_target.py"
-
 
 @pytest.fixture(scope="module")
-def dcgan():
-    spec = importlib.util.spec_from_file_location("dcgan_target_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def dcgan(load_script):
+    return load_script("dcgan_target")
 
 
 @pytest.fixture

@@ -1,22 +1,12 @@
 """scripts/experiments.py: the plan, what counts as done, and the tables (no training here)."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "experiments.py"
-
 
 @pytest.fixture(scope="module")
-def ex():
-    spec = importlib.util.spec_from_file_location("experiments_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module                    # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def ex(load_script):
+    return load_script("experiments")
 
 
 def _finish(root, ex, e, metrics):

@@ -1,22 +1,12 @@
 """scripts/learned_mark.py: the learned mark's pixel budget, that its coder learns, and its exact null."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "learned_mark.py"
-
 
 @pytest.fixture(scope="module")
-def lm():
-    spec = importlib.util.spec_from_file_location("learned_mark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def lm(load_script):
+    return load_script("learned_mark")
 
 
 def _images(n=64, res=16, seed=0):
