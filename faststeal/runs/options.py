@@ -1,0 +1,167 @@
+"""The options of every attack command, each object checking itself once before any work starts.
+
+The CLI builds these from click's parameters (``from_params``) and calls ``check()``; library callers
+do the same. Every rule about which values a run takes lives here, once: a bad value raises OptionError
+naming the flag, which the CLI prints as one line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from faststeal.targets.oracle import LatentPrior
+from faststeal.defense import DefenseError, Family, parse_family
+from faststeal.errors import OptionError
+from faststeal.targets import Hints, TargetError, detect_kind
+from faststeal.train import TrainConfig
+
+# How long the thief trains, for every attack and knowledge level. Why 80: docs/results/extraction.md
+# ("Why 80 kimg for images") has the seeds behind it.
+DEFAULT_ATTACK_KIMG = 80.0
+
+
+def at_least(value, low, flag: str, note: str = "") -> None:
+    """A count below its minimum is refused; None means not given."""
+    if value is not None and value < low:
+        raise OptionError(f"must be >= {low}{note}, got {value}", flag)
+
+
+def positive(value, flag: str) -> None:
+    """A length, rate or strength must be above zero; None means not given."""
+    if value is not None and not value > 0:
+        raise OptionError(f"must be > 0, got {value:g}", flag)
+
+
+@dataclass
+class AttackOptions:
+    """What every attack run shares (extract, sweep, defend): the target, the attack GAN's size, the budget,
+    the evaluation size and where the run folder goes."""
+
+    target: str
+    attack: str = "fast"
+    queries: int = 10_000
+    attack_kimg: float | None = None    # None: DEFAULT_ATTACK_KIMG
+    minutes: float | None = None        # also stop each attack GAN after this many minutes of training
+    knowledge: str = "images"           # "latents": the adversary chooses the codes and distils on the pairs
+    distill: float = 10.0               # weight of the paired L1 loss with knowledge "latents"
+    distill_only: float = 0.75          # fraction of attack_kimg trained on the paired loss alone (no D)
+    curve_n: int = 128                  # samples per fidelity probe during training (0: no curve)
+    curve_points: int = 6               # probes spread over training (plus one at the start and the end)
+    attack_width: int = 64
+    attack_latent_dim: int = 128
+    batch: int | None = None            # None: 16 for the fast thief (more steps per image), 32 for pggan/sngan
+    fid_n: int = 2000
+    eval_data: str | None = None        # default: the target's own training data
+    target_hints: dict | None = None    # what a foreign target's probe cannot find (targets.Hints fields)
+    prior: str = "normal"
+    seed: int = 0
+    out: str = "runs/extract"
+    progress: bool = True
+    fresh: bool = False                 # start over: drop the run folder's queries, attacks and results
+
+    def __post_init__(self):
+        if self.attack_kimg is None:
+            self.attack_kimg = DEFAULT_ATTACK_KIMG
+        if self.batch is None:
+            self.batch = 16 if self.attack == "fast" else 32
+
+    @classmethod
+    def from_params(cls, params: dict, **overrides):
+        """The options named in click's ``params`` (others ignored), the target hints gathered into one dict."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in params.items() if k in names}
+        hints = Hints(params.get("target_latent_dim"), params.get("output_range"), params.get("num_classes") or 0)
+        values["target_hints"] = None if hints == Hints() else hints.as_dict()
+        return cls(**(values | overrides))
+
+    def check(self) -> None:
+        """Refuse bad sizes before any query is bought or any image trained on: one line each."""
+        at_least(self.queries, 1, "--queries")
+        at_least(self.attack_width, 1, "--attack-width")
+        at_least(self.batch, 1, "--batch")
+        at_least(self.fid_n, 2, "--fid-n")
+        positive(self.attack_kimg, "--attack-kimg")
+        positive(self.minutes, "--minutes")
+        at_least(self.distill, 0, "--distill")
+        if self.curve_n == 1 or self.curve_n < 0:
+            raise OptionError(f"must be 0 (no curve) or >= 2, got {self.curve_n}", "--curve-n")
+        try:
+            LatentPrior.parse(self.prior)
+        except ValueError as exc:
+            raise OptionError(str(exc), "--prior") from None
+
+
+@dataclass
+class ExtractOptions(AttackOptions):
+    real: str | None = None             # adversary's real data (accuracy extraction)
+    real_count: int = 0
+    target_discriminator: bool = False
+    drs_rate: float = 0.5               # fraction of queries DRS keeps
+    finetune_kimg: float | None = None  # default: attack_kimg / 3
+    query_set: str | None = None        # reuse a query-set folder
+
+    def check(self) -> None:
+        super().check()
+        at_least(self.real_count, 0, "--real-count")
+        if self.real and self.real_count <= 0:
+            raise OptionError("give --real-count K with --real", "--real-count")
+        positive(self.finetune_kimg, "--finetune-kimg")
+        if not 0 < self.drs_rate <= 1:
+            raise OptionError(f"must be in (0, 1], got {self.drs_rate:g}", "--drs-rate")
+
+
+@dataclass
+class DefendOptions(AttackOptions):
+    defenses: list[str] = field(default_factory=list)   # one --defense value each (a family, maybe a sweep)
+    out: str = "runs/defend"
+    baseline: str | None = None    # URL target only: the undefended model, a file or a second URL
+
+    def check(self, remote: bool | None = None) -> list[Family]:
+        """Also: which defenses and baseline this target takes (``remote``: served over HTTP; default: read
+        from the target's spec); returns the parsed defense families."""
+        super().check()
+        remote = detect_kind(self.target) == "http" if remote is None else remote
+        check_sources(remote, self.defenses, bool(self.baseline))
+        try:
+            families = [parse_family(text, seed=self.seed) for text in self.defenses]
+        except DefenseError as exc:
+            raise OptionError(str(exc), "--defense") from None
+        specs = [s.spec() for f in families for s in f.settings]
+        dupes = sorted({s for s in specs if specs.count(s) > 1})
+        if dupes:
+            raise OptionError(f"defense setting {dupes[0]!r} is given twice", "--defense")
+        return families
+
+
+def check_sources(remote: bool, defenses: list[str], baseline_given: bool) -> None:
+    """Which defenses and baseline a defend run may take; the one place these rules live. A server applies
+    its own defense (so --defense is refused for a URL) and is measured against an undefended baseline given
+    apart; an in-process target is its own baseline and needs a --defense."""
+    if remote:
+        if defenses:
+            raise TargetError("defenses of an http:// target are set on the server (`faststeal serve --defense "
+                              "SPEC`); drop --defense: defend measures the defense the server runs", flag="--defense")
+        return
+    if baseline_given:
+        raise TargetError("only with an http:// --target; an in-process target is its own undefended baseline",
+                          flag="--baseline")
+    if not defenses:
+        raise TargetError("give at least one --defense SPEC (e.g. noise:sigma=0.05,0.1; see --help), or an "
+                          "http:// --target to measure a server's own defense", flag="--defense")
+
+
+def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: float, *, grow: bool = True,
+                  seed_offset: int = 0, latent_dim: int | None = None, distill: float = 0.0,
+                  distill_only_kimg: float = 0.0) -> TrainConfig:
+    """The attack GAN's TrainConfig for these options at the target's shape."""
+    return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
+                       latent_dim=latent_dim or opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch,
+                       kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
+                       distill=distill, distill_only_kimg=distill_only_kimg, minutes=opts.minutes)
+
+
+def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
+    """attack_config keywords for the adversary's knowledge: a distilled copy takes the target's code size."""
+    if opts.knowledge == "latents":
+        return {"latent_dim": target_config["latent_dim"], "distill": opts.distill,
+                "distill_only_kimg": opts.distill_only * opts.attack_kimg}
+    return {}
