@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from faststeal.attack import queryset
-from faststeal.targets.oracle import BudgetExceeded
 from faststeal.attack.thief import train_attack
 from faststeal.data import DataError, ImageSet
 from faststeal.defense import DefensePipeline, Family
@@ -32,6 +31,7 @@ from faststeal.evaluate import Evaluator, ServedEvaluator, coverage, fid, image_
 from faststeal.fileio import write_json
 from faststeal.report import RunFolder, line_plot, markdown_table, redacted_value
 from faststeal.targets import Target, open_target
+from faststeal.targets.oracle import BudgetExceeded
 
 from .experiment import MEASURES, Experiment
 from .options import DefendOptions, attack_config, knowledge_settings

@@ -23,6 +23,9 @@ from faststeal.targets import open_target
 from .experiment import Experiment, flat_measures
 from .options import AttackOptions, ExtractOptions, attack_config, knowledge_settings
 
+# How the copy was trained, recorded in metrics.json (defaults resolved): what the thief's knobs were set to.
+ATTACK_SETTINGS = ("width", "batch", "lr", "r1_gamma", "augment", "ema_kimg", "latent_dim")
+
 
 def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     """The whole extraction experiment; writes into ``run`` (a RunFolder) and returns metrics.
@@ -70,7 +73,8 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
                "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "attack_kimg": opts.attack_kimg,
                "seed": opts.seed, "train_seconds": trained["train_seconds"], "curve": trained["curve"],
                "minutes": opts.minutes, "attack_kimg_reached": trained["kimg"], "stopped": trained["stopped"],
-               "curve_reference": probe.reference if probe is not None else None}
+               "curve_reference": probe.reference if probe is not None else None,
+               "attack_settings": {k: base_cfg.resolved()[k] for k in ATTACK_SETTINGS}}
     variants = [{"variant": "queries only (fidelity extraction)" if not distilling else
                  "chosen latents (distillation)", **base, "train_images": len(queries)}]
     if probe is not None and trained["curve"]:
@@ -123,8 +127,8 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
         ("Result", f"{summary_line(metrics)}\n\n{coverage_line(metrics)}\n\n"
                    f"{opts.queries} queries ({opts.prior} prior, knowledge: "
                    f"{opts.knowledge}), attack trained for {_length(metrics)} "
-                   f"({fmt(metrics['train_seconds'], '.0f')} s of training), FID on {opts.fid_n} images per "
-                   f"side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
+                   f"({fmt(metrics['train_seconds'], '.0f')} s of training; {_settings(metrics)}), FID on "
+                   f"{opts.fid_n} images per side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
         ("Target", target.summary()),
         ("Variants (same query budget)", table),
         ("Samples", f"Left: {'served images' if remote else 'target'}. Right: attack.\n\n![samples](samples.png)"),
@@ -144,6 +148,12 @@ def _length(m: dict) -> str:
     reached, why = m["attack_kimg_reached"], m["stopped"]
     limit = f"the {m['minutes']:g}-minute budget" if why == "minutes" else f"the {m['attack_kimg']:g}-kimg cap"
     return f"{reached:.1f} kimg (stopped by {limit})"
+
+
+def _settings(m: dict) -> str:
+    """The thief's training knobs in one phrase, e.g. 'width 64, batch 16, lr 0.002, ...'."""
+    return ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                     for k, v in m["attack_settings"].items())
 
 
 def _real_or_none(target_cfg: dict, opts: AttackOptions):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from faststeal.targets.oracle import LatentPrior
+from faststeal.augment import parse_policy
 from faststeal.defense import DefenseError, Family, parse_family
 from faststeal.errors import OptionError
 from faststeal.targets import Hints, TargetError, detect_kind
+from faststeal.targets.oracle import LatentPrior
 from faststeal.train import TrainConfig
 
 # How long the thief trains, for every attack and knowledge level. Why 80: docs/results/extraction.md
@@ -49,6 +50,10 @@ class AttackOptions:
     attack_width: int = 64
     attack_latent_dim: int = 128
     batch: int | None = None            # None: 16 for the fast thief (more steps per image), 32 for pggan/sngan
+    attack_lr: float | None = None      # the attack GAN's training knobs; None: its architecture's default
+    r1_gamma: float | None = None       # (train.ARCH_DEFAULTS); R1 is the fast thief's regulariser only
+    augment: str | None = None          # DiffAugment policy: "translation,color,cutout" or "none"
+    ema_kimg: float = 5.0               # half-life of the copy's weight average, thousands of images
     fid_n: int = 2000
     eval_data: str | None = None        # default: the target's own training data
     target_hints: dict | None = None    # what a foreign target's probe cannot find (targets.Hints fields)
@@ -82,6 +87,16 @@ class AttackOptions:
         positive(self.attack_kimg, "--attack-kimg")
         positive(self.minutes, "--minutes")
         at_least(self.distill, 0, "--distill")
+        positive(self.attack_lr, "--attack-lr")
+        positive(self.ema_kimg, "--ema-kimg")
+        at_least(self.r1_gamma, 0, "--r1-gamma")
+        if self.r1_gamma is not None and self.attack != "fast":
+            raise OptionError(f"R1 regularises the fast thief only; --attack {self.attack} has no R1 term",
+                              "--r1-gamma")
+        try:
+            parse_policy(self.augment)
+        except ValueError as exc:
+            raise OptionError(str(exc), "--augment") from None
         if self.curve_n == 1 or self.curve_n < 0:
             raise OptionError(f"must be 0 (no curve) or >= 2, got {self.curve_n}", "--curve-n")
         try:
@@ -156,7 +171,8 @@ def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: flo
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
                        latent_dim=latent_dim or opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch,
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
-                       distill=distill, distill_only_kimg=distill_only_kimg, minutes=opts.minutes)
+                       distill=distill, distill_only_kimg=distill_only_kimg, minutes=opts.minutes,
+                       lr=opts.attack_lr, r1_gamma=opts.r1_gamma, augment=opts.augment, ema_kimg=opts.ema_kimg)
 
 
 def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:

@@ -21,8 +21,8 @@ from faststeal.attack.thief import train_attack
 from faststeal.checkpoint import load_generator
 from faststeal.data import ImageSet
 from faststeal.defense import parse_pipeline
-from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
 from faststeal.errors import OptionError
+from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
 from faststeal.fileio import write_json
 from faststeal.ownership.detect import (
     EXACT_DRAWS,

@@ -5,12 +5,12 @@ from pathlib import Path
 
 from scipy.stats import norm
 
-from faststeal.targets.oracle import TargetOracle
 from faststeal.defense import parse_pipeline
 from faststeal.fileio import write_text
 from faststeal.grid import make_grid, save_png
 from faststeal.ownership.detect import INNOCENT_P, STOLEN_P
 from faststeal.report import fmt
+from faststeal.targets.oracle import TargetOracle
 
 
 def member_table(rows: list[dict]) -> str:

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from faststeal.targets.oracle import TargetOracle
-from faststeal.runs.experiment import Experiment
 from faststeal.report import RunFolder
+from faststeal.runs.experiment import Experiment
+from faststeal.targets.oracle import TargetOracle
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 
+from faststeal.checkpoint import save_checkpoint
+from faststeal.models import build_discriminator, build_generator
 from faststeal.runs.options import ExtractOptions
 from faststeal.runs.sweep import run_sweep
 from faststeal.runs.transfer import TransferOptions, run_transfer
-from faststeal.checkpoint import save_checkpoint
-from faststeal.models import build_discriminator, build_generator
 
 
 @pytest.fixture
