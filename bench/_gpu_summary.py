@@ -76,6 +76,7 @@ def main(out_dir: str, elapsed: str, budget: str) -> None:
         "fid_torch": torch_fid,
         "extract64": _json(out / "extract64" / "metrics.json"),
         "extract64rgb": _json(out / "extract64rgb" / "metrics.json"),
+        "latents64rgb": _json(out / "latents64rgb" / "metrics.json"),
     }
     if dali and torch_fid and "fid" in dali and "fid" in torch_fid:
         results["fid_dali_vs_torch_rel_diff"] = abs(dali["fid"] - torch_fid["fid"]) / abs(torch_fid["fid"])

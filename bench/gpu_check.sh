@@ -19,6 +19,8 @@
 #   extract64rgb  a 64x64 RGB extraction: the test suite's small DCGAN (random weights: a timing, not a result),
 #                 10,000 queries, the default thief for 20 kimg, FID on 2,000 images; expected ~64 s on one
 #                 H200 (44 s of it training, ~460 img/s; measured 2026-12-04)
+#   latents64rgb  the same target with chosen latents (2,000 queries, 4 kimg: the paired-loss phase, then the
+#                 GAN phase) on 500 images; the distillation path once crashed on CUDA only (a CPU zero tensor)
 # Output: DIR (default bench/results/gpu_check-<UTC time>/) with summary.json (GPU name and driver, every
 # step's command, status, seconds and log tail, and the parsed results), one log per step, kernels.json,
 # fid_throughput.json.
@@ -36,7 +38,7 @@ DRY=0
 OUT=""
 BUDGET=450
 ONLY=""
-STEP_NAMES="env tests_triton tests_torch kernels fid fid_dali fid_torch train64 extract64 extract64rgb"
+STEP_NAMES="env tests_triton tests_torch kernels fid fid_dali fid_torch train64 extract64 extract64rgb latents64rgb"
 
 usage() { sed -n '4p' "${BASH_SOURCE[0]}" | sed 's/^# *//'; }
 while [ $# -gt 0 ]; do
@@ -199,6 +201,8 @@ step extract64 100 -- "$PY" -m faststeal extract --target "$OUT/target64.pt" --q
   --fid-n 500 --curve-n 64 --out "$OUT/extract64"
 step extract64rgb 150 -- "$PY" -m faststeal extract --target py:tests/foreign_generators.py:make_dcgan_factory \
   --queries 10000 --attack-kimg 20 --fid-n 2000 --curve-n 64 --out "$OUT/extract64rgb"
+step latents64rgb 60 -- "$PY" -m faststeal extract --target py:tests/foreign_generators.py:make_dcgan_factory \
+  --knowledge latents --queries 2000 --attack-kimg 4 --fid-n 500 --curve-n 64 --out "$OUT/latents64rgb"
 
 if [ "$DRY" = 1 ]; then
   "$PY" -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" bench/_gpu_summary.py || { echo "FAILED  summary: bench/_gpu_summary.py does not compile"; FAILED=1; }

@@ -97,7 +97,7 @@ class ThreadGovernor:
 
         want = self.fair_threads(others)
         if want != torch.get_num_threads():
-            torch.set_num_threads(want)
+            set_threads(want)
             self.changes.append((time.monotonic(), want))
             return want
         return None
@@ -116,7 +116,6 @@ def configure(threads: int | None = None) -> tuple[int, str | None]:
     (measured over a short look) and a ThreadGovernor keeps adapting it while the command runs.
     """
     global _governor
-    import torch
 
     cores = available_cores()
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))   # torchrun's processes on this machine
@@ -136,5 +135,19 @@ def configure(threads: int | None = None) -> tuple[int, str | None]:
         if others is not None and chosen < cores // local:
             warning = (f"other processes are using {others:.1f} of {cores} cores: starting with {chosen} "
                        f"thread(s) and adapting as they come and go (--threads N pins the count)")
-    torch.set_num_threads(chosen)
+    set_threads(chosen)
     return chosen, warning
+
+
+def set_threads(n: int) -> None:
+    """Give torch and the BLAS/LAPACK libraries numpy and scipy load (OpenBLAS, MKL) the same n threads.
+
+    Those libraries keep their own pools sized to every core, so the FID's eigenvalue problems ignored the
+    thread count: eight jobs pinned to 2 threads each on 16 cores ran scipy with 16 threads each and spent
+    minutes on a bootstrap that takes seconds alone (seen on a GPU machine, 2026-12-04).
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n)

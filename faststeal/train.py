@@ -344,7 +344,7 @@ class Trainer:
         update_ema(self.G_ema, self.G, ema_beta(self.config.batch, self.config.ema_kimg, self.kimg,
                                                 self.settings["ema_rampup"]))
         self.steps += 1
-        return self._finish_step(torch.zeros(()), paired_loss)
+        return self._finish_step(torch.zeros((), device=paired_loss.device), paired_loss)
 
     def _finish_step(self, loss_d: torch.Tensor, loss_g: torch.Tensor) -> dict:
         """Average the losses over ranks for reporting and stop on NaN/inf."""

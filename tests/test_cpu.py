@@ -37,3 +37,17 @@ def test_pinned_threads_are_never_changed():
     finally:
         cpu._governor = None
         torch.set_num_threads(before)
+
+
+def test_a_thread_count_also_sizes_the_blas_pools_scipy_uses():
+    """The FID's eigenvalue problems run in scipy's LAPACK, whose pool ignores torch's thread count."""
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    try:
+        cpu.configure(threads=1)
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)
+        assert torch.get_num_threads() == 1
+    finally:
+        cpu.set_threads(before)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations by name
 
+from faststeal.cpu import set_threads
 from faststeal.report import redact
 
 from .ledger import BUSY_S, Ledger, LedgerError, body_digest, settings_digest
@@ -242,7 +243,7 @@ def create_app(settings: dict | None = None):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     settings = settings or json.loads(os.environ[SETTINGS_ENV])
-    torch.set_num_threads(int(settings.get("threads", 1)))
+    set_threads(int(settings.get("threads", 1)))
     max_batch, max_body = int(settings["max_batch"]), int(settings["max_body"])
     ledger = Ledger(settings["db"], busy_s=float(settings.get("busy_s", BUSY_S)))
     target = ServedModel(settings, ledger)

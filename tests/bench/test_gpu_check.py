@@ -29,7 +29,7 @@ def test_dry_run_checks_every_step_and_writes_nothing():
     res = _run(["--dry-run"])
     assert res.returncode == 0, res.stdout + res.stderr
     for name in ("env", "tests_triton", "tests_torch", "kernels", "fid", "fid_dali", "fid_torch", "train64",
-                 "extract64", "extract64rgb"):
+                 "extract64", "extract64rgb", "latents64rgb"):
         assert f"ok      {name}:" in res.stdout
     assert sorted((ROOT / "bench" / "results").iterdir()) == before
 
