@@ -3,13 +3,18 @@ from __future__ import annotations
 
 from .pggan import PGGANDiscriminator, PGGANGenerator
 from .sngan import SNGANDiscriminator, SNGANGenerator
+from .tconv import TConvGenerator
 
 # "fast" is the default thief: PGGAN's equalized-LR networks trained at full resolution with another recipe
-# (see faststeal.train.ARCH_DEFAULTS); its checkpoints load like any other.
-ARCHS = ("pggan", "sngan", "fast")
+# (see faststeal.train.ARCH_DEFAULTS); its checkpoints load like any other. "fast-tconv" is the same thief
+# with transposed-convolution upsampling in its generator (models/tconv.py says why).
+ARCHS = ("pggan", "sngan", "fast", "fast-tconv")
+FAST_ARCHS = ("fast", "fast-tconv")
 
 
 def build_generator(arch: str, resolution: int, channels: int, latent_dim: int, width: int):
+    if arch == "fast-tconv":
+        return TConvGenerator(resolution, channels, latent_dim, width)
     if arch in ("pggan", "fast"):
         return PGGANGenerator(resolution, channels, latent_dim, width)
     if arch == "sngan":
@@ -18,12 +23,12 @@ def build_generator(arch: str, resolution: int, channels: int, latent_dim: int, 
 
 
 def build_discriminator(arch: str, resolution: int, channels: int, width: int):
-    if arch in ("pggan", "fast"):
+    if arch in ("pggan", *FAST_ARCHS):
         return PGGANDiscriminator(resolution, channels, width)
     if arch == "sngan":
         return SNGANDiscriminator(resolution, channels, width)
     raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
 
 
-__all__ = ["ARCHS", "build_generator", "build_discriminator", "PGGANGenerator", "PGGANDiscriminator",
+__all__ = ["ARCHS", "FAST_ARCHS", "TConvGenerator", "build_generator", "build_discriminator", "PGGANGenerator", "PGGANDiscriminator",
            "SNGANGenerator", "SNGANDiscriminator"]
