@@ -293,7 +293,8 @@ def attack_size_options(f):
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
         click.option("--attack-width", type=int, default=64, show_default=True),
-        click.option("--batch", type=int, default=None, help="[default: 16 for fast and fast-tconv, 32 for pggan/sngan]"),
+        click.option("--batch", type=int, default=None,
+                     help="[default: 16 for fast and fast-tconv, 32 for pggan/sngan]"),
         click.option("--attack-lr", type=float, default=None,
                      help="the attack GAN's learning rate [default: 0.002 fast, 0.001 pggan, 0.0002 sngan]"),
         click.option("--r1-gamma", type=float, default=None,

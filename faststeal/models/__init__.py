@@ -30,5 +30,5 @@ def build_discriminator(arch: str, resolution: int, channels: int, width: int):
     raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
 
 
-__all__ = ["ARCHS", "FAST_ARCHS", "TConvGenerator", "build_generator", "build_discriminator", "PGGANGenerator", "PGGANDiscriminator",
-           "SNGANGenerator", "SNGANDiscriminator"]
+__all__ = ["ARCHS", "FAST_ARCHS", "build_generator", "build_discriminator", "PGGANGenerator", "PGGANDiscriminator",
+           "SNGANGenerator", "SNGANDiscriminator", "TConvGenerator"]
