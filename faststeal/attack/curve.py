@@ -4,7 +4,9 @@ A probe holds Inception features of a small fixed sample of the target (and of t
 the attack's EMA generator on a sample of the same size. At small n FID is biased upwards, so every point
 is drawn beside two reference lines at that same n: the target's own FID(target, real) and the FID floor,
 FID between two independent sample sets of the target (what a perfect copy would score). KID, unbiased at
-small n, is recorded too. The run's headline numbers remain FID on --fid-n images.
+small n, is recorded too. Each point also carries a 95% bootstrap interval of both (resampling the two
+probe samples' features: cheap at this n), drawn as a band, so that two curves can be told apart from the
+draw of probe images. The run's headline numbers remain FID on --fid-n images.
 """
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ import warnings
 import torch
 
 from faststeal.data import ImageSet
+from faststeal.metrics.bootstrap import bootstrap_intervals
 from faststeal.sampling import FLOOR_SEED, PROBE_SEED, generate
+
+PROBE_RESAMPLES = 100     # per point; at n = 128 the whole bootstrap costs well under a second
 
 
 def _features(images: torch.Tensor, batch: int = 50) -> torch.Tensor:
@@ -55,13 +60,19 @@ class FidelityProbe:
             self.reference.update(target_fid=_fid(self.target, r), target_kid=_kid(self.target, r))
 
     def __call__(self, generator) -> dict:
-        """{fidelity_fid, fidelity_kid} of one generator (eval mode, fixed sample seed)."""
+        """{fidelity_fid, fidelity_kid} of one generator (eval mode, fixed sample seed), each with its 95%
+        bootstrap interval (fidelity_fid_ci, fidelity_kid_ci)."""
         feats = _features(generate(generator, self.n, seed=PROBE_SEED + 1))
-        return {"fidelity_fid": _fid(feats, self.target), "fidelity_kid": _kid(feats, self.target)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                     # biased at small n by design; see the lines
+            ci = bootstrap_intervals(feats, self.target, resamples=PROBE_RESAMPLES, metrics=("fid", "kid"))
+        return {"fidelity_fid": _fid(feats, self.target), "fidelity_kid": _kid(feats, self.target),
+                "fidelity_fid_ci": ci["fid_ci"], "fidelity_kid_ci": ci["kid_ci"]}
 
 
 def plot_curves(curves: dict[str, list[dict]], reference: dict, path, title: str = "") -> None:
-    """Fidelity (probe FID and KID) against training seconds, one line per run, reference lines dashed."""
+    """Fidelity (probe FID and KID) against training seconds, one line per run with its bootstrap band where
+    the points carry one, reference lines dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,8 +83,11 @@ def plot_curves(curves: dict[str, list[dict]], reference: dict, path, title: str
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for label, points in curves.items():
         t = [p["train_seconds"] for p in points]
-        axes[0].plot(t, [p["fidelity_fid"] for p in points], marker="o", label=label)
-        axes[1].plot(t, [p["fidelity_kid"] for p in points], marker="o", label=label)
+        for ax, key in ((axes[0], "fidelity_fid"), (axes[1], "fidelity_kid")):
+            line, = ax.plot(t, [p[key] for p in points], marker="o", label=label)
+            if all(p.get(f"{key}_ci") for p in points):
+                ax.fill_between(t, [p[f"{key}_ci"][0] for p in points], [p[f"{key}_ci"][1] for p in points],
+                                color=line.get_color(), alpha=0.15, linewidth=0)
     n = reference["n"]
     for ax, key, name in ((axes[0], "fid", "FID"), (axes[1], "kid", "KID")):
         if f"target_{key}" in reference:

@@ -84,6 +84,8 @@ def test_chosen_latent_extraction_records_its_curve(tiny_target, tmp_path):
     seen = [p["images_seen"] for p in m["curve"]]
     assert seen == sorted(seen) and seen[0] == 0 and seen[-1] >= 32 and len(seen) >= 3
     assert all("paired_l1" in p for p in m["curve"][1:])
+    for p in m["curve"]:      # every probe point carries its bootstrap interval
+        assert p["fidelity_fid_ci"][0] <= p["fidelity_fid_ci"][1] and p["fidelity_kid_ci"][0] <= p["fidelity_kid_ci"][1]
     assert (tmp_path / "run" / "curve.png").stat().st_size > 1000
     assert "FID floor" in (tmp_path / "run" / "report.md").read_text()
 
