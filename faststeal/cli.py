@@ -376,6 +376,9 @@ def _set_threads(threads):
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--distill", type=float, default=10.0, show_default=True,
               help="weight of the paired L1 loss with --knowledge latents")
+@click.option("--perceptual", type=float, default=0.0, show_default=True,
+              help="with --knowledge latents: weight of a perceptual distance (the FID Inception's first "
+                   "layers, channel-normalised) beside the paired L1; 0: off")
 @click.option("--curve-n", type=int, default=128, show_default=True,
               help="samples per fidelity probe during training (0: no curve)")
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")

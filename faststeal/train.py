@@ -68,6 +68,7 @@ class TrainConfig:
     augment: str | None = None         # DiffAugment policy ("translation,cutout", "none"); None: arch default
     distill: float = 0.0               # > 0: weight of the paired L1 loss G(code) ~ served image (chosen latents)
     distill_only_kimg: float = 0.0     # distillation: first train G on the paired loss alone (no D) this long
+    perceptual: float = 0.0            # distillation: weight of a perceptual distance beside the paired L1
     gp_lambda: float = 10.0
     drift: float = 0.001
     seed: int = 0
@@ -161,7 +162,9 @@ class Trainer:
     """Owns G, EMA-G, D, optimisers and the data stream; ``run()`` trains to ``config.kimg``."""
 
     def __init__(self, config: TrainConfig, data: ImageSet, *, checkpoint_path, run_dir=None,
-                 progress: bool = True):
+                 progress: bool = True, features=None):
+        """``features``: the image -> feature maps network of the perceptual term (config.perceptual > 0);
+        the caller builds it (attack.thief: the FID Inception's stem), so training imports no metric."""
         if config.arch not in ARCH_DEFAULTS:
             raise ValueError(f"arch must be one of {tuple(ARCH_DEFAULTS)}, got {config.arch!r}")
         if config.distill > 0 and data.codes is None:
@@ -169,6 +172,12 @@ class Trainer:
         if config.distill > 0 and data.codes.shape[1] != config.latent_dim:
             raise ValueError(f"the codes have {data.codes.shape[1]} dimensions but the model's latent size is "
                              f"{config.latent_dim}")
+        if config.perceptual > 0 and (config.distill <= 0 or features is None):
+            raise ValueError("a perceptual term (perceptual > 0) is part of distillation: it needs distill > 0 "
+                             "and a features network")
+        if config.perceptual > 0 and config.resolution < 32:
+            raise ValueError(f"the perceptual term needs images of at least 32x32 pixels, the model makes "
+                             f"{config.resolution}x{config.resolution}")
         if data.resolution != config.resolution or data.channels != config.channels:
             raise ValueError(f"data is {data.channels}x{data.resolution}x{data.resolution} but the model "
                              f"expects {config.channels}x{config.resolution}x{config.resolution}")
@@ -181,6 +190,7 @@ class Trainer:
         self.progress = progress and distributed.is_main()
         self.device = distributed.device()
         self.world = distributed.world()
+        self.features = features.to(self.device) if features is not None and config.perceptual > 0 else None
         group = 4 if config.arch == "pggan" else 1       # minibatch-stddev group size of the PGGAN critic
         self.take = rank_positions(config.batch, distributed.rank(), self.world, group)
         torch.manual_seed(config.seed)
@@ -310,9 +320,7 @@ class Trainer:
         if paired:
             if level is not None:
                 target = downscale_reals(target, level, alpha)
-            paired_loss = losses.paired_l1(fake, target)
-            self.last_paired = float(paired_loss.detach())
-            loss_g = loss_g + self.config.distill * paired_loss
+            loss_g = loss_g + self._paired_loss(fake, target)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
@@ -336,16 +344,26 @@ class Trainer:
         target, codes = (t.to(self.device) for t in self.batches.next_pair())
         if level is not None:
             target = downscale_reals(target, level, alpha)
-        paired_loss = losses.paired_l1(self.G_train(codes, **kw), target)
+        paired_loss = self._paired_loss(self.G_train(codes, **kw), target)
         self.opt_G.zero_grad(set_to_none=True)
-        (self.config.distill * paired_loss).backward()
+        paired_loss.backward()
         self.opt_G.step()
-        self.last_paired = float(paired_loss.detach())
         self.images_seen += self.config.batch
         update_ema(self.G_ema, self.G, ema_beta(self.config.batch, self.config.ema_kimg, self.kimg,
                                                 self.settings["ema_rampup"]))
         self.steps += 1
         return self._finish_step(torch.zeros((), device=paired_loss.device), paired_loss)
+
+    def _paired_loss(self, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The weighted distillation loss: L1 between copy and served image, plus the perceptual distance
+        where it is set and the images are at least 32 pixels wide (a growing PGGAN starts smaller). The
+        unweighted L1 is kept for the progress bar and the curve (last_paired)."""
+        l1 = losses.paired_l1(fake, target)
+        self.last_paired = float(l1.detach())
+        loss = self.config.distill * l1
+        if self.features is not None and fake.shape[-1] >= 32:
+            loss = loss + self.config.perceptual * losses.perceptual_distance(self.features, fake, target)
+        return loss
 
     def _finish_step(self, loss_d: torch.Tensor, loss_g: torch.Tensor) -> dict:
         """Average the losses over ranks for reporting and stop on NaN/inf."""

@@ -5,6 +5,7 @@ union of queries and real images.
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -18,8 +19,8 @@ from faststeal.train import TrainConfig, Trainer
 # What a stored attack checkpoint must share with this run's settings to be reused or resumed. Its length
 # (kimg) may be shorter: the run then resumes it.
 REUSE_KEYS = ("arch", "resolution", "channels", "latent_dim", "width", "batch", "lr", "n_dis", "seed", "loss",
-              "r1_gamma", "augment", "distill", "distill_only_kimg", "ema_kimg", "grow", "phase_kimg", "gp_lambda",
-              "drift")
+              "r1_gamma", "augment", "distill", "distill_only_kimg", "perceptual", "ema_kimg", "grow", "phase_kimg",
+              "gp_lambda", "drift")
 
 
 class StaleCheckpoint(FaststealError, ValueError):
@@ -39,7 +40,9 @@ def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=N
     if exists:
         state = load_checkpoint(path)
         want = config.resolved() | {"init_from": str(init_from) if init_from else None}
-        have = state["config"] | {"init_from": (state["config"].get("extra") or {}).get("init_from")}
+        # a setting added after the file was written is read as its default (what the file was trained with)
+        have = ({f.name: f.default for f in fields(TrainConfig) if f.name in REUSE_KEYS} | state["config"]
+                | {"init_from": (state["config"].get("extra") or {}).get("init_from")})
         for key in (*REUSE_KEYS, "init_from"):
             if have.get(key) != want.get(key) and not (key == "phase_kimg" and not want.get("grow", True)):
                 raise StaleCheckpoint(
@@ -55,7 +58,12 @@ def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=N
                     "curve": state.get("curve", []), "kimg": progress["kimg"],
                     "stopped": "kimg" if progress["kimg"] >= config.kimg else "minutes"}
     config.extra = {**config.extra, "init_from": str(init_from) if init_from else None}
-    trainer = Trainer(config, data, checkpoint_path=path, run_dir=path.with_suffix(""), progress=progress)
+    features = None
+    if config.perceptual > 0:           # the perceptual term's network: the FID Inception's first layers
+        from faststeal.metrics.perceptual import StemFeatures
+        features = StemFeatures()
+    trainer = Trainer(config, data, checkpoint_path=path, run_dir=path.with_suffix(""), progress=progress,
+                      features=features)
     if exists:
         trainer.resume(path)
     elif init_from is not None:

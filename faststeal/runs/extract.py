@@ -24,7 +24,7 @@ from .experiment import Experiment, flat_measures
 from .options import AttackOptions, ExtractOptions, attack_config, knowledge_settings
 
 # How the copy was trained, recorded in metrics.json (defaults resolved): what the thief's knobs were set to.
-ATTACK_SETTINGS = ("width", "batch", "lr", "r1_gamma", "augment", "ema_kimg", "latent_dim")
+ATTACK_SETTINGS = ("width", "batch", "lr", "r1_gamma", "augment", "ema_kimg", "latent_dim", "perceptual")
 
 
 def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
