@@ -279,11 +279,9 @@ def fid(a, b, n, batch, metric, ci, resamples, seed, loader, precision, device, 
 def attack_size_options(f):
     """The size flags shared by extract, sweep and defend."""
     for opt in reversed([
-        click.option("--attack", type=click.Choice(["fast", "fast-tconv", "pggan", "sngan"]), default="fast",
-                     show_default=True,
+        click.option("--attack", type=click.Choice(["fast", "pggan", "sngan"]), default="fast", show_default=True,
                      help="the adversary's GAN (independent of the target's): fast = PGGAN networks at full "
-                          "resolution, logistic loss, lazy R1, DiffAugment; fast-tconv = the same with transposed-"
-                          "convolution upsampling (for DCGAN-style targets); pggan/sngan = the paper's attackers"),
+                          "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers"),
         click.option("--attack-kimg", type=float, default=None,
                      help="thousands of images the attack GAN trains on [default: 80]"),
         click.option("--minutes", type=float, default=None,
@@ -293,8 +291,7 @@ def attack_size_options(f):
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
         click.option("--attack-width", type=int, default=64, show_default=True),
-        click.option("--batch", type=int, default=None,
-                     help="[default: 16 for fast and fast-tconv, 32 for pggan/sngan]"),
+        click.option("--batch", type=int, default=None, help="[default: 16 for fast, 32 for pggan/sngan]"),
         click.option("--attack-lr", type=float, default=None,
                      help="the attack GAN's learning rate [default: 0.002 fast, 0.001 pggan, 0.0002 sngan]"),
         click.option("--r1-gamma", type=float, default=None,

@@ -42,7 +42,6 @@ ARCH_DEFAULTS = {
     "fast": dict(lr=2e-3, betas=(0.0, 0.99), n_dis=1, loss="logistic-r1", r1_gamma=0.1, augment="translation",
                  ema_rampup=0.05),
 }
-ARCH_DEFAULTS["fast-tconv"] = ARCH_DEFAULTS["fast"]     # the same recipe; only the generator's upsampling differs
 R1_EVERY = 16          # lazy R1: penalise every 16th critic step, scaled by 16 (Karras et al. 2020)
 
 

@@ -3,18 +3,13 @@ from __future__ import annotations
 
 from .pggan import PGGANDiscriminator, PGGANGenerator
 from .sngan import SNGANDiscriminator, SNGANGenerator
-from .tconv import TConvGenerator
 
 # "fast" is the default thief: PGGAN's equalized-LR networks trained at full resolution with another recipe
-# (see faststeal.train.ARCH_DEFAULTS); its checkpoints load like any other. "fast-tconv" is the same thief
-# with transposed-convolution upsampling in its generator (models/tconv.py says why).
-ARCHS = ("pggan", "sngan", "fast", "fast-tconv")
-FAST_ARCHS = ("fast", "fast-tconv")
+# (see faststeal.train.ARCH_DEFAULTS); its checkpoints load like any other.
+ARCHS = ("pggan", "sngan", "fast")
 
 
 def build_generator(arch: str, resolution: int, channels: int, latent_dim: int, width: int):
-    if arch == "fast-tconv":
-        return TConvGenerator(resolution, channels, latent_dim, width)
     if arch in ("pggan", "fast"):
         return PGGANGenerator(resolution, channels, latent_dim, width)
     if arch == "sngan":
@@ -23,12 +18,12 @@ def build_generator(arch: str, resolution: int, channels: int, latent_dim: int, 
 
 
 def build_discriminator(arch: str, resolution: int, channels: int, width: int):
-    if arch in ("pggan", *FAST_ARCHS):
+    if arch in ("pggan", "fast"):
         return PGGANDiscriminator(resolution, channels, width)
     if arch == "sngan":
         return SNGANDiscriminator(resolution, channels, width)
     raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
 
 
-__all__ = ["ARCHS", "FAST_ARCHS", "build_generator", "build_discriminator", "PGGANGenerator", "PGGANDiscriminator",
-           "SNGANGenerator", "SNGANDiscriminator", "TConvGenerator"]
+__all__ = ["ARCHS", "build_generator", "build_discriminator", "PGGANGenerator", "PGGANDiscriminator",
+           "SNGANGenerator", "SNGANDiscriminator"]

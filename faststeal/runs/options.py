@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, fields
 from faststeal.augment import parse_policy
 from faststeal.defense import DefenseError, Family, parse_family
 from faststeal.errors import OptionError
-from faststeal.models import FAST_ARCHS
 from faststeal.targets import Hints, TargetError, detect_kind
 from faststeal.targets.oracle import LatentPrior
 from faststeal.train import TrainConfig
@@ -69,7 +68,7 @@ class AttackOptions:
         if self.attack_kimg is None:
             self.attack_kimg = DEFAULT_ATTACK_KIMG
         if self.batch is None:
-            self.batch = 16 if self.attack in FAST_ARCHS else 32
+            self.batch = 16 if self.attack == "fast" else 32
 
     @classmethod
     def from_params(cls, params: dict, **overrides):
@@ -96,7 +95,7 @@ class AttackOptions:
         positive(self.attack_lr, "--attack-lr")
         positive(self.ema_kimg, "--ema-kimg")
         at_least(self.r1_gamma, 0, "--r1-gamma")
-        if self.r1_gamma is not None and self.attack not in FAST_ARCHS:
+        if self.r1_gamma is not None and self.attack != "fast":
             raise OptionError(f"R1 regularises the fast thief only; --attack {self.attack} has no R1 term",
                               "--r1-gamma")
         try:
