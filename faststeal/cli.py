@@ -286,7 +286,8 @@ def attack_size_options(f):
                      help="thousands of images the attack GAN trains on [default: 80]"),
         click.option("--minutes", type=float, default=None,
                      help="also stop each attack GAN after this many minutes of training (whichever of this and "
-                          "--attack-kimg comes first; the report says which); runs then differ across machines"),
+                          "--attack-kimg comes first; the report says which); runs then differ across machines "
+                          "[default: 20 when --attack-kimg is not given, none when it is: exact reproduction]"),
         click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
