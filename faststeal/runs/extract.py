@@ -15,6 +15,7 @@ from faststeal.attack.curve import FidelityProbe, plot_curves
 from faststeal.attack.thief import adversary_real_subset, concat_sets, train_attack
 from faststeal.checkpoint import load_generator
 from faststeal.data import DataError, ImageSet
+from faststeal.errors import OptionError
 from faststeal.evaluate import real_data_for
 from faststeal.report import RunFolder, fmt, markdown_table
 from faststeal.sampling import generate
@@ -35,6 +36,9 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     remote = not target.in_process      # an HTTP target: nothing below loads its weights
     if opts.target_discriminator and not target.has_discriminator:
         target.discriminator()          # one line: which formats have one
+    if opts.perceptual > 0 and target.resolution < 32:
+        raise OptionError(f"the perceptual term needs images of at least 32x32 pixels; {opts.target} makes "
+                          f"{target.resolution}x{target.resolution}", "--perceptual")
     run = run or RunFolder(opts.out, "extract", {**asdict(opts), "target_info": target.describe()})
     run.start_over(opts.fresh)
     exp = Experiment(run, target, fid_n=opts.fid_n, eval_data=opts.eval_data, progress=opts.progress)

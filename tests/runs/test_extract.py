@@ -98,12 +98,18 @@ def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_tar
                 batch=8, fid_n=8, curve_n=0, out=str(tmp_path / "run"), progress=False)
     first = run_extract(ExtractOptions(attack="fast", **base))
     assert first["attack_settings"] == {"width": 8, "batch": 8, "lr": 0.002, "r1_gamma": 0.1,
-                                        "augment": "translation", "ema_kimg": 5.0, "latent_dim": 8}
+                                        "augment": "translation", "ema_kimg": 5.0, "latent_dim": 8,
+                                        "perceptual": 0.0}
     for change in ({"attack": "pggan"}, {"attack": "fast", "attack_width": 16}, {"attack": "fast", "seed": 1},
                    {"r1_gamma": 1.0}, {"augment": "translation,color"}, {"attack_lr": 0.001}, {"ema_kimg": 2.0}):
         opts = ExtractOptions(**{**base, **change})
         with pytest.raises((StaleCheckpoint, Exception), match="trained with|holds queries"):
             run_extract(opts)
+    # a perceptual term on 8x8 images is refused before anything is bought or trained
+    from faststeal.errors import OptionError
+    with pytest.raises(OptionError, match="at least 32x32"):
+        run_extract(ExtractOptions(**{**base, "knowledge": "latents", "perceptual": 1.0, "out": str(tmp_path / "p")}))
+    assert not (tmp_path / "p" / "queries").exists()
     # --fresh starts the run over with the new settings; a file the user keeps in the folder stays.
     (tmp_path / "run" / "notes.txt").write_text("mine")
     done = run_extract(ExtractOptions(**{**base, "attack": "pggan", "fresh": True}))
