@@ -16,23 +16,29 @@ from click.core import ParameterSource
 from . import cpu, distributed
 from .attack.curve import plot_curves
 from .checkpoint import load_checkpoint, save_checkpoint, slim_checkpoint
-from .data import load_dataset
 from .defense import describe_defenses
 from .errors import FaststealError
-from .fileio import UnwritablePath, check_writable_folder
 from .grid import save_grid
 from .metrics import compute_metric
 from .metrics.sources import open_source
 from .ownership import verify as ownership_verify
 from .runs.defend import NO_EFFECT, run_defend
 from .runs.extract import coverage_line, run_extract, summary_line
-from .runs.options import DefendOptions, ExtractOptions, at_least, positive
+from .runs.options import (
+    DefendOptions,
+    ExtractOptions,
+    FidOptions,
+    VerifyOptions,
+    at_least,
+    check_out_file,
+    check_out_folder,
+)
 from .runs.sweep import run_sweep
+from .runs.train_target import TrainTargetOptions, run_train_target
 from .runs.transfer import TransferOptions, run_transfer
 from .runs.verify_eval import EvalOptions, default_plan, run_eval
 from .serve.commands import keys, serve
 from .targets import OUTPUT_RANGES, Hints, detect_kind, open_target
-from .train import TrainConfig, Trainer
 
 
 class FriendlyGroup(click.Group):
@@ -104,35 +110,14 @@ def main(ctx):
               help="sample grids go here; default runs/<out name>")
 @click.option("--resume", is_flag=True, help="continue from --out if it exists")
 @click.option("--force", is_flag=True, help="start over even if --out exists (it is replaced)")
-def train_target(arch, data, classes, resolution, channels, latent_dim, width, batch, kimg, lr, n_dis,
-                 phase_kimg, ema_kimg, snapshot_kimg, seed, threads, out, run_dir, resume, force):
+def train_target(threads, **params):
     """Train a target GAN on real data and write a checkpoint."""
-    for flag, value in (("--latent-dim", latent_dim), ("--width", width), ("--batch", batch), ("--n-dis", n_dis)):
-        at_least(value, 1, flag)
-    for flag, value in (("--kimg", kimg), ("--lr", lr), ("--phase-kimg", phase_kimg), ("--ema-kimg", ema_kimg),
-                        ("--snapshot-kimg", snapshot_kimg)):
-        positive(value, flag)
-    if not resume:
-        _check_out_file(out, force, (".pt", ".pth", ".ckpt"))
+    opts = TrainTargetOptions.from_params(params)
+    opts.check()
     _set_threads(threads)
-    resolution = int(resolution)
-    dataset = load_dataset(data, resolution=resolution, channels=int(channels) if channels else None,
-                           classes=classes)
-    config = TrainConfig(arch=arch, resolution=resolution, channels=dataset.channels, latent_dim=latent_dim,
-                         width=width, batch=batch, kimg=kimg, lr=lr, n_dis=n_dis, phase_kimg=phase_kimg,
-                         ema_kimg=ema_kimg, snapshot_kimg=snapshot_kimg, seed=seed,
-                         extra={"classes": classes})
-    out = Path(out)
-    run_dir = Path(run_dir) if run_dir else Path("runs") / out.stem
-    trainer = Trainer(config, dataset, checkpoint_path=out, run_dir=run_dir)
-    if resume and out.exists():
-        trainer.resume(out)
-        click.echo(f"resumed {out} at {trainer.kimg:.1f} kimg")
-    click.echo(f"training {arch} {resolution}x{resolution}x{dataset.channels} on {data} "
-               f"({len(dataset)} images) for {kimg} kimg")
-    result = trainer.run()
+    result = run_train_target(opts, log=click.echo)
     click.echo(f"done: {result['kimg']:.1f} kimg in {result['seconds']:.0f} s "
-               f"({result['images_per_s']:.1f} img/s); checkpoint {out}; grids in {run_dir}")
+               f"({result['images_per_s']:.1f} img/s); checkpoint {opts.out}; grids in {opts.grid_folder()}")
 
 
 TARGET_HELP = ("the generator: a faststeal checkpoint or builtin:NAME, a TorchScript file, a torch.export .pt2, an "
@@ -181,7 +166,7 @@ def sample(target, target_latent_dim, output_range, num_classes, n, out, seed, n
     """Write a grid of generated images from any in-process generator."""
     at_least(n, 1, "--n")
     at_least(nrow, 1, "--nrow")
-    _check_out_file(out, force, (".png", ".jpg", ".jpeg", ".webp"))
+    check_out_file(out, force, (".png", ".jpg", ".jpeg", ".webp"))
     opened = _open_target(target, _hints_dict(target_latent_dim, output_range, num_classes))
     start = time.perf_counter()
     images = opened.sample(n, seed=seed)
@@ -214,7 +199,7 @@ def info(target, target_latent_dim, output_range, num_classes, api_key):
 @click.option("--force", is_flag=True, help="overwrite OUT if it exists")
 def export(checkpoint, out, dtype, force):
     """Write a small copy of CHECKPOINT for serving: EMA generator and discriminator only, no resume state."""
-    _check_out_file(out, force, (".pt", ".pth", ".ckpt"), flag="OUT")
+    check_out_file(out, force, (".pt", ".pth", ".ckpt"), flag="OUT")
     state = slim_checkpoint(load_checkpoint(checkpoint), getattr(torch, dtype))
     path = distributed.on_main(save_checkpoint, state, out)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {dtype})")
@@ -241,8 +226,7 @@ def export(checkpoint, out, dtype, force):
 @click.option("--no-cache", is_flag=True, help="recompute real-data statistics even if cached")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
 @target_options
-def fid(a, b, n, batch, metric, ci, resamples, seed, loader, precision, device, no_cache, as_json,
-        target_latent_dim, output_range, num_classes):
+def fid(**params):
     """FID, KID or precision/recall/density/coverage between two sources A (the reference) and B.
 
     A source is fashion-mnist[:train|test], an image folder, a uint8 .npy/.npz, a statistics .npz
@@ -250,31 +234,26 @@ def fid(a, b, n, batch, metric, ci, resamples, seed, loader, precision, device, 
     (gen:model.onnx, gen:g.ts, gen:py:my.py:make; the --latent-dim/--output-range/--num-classes hints apply
     to it).
     """
-    at_least(n, 2, "--n")
-    at_least(batch, 1, "--batch")
-    at_least(resamples, 2, "--bootstrap")
-    if ci is not None and not 0 < ci < 1:
-        raise click.BadParameter(f"must be between 0 and 1 (e.g. 0.95), got {ci}", param_hint="--ci")
-    if ci is not None and metric == "prdc":
-        raise click.BadParameter("intervals are for FID and KID; use --metric all with --ci", param_hint="--ci")
-    hints = _hints_dict(target_latent_dim, output_range, num_classes)
-    a, b = open_source(a, hints), open_source(b, hints)
+    o = FidOptions.from_params(params)
+    o.check()
+    a, b = open_source(o.a, o.target_hints), open_source(o.b, o.target_hints)
     start = time.perf_counter()
-    result = compute_metric(a, b, n=n, batch=batch, metric=metric, device=device, precision=precision,
-                            loader=loader, cache=not no_cache, progress=not as_json, ci=ci, bootstrap=resamples,
-                            seed=seed)
+    result = compute_metric(a, b, n=o.n, batch=o.batch, metric=o.metric, device=o.device, precision=o.precision,
+                            loader=o.loader, cache=not o.no_cache, progress=not o.as_json, ci=o.ci,
+                            bootstrap=o.resamples, seed=o.seed)
     result["seconds"] = round(time.perf_counter() - start, 2)
     for name in ("fid", "kid"):
         if name in result:
             interval = result.get(f"{name}_ci")
-            shown = f"  [{ci:.0%} bootstrap {interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
+            shown = f"  [{o.ci:.0%} bootstrap {interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
             click.echo(f"{name.upper()} {result[name]:.4f}{shown}")
     if "prdc" in result:
         click.echo("precision {precision:.4f}  recall {recall:.4f}  density {density:.4f}  "
                    "coverage {coverage:.4f}".format(**result["prdc"]))
     click.echo(f"(n1={result['n1']}, n2={result['n2']}, protocol {result['protocol']}, {result['seconds']:.1f} s)")
-    if as_json:
+    if o.as_json:
         click.echo(json.dumps(result))
+
 
 def attack_size_options(f):
     """The size flags shared by extract, sweep and defend."""
@@ -316,24 +295,6 @@ def attack_size_options(f):
     ]):
         f = opt(f)
     return f
-
-
-def _check_out_folder(out, flag="--out"):
-    """The run folder exists (created now) and takes files; one line naming the option otherwise."""
-    try:
-        check_writable_folder(out)
-    except UnwritablePath as exc:
-        raise click.BadParameter(str(exc), param_hint=flag) from None
-
-
-def _check_out_file(out, force: bool, suffixes: tuple[str, ...], flag="--out"):
-    """An output file: a known suffix, a writable folder, and no existing file unless --force."""
-    out = Path(out)
-    if out.suffix.lower() not in suffixes:
-        raise click.BadParameter(f"{out}: use one of {', '.join(suffixes)}", param_hint=flag)
-    if out.exists() and not force:
-        raise click.BadParameter(f"{out} exists; pass --force to overwrite it", param_hint=flag)
-    _check_out_folder(out.parent if str(out.parent) else ".", flag)
 
 
 def _target_name(target) -> str:
@@ -386,7 +347,7 @@ def extract(**params):
     opts.check()
     opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
     opts.out = opts.out or _default_out("extract", opened, opts, opts.queries)
-    _check_out_folder(opts.out)
+    check_out_folder(opts.out)
     _set_threads(params["threads"])
     click.echo(_thief_line(opts, opened), err=True)
     m = run_extract(opts, target=opened)
@@ -452,7 +413,7 @@ def sweep(**params):
     opts.check()
     opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
     opts.out = opts.out or _default_out("sweep", opened, opts)
-    _check_out_folder(opts.out)
+    check_out_folder(opts.out)
     _set_threads(params["threads"])
     m = run_sweep(opts, budgets, target=opened)
     click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}")
@@ -477,7 +438,7 @@ def transfer(threads, **params):
     """Fine-tune a stolen model on a new domain vs training from scratch (FID curves)."""
     opts = TransferOptions(**params)
     opts.check()
-    _check_out_folder(opts.out)
+    check_out_folder(opts.out)
     _set_threads(threads)
     m = run_transfer(opts)
     click.echo(f"after {opts.kimg} kimg: fine-tuned FID {m['final_finetuned_fid']:.2f}, from scratch "
@@ -528,7 +489,7 @@ def defend(**params):
     base = _open_baseline(opts.baseline, params["baseline_api_key"])
     opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
     opts.out = opts.out or _default_out("defend", opened, opts, opts.queries)
-    _check_out_folder(opts.out)
+    check_out_folder(opts.out)
     _set_threads(params["threads"])
     _print_defend(run_defend(opts, target=opened, baseline=base), opts.out)
 
@@ -596,23 +557,15 @@ _register_serving()
               help="random sign vectors of the exact (rank) null behind the p-value; 0: normal approximation")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
-def verify(suspect, target_latent_dim, output_range, num_classes, api_key, key, n, reference, low, high, null_keys,
-           seed, exact_draws, threads, as_json):
+def verify(threads, as_json, **params):
     """Does SUSPECT carry the owner's watermark? One-line verdict with a p-value calibrated over keys.
 
     p < 0.001: marked (the suspect learned from images served with this key); p > 0.01: no evidence.
     """
-    if not key:
-        raise click.BadParameter("give the owner's key, e.g. --key SECRET", param_hint="--key")
-    at_least(n, ownership_verify.MIN_IMAGES, "--n", " for a decision")
-    at_least(null_keys, 0, "--null-keys")
-    at_least(exact_draws, 0, "--exact-draws", " (0: normal approximation)")
-    if not 0 <= low < high:
-        raise click.BadParameter(f"need 0 <= --low < --high, got {low:g} and {high:g}", param_hint="--low")
+    opts = VerifyOptions.from_params(params)
+    opts.check(min_images=ownership_verify.MIN_IMAGES)
     _set_threads(threads)
-    result = ownership_verify.verify(suspect, key, n=n, reference=reference, low=low, high=high, null_keys=null_keys,
-                                     seed=seed, exact_draws=exact_draws, api_key=api_key,
-                                     hints=_hints_dict(target_latent_dim, output_range, num_classes))
+    result = ownership_verify.verify(opts.suspect, opts.key, **opts.verify_kwargs())
     click.echo(result["line"])
     if as_json:
         click.echo(json.dumps(result))
@@ -636,8 +589,7 @@ def verify(suspect, target_latent_dim, output_range, num_classes, api_key, key, 
 @click.option("--no-utility", is_flag=True, help="skip the utility FIDs (served with and without the mark)")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @click.option("--out", default="runs/verify-eval", show_default=True, help="run folder (finished models are reused)")
-def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility_n, limit, members, list_members,
-                no_utility, threads, out):
+def verify_eval(list_members, no_utility, threads, **params):
     """Build stolen, carefully stolen and innocent models and verify each with the owner's key.
 
     Reports TPR at FPR 1% and 0.1%, every model's p-value, the wrong-key null, the utility cost of the
@@ -648,17 +600,16 @@ def verify_eval(target, key, strength, kimg, verify_n, null_keys, fid_n, utility
         for i, m in enumerate(default_plan(), 1):
             click.echo(f"{i:3d}  {m.group:<8} {m.name}")
         return
-    opts = EvalOptions(target=target, key=key, strength=strength, kimg=kimg, verify_n=verify_n, null_keys=null_keys,
-                       fid_n=fid_n, utility_n=utility_n, limit=limit, members=tuple(members),
-                       measure_utility=not no_utility, out=out, progress=True)
+    opts = EvalOptions.from_params(params, members=tuple(params["members"]), measure_utility=not no_utility,
+                                   progress=True)
     opts.check()
-    _check_out_folder(out)
+    check_out_folder(opts.out)
     _set_threads(threads)
     r = run_eval(opts, log=click.echo)
     s = r["summary"]
     click.echo(f"TPR stolen at p<0.001: {s['tpr_stolen_at_0.001']}; innocent below p=0.01: "
                f"{s['fpr_innocent_at_0.01']}; wrong-key KS p = {s.get('wrong_key_ks_p', float('nan')):.3f}; "
-               f"report: {out}/report-s{strength:g}.md")
+               f"report: {opts.out}/report-s{opts.strength:g}.md")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""The options of every attack command, each object checking itself once before any work starts.
+"""The options of the commands, each object checking itself once before any work starts.
 
 The CLI builds these from click's parameters (``from_params``) and calls ``check()``; library callers
-do the same. Every rule about which values a run takes lives here, once: a bad value raises OptionError
-naming the flag, which the CLI prints as one line.
+do the same. Every rule about which values a run takes lives with its options object, once: a bad value
+raises OptionError naming the flag, which the CLI prints as one line. The attack commands (extract, sweep,
+defend), fid and verify keep theirs here; train-target, transfer and verify-eval beside their runners.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from faststeal.augment import parse_policy
 from faststeal.defense import DefenseError, Family, parse_family
 from faststeal.errors import OptionError
+from faststeal.fileio import UnwritablePath, check_writable_folder
 from faststeal.targets import Hints, TargetError, detect_kind
 from faststeal.targets.oracle import LatentPrior
 from faststeal.train import TrainConfig
@@ -36,8 +39,41 @@ def positive(value, flag: str) -> None:
         raise OptionError(f"must be > 0, got {value:g}", flag)
 
 
+class FromParams:
+    """Options built from click's parameters: the fields a class names are taken, the rest ignored; the
+    foreign-target hints (--latent-dim, --output-range, --num-classes) are gathered into one dict."""
+
+    @classmethod
+    def from_params(cls, params: dict, **overrides):
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in params.items() if k in names}
+        if "target_hints" in names:
+            hints = Hints(params.get("target_latent_dim"), params.get("output_range"),
+                          params.get("num_classes") or 0)
+            values["target_hints"] = None if hints == Hints() else hints.as_dict()
+        return cls(**(values | overrides))
+
+
+def check_out_folder(out, flag: str = "--out") -> None:
+    """A run folder exists (created now) and takes files; one line naming the option otherwise."""
+    try:
+        check_writable_folder(out)
+    except UnwritablePath as exc:
+        raise OptionError(str(exc), flag) from None
+
+
+def check_out_file(out, force: bool, suffixes: tuple[str, ...], flag: str = "--out") -> None:
+    """An output file: a known suffix, a writable folder, and no existing file unless --force."""
+    out = Path(out)
+    if out.suffix.lower() not in suffixes:
+        raise OptionError(f"{out}: use one of {', '.join(suffixes)}", flag)
+    if out.exists() and not force:
+        raise OptionError(f"{out} exists; pass --force to overwrite it", flag)
+    check_out_folder(out.parent if str(out.parent) else ".", flag)
+
+
 @dataclass
-class AttackOptions:
+class AttackOptions(FromParams):
     """What every attack run shares (extract, sweep, defend): the target, the attack GAN's size, the budget,
     the evaluation size and where the run folder goes."""
 
@@ -75,15 +111,6 @@ class AttackOptions:
                 self.minutes = DEFAULT_MINUTES
         if self.batch is None:
             self.batch = 16 if self.attack == "fast" else 32
-
-    @classmethod
-    def from_params(cls, params: dict, **overrides):
-        """The options named in click's ``params`` (others ignored), the target hints gathered into one dict."""
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in params.items() if k in names}
-        hints = Hints(params.get("target_latent_dim"), params.get("output_range"), params.get("num_classes") or 0)
-        values["target_hints"] = None if hints == Hints() else hints.as_dict()
-        return cls(**(values | overrides))
 
     def check(self) -> None:
         """Refuse bad sizes before any query is bought or any image trained on: one line each."""
@@ -193,3 +220,65 @@ def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
         return {"latent_dim": target_config["latent_dim"], "distill": opts.distill,
                 "distill_only_kimg": opts.distill_only * opts.attack_kimg, "perceptual": opts.perceptual}
     return {}
+
+
+@dataclass
+class FidOptions(FromParams):
+    """`faststeal fid A B`: which distance between two sources, on how many images, on what hardware."""
+
+    a: str
+    b: str
+    n: int | None = None
+    batch: int = 64
+    metric: str = "fid"
+    ci: float | None = None              # bootstrap interval level, e.g. 0.95
+    resamples: int = 200
+    seed: int = 0
+    loader: str = "auto"
+    precision: str = "float32"
+    device: str | None = None
+    no_cache: bool = False
+    as_json: bool = False
+    target_hints: dict | None = None
+
+    def check(self) -> None:
+        at_least(self.n, 2, "--n")
+        at_least(self.batch, 1, "--batch")
+        at_least(self.resamples, 2, "--bootstrap")
+        if self.ci is not None and not 0 < self.ci < 1:
+            raise OptionError(f"must be between 0 and 1 (e.g. 0.95), got {self.ci}", "--ci")
+        if self.ci is not None and self.metric == "prdc":
+            raise OptionError("intervals are for FID and KID; use --metric all with --ci", "--ci")
+
+
+@dataclass
+class VerifyOptions(FromParams):
+    """`faststeal verify`: the suspect, the owner's key and the detector's band and sample size."""
+
+    suspect: str
+    key: str | None = None
+    n: int = 5000
+    reference: str | None = None
+    low: float = 1.0
+    high: float = 8.0
+    null_keys: int = 0
+    seed: int = 0
+    exact_draws: int = 10_000
+    api_key: str | None = None
+    target_hints: dict | None = None
+
+    def check(self, min_images: int) -> None:
+        """``min_images``: the fewest images the detector decides on (ownership.verify.MIN_IMAGES)."""
+        if not self.key:
+            raise OptionError("give the owner's key, e.g. --key SECRET", "--key")
+        at_least(self.n, min_images, "--n", " for a decision")
+        at_least(self.null_keys, 0, "--null-keys")
+        at_least(self.exact_draws, 0, "--exact-draws", " (0: normal approximation)")
+        if not 0 <= self.low < self.high:
+            raise OptionError(f"need 0 <= --low < --high, got {self.low:g} and {self.high:g}", "--low")
+
+    def verify_kwargs(self) -> dict:
+        """The keywords of ownership.verify.verify besides the suspect and the key."""
+        return {"n": self.n, "reference": self.reference, "low": self.low, "high": self.high,
+                "null_keys": self.null_keys, "seed": self.seed, "exact_draws": self.exact_draws,
+                "api_key": self.api_key, "hints": self.target_hints}

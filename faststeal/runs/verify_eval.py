@@ -39,7 +39,7 @@ from faststeal.report import RunFolder
 from faststeal.sampling import generate
 
 from .experiment import Experiment
-from .options import AttackOptions, at_least, attack_config, knowledge_settings, positive
+from .options import AttackOptions, FromParams, at_least, attack_config, knowledge_settings, positive
 from .verify_eval_report import served_picture, statistic_plot, write_report
 
 GROUPS = ("stolen", "careful", "innocent")
@@ -110,7 +110,7 @@ def default_plan() -> list[Member]:
 
 
 @dataclass
-class EvalOptions:
+class EvalOptions(FromParams):
     target: str = "builtin:pggan-fmnist32"
     key: str = ""
     strength: float = 4.0

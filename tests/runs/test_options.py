@@ -1,5 +1,20 @@
-"""The attack options' defaults: a time budget only when the user names no length."""
-from faststeal.runs.options import DEFAULT_ATTACK_KIMG, DEFAULT_MINUTES, AttackOptions, ExtractOptions
+"""The commands' options: defaults (a time budget only when the user names no length), building them from
+click's parameters, and each rule refusing a bad value with the flag named."""
+import inspect
+
+import pytest
+
+from faststeal.errors import OptionError
+from faststeal.ownership.verify import MIN_IMAGES, verify
+from faststeal.runs.options import (
+    DEFAULT_ATTACK_KIMG,
+    DEFAULT_MINUTES,
+    AttackOptions,
+    ExtractOptions,
+    FidOptions,
+    VerifyOptions,
+)
+from faststeal.runs.train_target import TrainTargetOptions
 
 
 def test_no_length_given_means_the_kimg_cap_and_the_time_budget():
@@ -11,3 +26,63 @@ def test_a_given_length_is_reproduced_exactly_and_a_given_budget_is_kept():
     assert AttackOptions(target="t", attack_kimg=80.0).minutes is None
     assert AttackOptions(target="t", minutes=5.0).minutes == 5.0
     assert AttackOptions(target="t", minutes=5.0).attack_kimg == DEFAULT_ATTACK_KIMG
+
+
+def test_options_take_clicks_parameters_and_gather_the_target_hints():
+    params = {"a": "fashion-mnist", "b": "gen:g.onnx", "n": 100, "metric": "all", "target_latent_dim": 64,
+              "output_range": None, "num_classes": 0, "threads": 2}       # threads belongs to the CLI, not fid
+    opts = FidOptions.from_params(params)
+    assert (opts.a, opts.n, opts.metric) == ("fashion-mnist", 100, "all")
+    assert opts.target_hints == {"latent_dim": 64, "output_range": None, "num_classes": 0}
+    assert FidOptions.from_params({"a": "x", "b": "y"}).target_hints is None
+
+
+@pytest.mark.parametrize("bad, flag", [
+    ({"n": 1}, "--n"), ({"ci": 1.5}, "--ci"), ({"ci": 0.9, "metric": "prdc"}, "--ci"),
+    ({"resamples": 1}, "--bootstrap"),
+])
+def test_fid_options_refuse_bad_values_naming_the_flag(bad, flag):
+    with pytest.raises(OptionError) as err:
+        FidOptions(a="x", b="y", **bad).check()
+    assert err.value.flag == flag
+
+
+@pytest.mark.parametrize("bad, flag", [
+    ({"key": None}, "--key"), ({"n": 10}, "--n"), ({"low": 8.0, "high": 1.0}, "--low"),
+    ({"null_keys": -1}, "--null-keys"),
+])
+def test_verify_options_refuse_bad_values_naming_the_flag(bad, flag):
+    with pytest.raises(OptionError) as err:
+        VerifyOptions(**({"suspect": "s", "key": "K"} | bad)).check(min_images=MIN_IMAGES)
+    assert err.value.flag == flag
+
+
+def test_verify_options_pass_everything_but_suspect_and_key_to_the_detector():
+    opts = VerifyOptions(suspect="s", key="K", n=300, low=2.0)
+    bound = inspect.signature(verify).bind("s", "K", **opts.verify_kwargs())
+    assert bound.arguments["n"] == 300 and bound.arguments["low"] == 2.0
+
+
+@pytest.mark.parametrize("bad, flag", [({"kimg": 0}, "--kimg"), ({"width": 0}, "--width"), ({"out": "t.txt"}, "--out")])
+def test_train_target_options_refuse_bad_values_naming_the_flag(tmp_path, bad, flag):
+    opts = TrainTargetOptions(**({"out": str(tmp_path / "t.pt")} | bad))
+    with pytest.raises(OptionError) as err:
+        opts.check()
+    assert err.value.flag == flag
+
+
+def test_an_existing_checkpoint_is_kept_unless_forced_or_resumed(tmp_path):
+    out = tmp_path / "t.pt"
+    out.write_bytes(b"kept")
+    with pytest.raises(OptionError, match="--force"):
+        TrainTargetOptions(out=str(out)).check()
+    TrainTargetOptions(out=str(out), force=True).check()
+    TrainTargetOptions(out=str(out), resume=True).check()
+    assert out.read_bytes() == b"kept"
+
+
+def test_train_target_options_turn_clicks_choice_text_into_numbers(tmp_path):
+    opts = TrainTargetOptions.from_params({"out": str(tmp_path / "t.pt"), "resolution": "64", "channels": "3"})
+    assert (opts.resolution, opts.channels) == (64, 3)
+    assert opts.train_config(3).resolution == 64
+    assert opts.grid_folder().name == "t"
