@@ -211,14 +211,16 @@ def export(checkpoint, out, dtype, force):
 @click.option("-n", "--n", type=int, default=None,
               help="images per side (default: all of a data set; 10000 samples of a generator)")
 @click.option("--batch", type=int, default=64, show_default=True)
-@click.option("--metric", type=click.Choice(["fid", "kid", "prdc", "all"]), default="fid", show_default=True,
+@click.option("--metric", type=click.Choice(["fid", "kid", "prdc", "all", "fid-inf"]), default="fid",
+              show_default=True,
               help="prdc: precision/recall (k=3), density/coverage (k=5) of B against A; all: FID, KID and PRDC "
-                   "from one feature pass")
+                   "from one feature pass; fid-inf: FID and its extrapolation to unlimited n (Chong & Forsyth), "
+                   "fitted over 15 subset sizes from a fifth of n to n")
 @click.option("--ci", type=float, default=None,
               help="add a bootstrap interval of FID/KID at this level, e.g. 0.95 (resamples the features)")
 @click.option("--bootstrap", "resamples", type=int, default=200, show_default=True,
               help="bootstrap resamples for --ci")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the bootstrap draws")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the bootstrap and fid-inf draws")
 @click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["float32", "bf16", "tf32"]), default="float32",
               show_default=True)
@@ -247,6 +249,10 @@ def fid(**params):
             interval = result.get(f"{name}_ci")
             shown = f"  [{o.ci:.0%} bootstrap {interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
             click.echo(f"{name.upper()} {result[name]:.4f}{shown}")
+    if "fid_inf" in result:
+        click.echo(f"FID-infinity {result['fid_inf']:.4f} +- {result['fid_inf_se']:.4f} (fit over "
+                   f"{len(result['fid_inf_sizes'])} subset sizes, {result['fid_inf_sizes'][0]}-"
+                   f"{result['fid_inf_sizes'][-1]} per side; +- the fit's standard error)")
     if "prdc" in result:
         click.echo("precision {precision:.4f}  recall {recall:.4f}  density {density:.4f}  "
                    "coverage {coverage:.4f}".format(**result["prdc"]))

@@ -21,6 +21,8 @@ from faststeal import cpu, distributed
 from . import dali, protocol
 from .bootstrap import bootstrap_intervals, check_interval
 from .features import FeatureExtractor, default_device, extractor_id, weights_id
+from .fid_infinity import MIN_ROWS as MIN_FID_INF_ROWS
+from .fid_infinity import fid_infinity
 from .frechet import BiasedFIDWarning, frechet_distance, frechet_distance_of_features
 from .kid import kernel_inception_distance
 from .prdc import K_DC, prdc
@@ -133,7 +135,7 @@ def compute_features(spec: str | Source, n: int | None = None, batch: int = 64, 
     return torch.cat([shares[k % world][k // world] for k in range(sum(map(len, shares)))])
 
 
-METRICS = ("fid", "kid", "prdc", "all")
+METRICS = ("fid", "kid", "prdc", "all", "fid-inf")
 
 
 def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric: str = "fid",
@@ -144,8 +146,10 @@ def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric
 
     For KID the dict also holds kid_std (over subsets). A biased (singular) FID adds "biased": True.
     prdc: {"prdc": {precision, recall, density, coverage}} of B's features against A's (A the reference). all: FID, KID
-    and PRDC from one feature pass per side. ci (e.g. 0.95): bootstrap intervals of FID and/or KID over
-    `bootstrap` resamples drawn with `seed` (fid_ci, kid_ci, ...; see bootstrap.py).
+    and PRDC from one feature pass per side. fid-inf: FID at n and extrapolated to unlimited n (fid_inf,
+    fid_inf_se, the subset sizes and FIDs of the fit; fid_infinity.py), from one feature pass. ci (e.g. 0.95):
+    bootstrap intervals of FID and/or KID over `bootstrap` resamples drawn with `seed` (fid_ci, kid_ci, ...; see
+    bootstrap.py).
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -153,12 +157,13 @@ def compute_metric(a: str, b: str, n: int | None = None, batch: int = 64, metric
                 weights=weights)
     out = {"protocol": protocol.PROTOCOL, "loader": _loader(loader), "precision": precision}
     a, b = (s if isinstance(s, Source) else open_source(s) for s in (a, b))
-    need = K_DC + 1 if metric in ("prdc", "all") else 2   # PRDC: a k-th nearest neighbour besides itself
+    # PRDC: a k-th nearest neighbour besides itself; FID-infinity: three subset sizes of at least 2 rows
+    need = {"prdc": K_DC + 1, "all": K_DC + 1, "fid-inf": MIN_FID_INF_ROWS}.get(metric, 2)
     for source in (a, b):   # checked before any feature is computed
         if not isinstance(source, StatsSource) and source.count(n) < need:
             raise SourceError(f"{source.spec}: {source.count(n)} image(s); {metric.upper()} needs at least {need} "
                               f"per side")
-    if metric in ("prdc", "all") or ci is not None:
+    if metric in ("prdc", "all", "fid-inf") or ci is not None:
         return {**_from_features(a, b, metric, opts, ci, bootstrap, seed), **out}
     if metric == "kid":
         f1, f2 = compute_features(a, **opts), compute_features(b, **opts)
@@ -198,7 +203,7 @@ def _from_features(a, b, metric: str, opts: dict, ci: float | None, bootstrap: i
         check_interval(ci, bootstrap)
     f1, f2 = _rows_of(a, opts), _rows_of(b, opts)
     res = {}
-    if metric in ("fid", "all"):
+    if metric in ("fid", "all", "fid-inf"):
         res["fid"] = frechet_distance_of_features(f1, f2)
         if min(f1.shape[0], f2.shape[0]) <= f1.shape[1]:
             res["biased"] = True
@@ -206,8 +211,10 @@ def _from_features(a, b, metric: str, opts: dict, ci: float | None, bootstrap: i
         res["kid"], res["kid_std"] = kernel_inception_distance(f1, f2)
     if metric in ("prdc", "all"):
         res["prdc"] = prdc(f1, f2)     # nested: "precision" at the top level is the extractor's arithmetic
+    if metric == "fid-inf":
+        res.update(fid_infinity(f1, f2, seed=seed))
     if ci is not None:
-        asked = [m for m in ("fid", "kid") if metric in (m, "all")]
+        asked = [m for m in ("fid", "kid") if metric in (m, "all") or (m, metric) == ("fid", "fid-inf")]
         if not asked:
             raise ValueError("--ci gives intervals of FID and KID; use it with --metric fid, kid or all")
         res.update(bootstrap_intervals(f1, f2, level=ci, resamples=bootstrap, seed=seed, metrics=asked))
