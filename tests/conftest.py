@@ -1,5 +1,8 @@
 """Test-wide settings. Triton must see TRITON_INTERPRET before it is first imported, so it is set here."""
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,3 +68,27 @@ def dcgan_specs(tmp_path_factory):
     from foreign_export import export_all
 
     return export_all(tmp_path_factory.mktemp("dcgan"))
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def load_script():
+    """load_script("folder/name") -> folder/name.py under the repository root as a module (scripts/ and
+    experiments/ hold files, not package modules), registered while the test file runs (dataclasses look
+    their module up in sys.modules)."""
+    loaded = []
+
+    def load(relative: str):
+        path = REPO / f"{relative}.py"
+        spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        loaded.append(spec.name)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

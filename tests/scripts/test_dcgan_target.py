@@ -10,7 +10,7 @@ from faststeal.targets import open_target
 
 @pytest.fixture(scope="module")
 def dcgan(load_script):
-    return load_script("dcgan_target")
+    return load_script("scripts/dcgan_target")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""scripts/experiments.py: the plan, what counts as done, and the tables (no training here)."""
+"""experiments/run.py: the plan (plan.toml), what counts as done, and the tables (no training here)."""
 import json
 
 import pytest
@@ -6,7 +6,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def ex(load_script):
-    return load_script("experiments")
+    return load_script("experiments/run")
 
 
 def _finish(root, ex, e, metrics):
@@ -217,3 +217,23 @@ def test_a_paired_effect_inside_its_spread_is_not_marked(ex):
     seeds = [{"seed": s, "fidelity": f, "utility": 0.0, "accuracy": 0.0} for s, f in enumerate((5.0, -3.0, 4.0))]
     table = ex.paired_markdown([{"group": "defend-seeds/latents", "paired": [{"defense": "x", "seeds": seeds}]}])
     assert "| no |" in table
+
+
+def test_every_planned_command_parses_with_the_cli(ex, tmp_path):
+    from faststeal.cli import main
+
+    for e in ex.plan("data/icons64"):
+        args = ex.command(tmp_path, e)
+        command = main.commands[args[0]]
+        command.make_context(args[0], list(args[1:]))      # raises on an unknown option or a bad value
+
+
+def test_a_plan_entry_expands_its_axes_in_order_and_seeds_last(ex, tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[names]\nt = "builtin:x"\n\n[[run]]\nname = "g/{a}-{b}"\ncommand = "extract --target {t} --q {a}"\n'
+                    'each.a = [1, 2]\neach.b = ["u", "v"]\nseeds = [0, 5]\n\n'
+                    '[[run]]\nname = "icons"\ncommand = "extract --target {icons}"\nneeds = "icons"\n')
+    runs = ex.plan(None, plan)
+    assert [e.name for e in runs] == [f"g/{a}-{b}/seed{s}" for a in (1, 2) for b in "uv" for s in (0, 5)]
+    assert runs[1].args == ("extract", "--target", "builtin:x", "--q", "1", "--seed", "5")
+    assert [e.args[2] for e in ex.plan("some/folder", plan)][-1] == "some/folder"

@@ -1,15 +1,16 @@
-"""Run the README's experiments against the default (fast) thief, with seeds, and tabulate mean and spread.
+"""Run the results pages' studies (plan.toml) with seeds, and tabulate mean and spread.
 
-Every experiment is one `faststeal` command writing its own run folder under --root. A finished run (its
-metrics.json written with the same settings) is skipped, and an interrupted one resumes (the commands
-reuse their query sets and attack checkpoints), so this script can be stopped and started again at will.
+Every experiment is one `faststeal` command, planned declaratively in plan.toml, writing its own run folder
+under --root. A finished run (its metrics.json written with the same settings) is skipped, and an interrupted
+one resumes (the commands reuse their query sets and attack checkpoints), so this script can be stopped and
+started again at will.
 Runs are sequential within one process. On 2 cores, two processes with `--threads 1` and different `--only`
 prefixes finish sooner than one with both threads (README, "Sharing the CPU"); never two on one name.
 
-    python scripts/experiments.py --list                      # what would run, and what is done
-    python scripts/experiments.py --only pairs/pggan-fast     # one group (a prefix of the names)
-    python scripts/experiments.py --summary                   # tables from what has finished
-    python scripts/experiments.py                             # everything (many hours on 2 cores)
+    python experiments/run.py --list                      # what would run, and what is done
+    python experiments/run.py --only pairs/pggan-fast     # one group (a prefix of the names)
+    python experiments/run.py --summary                   # tables from what has finished
+    python experiments/run.py                             # everything (many hours on 2 cores)
 
 The summary (experiments.md and experiments.json under --root) gives, for every group of seeds, the mean and
 the sample standard deviation of fidelity and accuracy, and the FID floor at the same n; for a defense setting
@@ -18,27 +19,20 @@ run at several seeds, its change against the same seed's undefended thief with a
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shlex
 import statistics
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-PGGAN, SNGAN = "builtin:pggan-fmnist32", "builtin:sngan-fmnist32"
-SEEDS3 = (0, 1, 2)
-DEFAULT_QUERIES = 10000                          # faststeal extract --queries default
-TRANSFER_TARGET_KIMG = 100                       # the built-in targets trained 400 kimg; a quarter fits a CPU day
-SWEEP_IMAGES_KIMG = 60                           # the image-only sweep's length (the default is 80 since; its
-                                                 # finished runs stay valid because it is given explicitly)
+PLAN = Path(__file__).with_name("plan.toml")     # what runs: every study of the results pages
 UTILITY_NOISE = 2.0                              # FID points: below this a utility change gets no ratio
-ICONS_TARGET = ("--arch", "pggan", "--resolution", "64", "--width", "64", "--batch", "32", "--kimg", "200",
-                "--phase-kimg", "6")         # a PGGAN grown 4 -> 64 px: ~30 min with 2 threads on a 2-core CPU
-ACCURACY_BASE_KIMG = 60                          # + a third of it on real data = the default 80
 SEEDED_DEFENSES = "defend-seeds"                 # defend runs at more seeds, summarised as paired differences
-SEEDED_SETTING = "anchors:mix=0.5"
 
 
 @dataclass(frozen=True)
@@ -57,82 +51,21 @@ class PlannedRun:
         return self.name.rsplit("/", 1)[0]
 
 
-def _extract(name, target, *extra, seeds=(0,)):
-    return [PlannedRun(f"{name}/seed{s}", ("extract", "--target", target, *extra, "--seed", str(s)))
-            for s in seeds]
-
-
-def plan(icons: str | None) -> list[PlannedRun]:
-    """All experiments, in the order they run (the cheap, most-cited ones first)."""
+def plan(icons: str | None, path: Path = PLAN) -> list[PlannedRun]:
+    """The runs plan.toml describes, in its order (the file's header says how an entry expands)."""
+    spec = tomllib.loads(Path(path).read_text())
+    names = spec.get("names", {})
     out: list[PlannedRun] = []
-    for knowledge in ("images", "latents"):
-        k = ("--knowledge", knowledge)
-        # 1. Four pairs (+ the default attack): three seeds for PGGAN-on-PGGAN with the default attack.
-        out += _extract(f"pairs/pggan-fast-{knowledge}", PGGAN, *k, seeds=SEEDS3)
-        out += _extract(f"pairs/sngan-fast-{knowledge}", SNGAN, *k)
-        for target, tname in ((PGGAN, "pggan"), (SNGAN, "sngan")):
-            for attack in ("pggan", "sngan"):
-                out += _extract(f"pairs/{tname}-{attack}-{knowledge}", target, "--attack", attack, *k)
-    for knowledge in ("images", "latents"):
-        # 2. Query sweep; three seeds at 1K and 10K.
-        for q in (300, 1000, 3000, 10000, 30000):
-            seeds = SEEDS3 if q in (1000, 10000) else (0,)
-            length = ("--attack-kimg", str(SWEEP_IMAGES_KIMG)) if knowledge == "images" else ()
-            if q == DEFAULT_QUERIES and not length:   # the pair's command: one run serves both tables
-                out += [PlannedRun(f"sweep/{knowledge}/q{q}/seed{s}", e.args, folder=e.name)
-                        for s, e in zip(seeds, _extract(f"pairs/pggan-fast-{knowledge}", PGGAN,
-                                                        "--knowledge", knowledge, seeds=seeds))]
-                continue
-            out += _extract(f"sweep/{knowledge}/q{q}", PGGAN, "--queries", str(q), "--knowledge", knowledge, *length,
-                            seeds=seeds)
-    # 3. Accuracy extraction: real data held by the adversary, and the target's discriminator.
-    # The thief trains ACCURACY_BASE_KIMG on queries, then fine-tunes a third of that on real data: base +
-    # fine-tuning is the default length, so the pair's row (queries only, default length) is the
-    # compute-matched control.
-    for k in (100, 1000):
-        out += _extract(f"accuracy/real{k}", PGGAN, "--real", "fashion-mnist", "--real-count", str(k),
-                        "--attack-kimg", str(ACCURACY_BASE_KIMG), seeds=SEEDS3)
-    out += _extract("accuracy/drs", PGGAN, "--target-discriminator")
-    # 4. Defenses against the default thief, two strengths per family, every family against both thieves. The
-    # first strengths are those of the 30-kimg table (noise at its middle one), so the two tables compare
-    # directly. The second is milder for the image side (the first cost users 33-94 FID points: is there a cheap
-    # setting that costs the thief more?) and stronger for the latent remappings (the first cost nobody
-    # anything). Each setting is one 80-kimg attack; a rerun reuses every stored setting (keyed on all its
-    # inputs), so adding a strength trains only that one. The latent side comes first: its single strength left
-    # a lead against the image-only thief to confirm.
-    latent_side = ("anchors:mix=1,0.5", "region:keep=0.5,0.25", "truncate:psi=1,threshold=1,0.5")
-    image_side = ("jpeg:quality=20,50", "noise:sigma=0.1,0.05", "blur:sigma=1,0.5")
-    defenses = {knowledge: latent_side + image_side for knowledge in ("images", "latents")}
-    # adv: one step of Inception gradients per served image (~22 min per 10,000 queries on a 2-core CPU), so
-    # against the image-only thief only.
-    defenses["images"] += ("adv:steps=1,eps=8,4",)
-    for knowledge, chosen in defenses.items():
-        args = ["defend", "--target", PGGAN, "--knowledge", knowledge]
-        for d in chosen:
-            args += ["--defense", d]
-        out.append(PlannedRun(f"defend/{knowledge}/seed0", tuple(args)))
-    # 4b. The table's lead (anchors at half strength: a thief's large loss for a small utility cost at seed 0),
-    # at two more seeds. Each run trains its own undefended thief at the same seed, so the effect is a paired
-    # difference per seed (seed 0 is the run above), free of the seed-to-seed spread of the baseline.
-    for knowledge in defenses:
-        out += [PlannedRun(f"{SEEDED_DEFENSES}/{knowledge}/seed{s}",
-                           ("defend", "--target", PGGAN, "--knowledge", knowledge, "--defense", SEEDED_SETTING,
-                            "--seed", str(s))) for s in SEEDS3[1:]]
-    # 5. Transfer: a target that never saw classes 7-9, stolen, then fine-tuned to 7-9 vs trained from scratch.
-    target = "transfer/target-classes0to6"
-    out.append(PlannedRun(f"{target}/seed0", ("train-target", "--classes", ",".join(map(str, range(7))),
-                                             "--kimg", str(TRANSFER_TARGET_KIMG), "--resume")))
-    stolen = "transfer/stolen-images"
-    out.append(PlannedRun(f"{stolen}/seed0", ("extract", "--target", f"@{target}/seed0/target.pt", "--seed", "0")))
-    out.append(PlannedRun("transfer/to-classes7to9/seed0",
-                          ("transfer", "--source", f"@{stolen}/seed0/attack.pt", "--data", "fashion-mnist",
-                           "--classes", "7,8,9", "--kimg", "20", "--fid-n", "2000")))
-    # 6. A 64x64 RGB image-folder target trained here, then stolen at both knowledge levels, one seed each.
-    if icons:
-        target = "icons64/target"
-        out.append(PlannedRun(f"{target}/seed0", ("train-target", "--data", icons, *ICONS_TARGET, "--resume")))
-        for knowledge in ("images", "latents"):
-            out += _extract(f"icons64/{knowledge}", f"@{target}/seed0/target.pt", "--knowledge", knowledge)
+    for entry in spec["run"]:
+        if entry.get("needs") == "icons" and not icons:
+            continue
+        axes = entry.get("each", {})
+        for combo in itertools.product(*axes.values()):
+            values = {**names, "icons": icons, **dict(zip(axes, combo))}
+            name, args = entry["name"].format(**values), shlex.split(entry["command"].format(**values))
+            for seed in entry.get("seeds", [0]):
+                folder = entry["folder"].format(**values, seed=seed) if "folder" in entry else None
+                out.append(PlannedRun(f"{name}/seed{seed}", (*args, "--seed", str(seed)), folder=folder))
     return out
 
 

@@ -17,8 +17,8 @@ al., ICCV 2021) under the same budget, so the choice between them is made by mea
 
 Every stage is stored in --out keyed by its settings and reused on a rerun (it resumes after an interruption).
 
-    python scripts/learned_mark.py --key owner-demo-key --out runs/learned-mark --threads 1
-    python scripts/learned_mark.py ... --innocent runs/verify-eval/members/fast-trained-on-10k-real-images/model.pt
+    python experiments/learned_mark.py --key owner-demo-key --out runs/learned-mark --threads 1
+    python experiments/learned_mark.py ... --innocent runs/verify-eval/members/fast-trained-on-10k-real-images/model.pt
 """
 from __future__ import annotations
 

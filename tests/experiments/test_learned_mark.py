@@ -1,4 +1,4 @@
-"""scripts/learned_mark.py: the learned mark's pixel budget, that its coder learns, and its exact null."""
+"""experiments/learned_mark.py: the learned mark's pixel budget, that its coder learns, and its exact null."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 
 @pytest.fixture(scope="module")
 def lm(load_script):
-    return load_script("learned_mark")
+    return load_script("experiments/learned_mark")
 
 
 def _images(n=64, res=16, seed=0):
