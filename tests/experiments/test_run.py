@@ -230,7 +230,8 @@ def test_every_planned_command_parses_with_the_cli(ex, tmp_path):
 
 def test_a_plan_entry_expands_its_axes_in_order_and_seeds_last(ex, tmp_path):
     plan = tmp_path / "plan.toml"
-    plan.write_text('[names]\nt = "builtin:x"\n\n[[run]]\nname = "g/{a}-{b}"\ncommand = "extract --target {t} --q {a}"\n'
+    plan.write_text('[names]\nt = "builtin:x"\n\n'
+                    '[[run]]\nname = "g/{a}-{b}"\ncommand = "extract --target {t} --q {a}"\n'
                     'each.a = [1, 2]\neach.b = ["u", "v"]\nseeds = [0, 5]\n\n'
                     '[[run]]\nname = "icons"\ncommand = "extract --target {icons}"\nneeds = "icons"\n')
     runs = ex.plan(None, plan)
