@@ -7,7 +7,7 @@ Every variant spends the same query budget, so their accuracies are directly com
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from faststeal.attack import drs, queryset
@@ -20,6 +20,7 @@ from faststeal.evaluate import real_data_for
 from faststeal.report import RunFolder, fmt, markdown_table
 from faststeal.sampling import generate
 from faststeal.targets import open_target
+from faststeal.train import TrainConfig
 
 from .experiment import Experiment, flat_measures
 from .options import AttackOptions, ExtractOptions, attack_config, knowledge_settings
@@ -48,8 +49,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     target_cfg = exp.config
     res, ch = target_cfg["resolution"], target_cfg["channels"]
     if opts.knowledge == "latents" and not oracle.accepts_latents:
-        raise DataError(f"{opts.target}: this target does not accept latent codes; "
-                                 f"use --knowledge images")
+        raise DataError(f"{opts.target}: this target does not accept latent codes; use --knowledge images")
     qdir = Path(opts.query_set) if opts.query_set else run.file("queries")
     queryset.collect(oracle, qdir, opts.queries, target=opts.target, progress=opts.progress,
                      knowledge=opts.knowledge)
@@ -58,8 +58,8 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     # 2. Fidelity extraction: an attack GAN trained on the queries alone (distilled on the pairs when the
     #    adversary chose the codes), with its fidelity probed along the way.
     distilling = opts.knowledge == "latents"
-    latent = knowledge_settings(opts, target_cfg).get("latent_dim")
-    base_cfg = attack_config(opts, res, ch, opts.attack_kimg, **knowledge_settings(opts, target_cfg))
+    knowing = knowledge_settings(opts, target_cfg)
+    base_cfg = attack_config(opts, res, ch, opts.attack_kimg, **knowing)
     probe = None
     if opts.curve_n and not remote:     # the curve samples the target itself
         probe = FidelityProbe(exp.loaded.generator, opts.curve_n, real=_real_or_none(target_cfg, opts))
@@ -85,37 +85,11 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
         run.write(plot_curves, {f"{opts.attack} ({opts.knowledge})": trained["curve"]}, probe.reference,
                   run.file("curve.png"), title=f"extraction of {opts.target}")
 
-    # 4. Accuracy extraction, same budget.
-    real_subset = None
-    if opts.real and opts.real_count > 0:
-        real_subset = adversary_real_subset(opts.real, opts.real_count, res, ch, opts.seed,
-                                            classes=(target_cfg.get("extra") or {}).get("classes")
-                                            if opts.real == target_cfg.get("data_source") else None)
-        ft_kimg = opts.finetune_kimg if opts.finetune_kimg is not None else opts.attack_kimg / 3
-        ft = train_attack(attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1, latent_dim=latent),
-                          real_subset, run.file("attack-finetuned.pt"), init_from=attack_ckpt,
-                          progress=opts.progress)["checkpoint"]
-        variants.append({"variant": f"+ fine-tune on {opts.real_count} real", **exp.measure(ft),
-                         "train_images": opts.real_count})
-        mixed = concat_sets(queries, real_subset)
-        mx = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2, latent_dim=latent), mixed,
-                          run.file("attack-mixed.pt"), progress=opts.progress)["checkpoint"]
-        variants.append({"variant": f"queries + {opts.real_count} real", **exp.measure(mx),
-                         "train_images": len(mixed)})
-    if opts.target_discriminator:
-        target_d = target.discriminator()
-        scores = drs.discriminator_scores(target_d, queries.images)
-        if real_subset is not None:
-            a, b = drs.calibrate_logistic(drs.discriminator_scores(target_d, real_subset.images), scores)
-            logits, calibration = a * scores + b, f"logistic on {opts.real_count} real images"
-        else:
-            logits, calibration = drs.standardise(scores), "standardised scores (no real data)"
-        keep = drs.rejection_sample(logits, rate=opts.drs_rate, seed=opts.seed)
-        kept = ImageSet(queries.images[keep], None, f"{queries.fingerprint}:drs:{opts.drs_rate}", "drs")
-        dr = train_attack(attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3, latent_dim=latent), kept,
-                          run.file("attack-drs.pt"), progress=opts.progress)["checkpoint"]
-        variants.append({"variant": f"DRS with target D (kept {len(keep)}/{len(queries)})", **exp.measure(dr),
-                         "train_images": len(keep), "calibration": calibration})
+    # 4. Accuracy extraction, same budget: each variant one more attack GAN, measured like the first.
+    for v in accuracy_variants(opts, target, queries, attack_ckpt, knowing.get("latent_dim")):
+        checkpoint = train_attack(v.config, v.data, run.file(v.file), init_from=v.init_from,
+                                  progress=opts.progress)["checkpoint"]
+        variants.append({"variant": v.label, **exp.measure(checkpoint), "train_images": len(v.data), **v.notes})
     metrics["variants"] = variants
 
     # 5. Pictures and report.
@@ -143,6 +117,52 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
                          f"![curve](curve.png)"))
     run.write_report(f"Extraction of {opts.target} with a {opts.attack} attack", sections)
     return metrics
+
+
+@dataclass
+class AccuracyVariant:
+    """One attack GAN of the accuracy-extraction table: what it trains on, how, and what the row adds."""
+
+    label: str
+    data: ImageSet
+    config: TrainConfig
+    file: str                            # in the run folder
+    init_from: Path | None = None        # fine-tuning starts from the fidelity thief's checkpoint
+    notes: dict = field(default_factory=dict)
+
+
+def accuracy_variants(opts: ExtractOptions, target, queries: ImageSet, attack_ckpt: Path,
+                      latent: int | None) -> list[AccuracyVariant]:
+    """What a stronger adversary trains besides the fidelity thief, same query budget: with real data, a
+    fine-tuned copy and a copy trained on queries + real images; with the target's discriminator, a copy
+    trained on the queries it accepts (rejection sampling, calibrated on the real images when there are any)."""
+    cfg, (res, ch) = target.config, (target.resolution, target.channels)
+    out, real_subset = [], None
+    if opts.real and opts.real_count > 0:
+        same_data = opts.real == cfg.get("data_source")
+        real_subset = adversary_real_subset(opts.real, opts.real_count, res, ch, opts.seed,
+                                            classes=(cfg.get("extra") or {}).get("classes") if same_data else None)
+        ft_kimg = opts.finetune_kimg if opts.finetune_kimg is not None else opts.attack_kimg / 3
+        out.append(AccuracyVariant(f"+ fine-tune on {opts.real_count} real", real_subset,
+                                   attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1, latent_dim=latent),
+                                   "attack-finetuned.pt", init_from=attack_ckpt))
+        out.append(AccuracyVariant(f"queries + {opts.real_count} real", concat_sets(queries, real_subset),
+                                   attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2, latent_dim=latent),
+                                   "attack-mixed.pt"))
+    if opts.target_discriminator:
+        target_d = target.discriminator()
+        scores = drs.discriminator_scores(target_d, queries.images)
+        if real_subset is not None:
+            a, b = drs.calibrate_logistic(drs.discriminator_scores(target_d, real_subset.images), scores)
+            logits, calibration = a * scores + b, f"logistic on {opts.real_count} real images"
+        else:
+            logits, calibration = drs.standardise(scores), "standardised scores (no real data)"
+        keep = drs.rejection_sample(logits, rate=opts.drs_rate, seed=opts.seed)
+        kept = ImageSet(queries.images[keep], None, f"{queries.fingerprint}:drs:{opts.drs_rate}", "drs")
+        out.append(AccuracyVariant(f"DRS with target D (kept {len(keep)}/{len(queries)})", kept,
+                                   attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3, latent_dim=latent),
+                                   "attack-drs.pt", notes={"calibration": calibration}))
+    return out
 
 
 def _length(m: dict) -> str:
