@@ -76,7 +76,7 @@ class FriendlyGroup(click.Group):
 def main(ctx):
     """faststeal: steal a GAN through its outputs, measure fidelity and accuracy, test defenses.
 
-    Every command also runs under `torchrun --nproc_per_node K -m faststeal ...` (see README, Scaling out).
+    Every command also runs under `torchrun --nproc_per_node K -m faststeal ...` (docs/guides/torchrun.md).
     """
     # Warnings reach CLI users as one plain line, not with the source line that raised them.
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"

@@ -125,8 +125,11 @@ class Charge:
 
 
 def db_url(text: str) -> str:
-    """A path (SQLite file) or a full SQLAlchemy URL."""
+    """A path (SQLite file) or a full SQLAlchemy URL; a plain postgresql:// URL gets the psycopg (3) driver,
+    the one the [postgres] extra installs (SQLAlchemy would otherwise look for psycopg2)."""
     text = str(text)
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 
 

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
-from faststeal.serve.ledger import Ledger, LedgerError  # noqa: E402
+from faststeal.serve.ledger import Ledger, LedgerError, db_url  # noqa: E402
 from faststeal.serve.report import usage_over_time  # noqa: E402
 
 
@@ -207,3 +207,10 @@ def test_the_same_ledger_code_runs_on_postgresql():
     finally:
         subprocess.run(stop, capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_database_url_names_the_driver_the_postgres_extra_installs(tmp_path):
+    assert db_url("postgresql://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
+    assert db_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert db_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"    # an explicit driver is kept
+    assert db_url(tmp_path / "l.sqlite") == f"sqlite:///{(tmp_path / 'l.sqlite').resolve()}"
