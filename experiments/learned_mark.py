@@ -1,7 +1,7 @@
 """Does a learned watermark survive model stealing better than the spread-spectrum mark? A measurement.
 
 The shipped mark (`--defense watermark`) is a fixed keyed pattern in the DCT band; a converged copy carries
-it at z ~ 3 and fine-tuning on 1,000 real images erases it (README, Ownership verification). This script tries
+it at z ~ 3 and fine-tuning on 1,000 real images erases it (docs/results/ownership.md). This script tries
 the other scheme the literature offers (an encoder/decoder pair trained to hide bits, in the spirit of Yu et
 al., ICCV 2021) under the same budget, so the choice between them is made by measurement:
 

@@ -5,7 +5,7 @@ under --root. A finished run (its metrics.json written with the same settings) i
 one resumes (the commands reuse their query sets and attack checkpoints), so this script can be stopped and
 started again at will.
 Runs are sequential within one process. On 2 cores, two processes with `--threads 1` and different `--only`
-prefixes finish sooner than one with both threads (README, "Sharing the CPU"); never two on one name.
+prefixes finish sooner than one with both threads (docs/results/speed.md, "Sharing the CPU"); never two on one name.
 
     python experiments/run.py --list                      # what would run, and what is done
     python experiments/run.py --only pairs/pggan-fast     # one group (a prefix of the names)

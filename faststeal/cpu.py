@@ -1,9 +1,9 @@
 """CPU thread policy: how many threads torch uses, adapted to what other processes take from the cores.
 
 Two torch processes that each run one thread per core on the same cores fight: OpenMP threads wait for
-descheduled siblings at every parallel region. Measured on the 2-core CPU (README, "Sharing the CPU"): two
-trainings with 2 threads each ran at 28-36 img/s where one alone ran at 109-141 img/s, and at ~75 img/s each
-with one thread each. The passive OpenMP wait policy did not help and cost 0-15% alone, so it is not set.
+descheduled siblings at every parallel region, and two jobs with one thread each finish sooner than two
+with all threads each; the passive OpenMP wait policy does not help (measurements: docs/results/speed.md,
+"Sharing the CPU"), so it is not set.
 
 So, unless the user pins ``--threads``, a ``ThreadGovernor`` watches the cores: every few seconds it measures
 how much CPU other processes used (system-wide busy time minus this process's own) and sets torch's threads

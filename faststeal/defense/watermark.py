@@ -1,8 +1,8 @@
 """Keyed watermark: add the owner's band-limited pattern to every served image (see faststeal.ownership).
 
 The pattern is modulated by the image itself, x + strength * P * x / 255: bright pixels carry it in full,
-black ones not at all. An additive pattern spread over Fashion-MNIST's black background cost 8 FID points at
-4 levels RMS (README, "Ownership verification"); on the garment the same energy is far less visible.
+black ones not at all: an additive pattern spread over a black background is visible where the same energy
+on the garment is not (its utility cost is measured in docs/results/ownership.md).
 
 Not meant to hurt the thief: meant to survive in the thief's copy, so that ``faststeal verify`` can later
 show the copy learned from these images. The key never leaves the owner: the served images are plain uint8

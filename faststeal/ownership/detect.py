@@ -5,8 +5,7 @@ owner's unmarked target when given (``reference``), projected onto the band of t
 then z = sum_i s_i c_i / |c| with the key's signs s. The mark is served multiplied by the image,
 x * (1 + strength * P / 255), so x^4 carries about four times the relative mark and weights each pixel by its
 brightness cubed: copies learn the mark on bright garments and hardly on dark ones, and the plain mean
-(power 1) drowned the bright pixels' mark in the dark ones' errors. Measured on two converged copies at
-strength 6: z 2.92 -> 4.62 and 2.00 -> 4.71 (README, "Ownership verification").
+(power 1) drowned the bright pixels' mark in the dark ones' errors (the comparison: docs/results/ownership.md).
 
 For a key the suspect never saw, the signs are independent of c, so z has mean 0 and variance exactly 1
 over keys (a Rademacher sum with weights c/|c|) and is close to normal when no single coefficient dominates.

@@ -18,11 +18,9 @@ from faststeal.targets import Hints, TargetError, detect_kind
 from faststeal.targets.oracle import LatentPrior
 from faststeal.train import TrainConfig
 
-# How long the thief trains, for every attack and knowledge level. Why 80: docs/results/extraction.md
-# ("Why 80 kimg for images") has the seeds behind it. When neither length is given, each attack GAN also stops
-# after DEFAULT_MINUTES of training, so that a run ends in a predictable time on any machine: on the 2-core
-# CPU the 32x32 thieves reach 80 kimg in 4-9 minutes (the cap decides, as before) and the 64x64 RGB thief
-# about 51 kimg in 20 (its curve has flattened there); see docs/results/extraction.md, "How long".
+# How long the thief trains, for every attack and knowledge level. When neither length is given, each attack
+# GAN also stops after DEFAULT_MINUTES of training, so that a run ends in a predictable time on any machine.
+# The measurements behind both numbers: docs/results/extraction.md ("Why 80 kimg for images", "How long").
 DEFAULT_ATTACK_KIMG = 80.0
 DEFAULT_MINUTES = 20.0
 
