@@ -1,10 +1,17 @@
 """GAN objectives: WGAN-GP with drift (PGGAN), hinge (SNGAN), non-saturating logistic with R1 (fast thief).
 
 Each function returns a scalar loss to minimise plus nothing else; the training loop owns the optimisers.
+An ``Objective`` pairs one recipe's critic and generator losses (``objective(kind, ...)``), so the loop
+calls the same two methods whatever the recipe.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
+
+R1_EVERY = 16          # lazy R1: penalise every 16th critic step, scaled by 16 (Karras et al. 2020)
 
 
 def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, *, generator=None, eps=None,
@@ -84,3 +91,58 @@ def perceptual_distance(features, student: torch.Tensor, teacher: torch.Tensor) 
         b = b / (b.norm(dim=1, keepdim=True) + 1e-8)
         total = total + (a - b).pow(2).sum(dim=1).mean()
     return total
+
+
+@dataclass(frozen=True)
+class WGANGP:
+    """PGGAN's critic: Wasserstein loss, gradient penalty at interpolates and the drift term."""
+
+    gp_lambda: float = 10.0
+    drift: float = 0.001
+
+    def critic_loss(self, D, real, fake, d_real, d_fake, *, draw_eps: Callable, critic_step: int, **d_kwargs):
+        """``draw_eps(dtype)``: the interpolation weights of this rank's part of the batch."""
+        gp = gradient_penalty(D, real, fake, eps=draw_eps(real.dtype), **d_kwargs)
+        return wgan_gp_d_loss(d_real, d_fake, gp, gp_lambda=self.gp_lambda, drift=self.drift)
+
+    def generator_loss(self, d_fake):
+        return wgan_g_loss(d_fake)
+
+
+@dataclass(frozen=True)
+class Hinge:
+    """SNGAN's hinge loss."""
+
+    def critic_loss(self, D, real, fake, d_real, d_fake, *, draw_eps: Callable, critic_step: int, **d_kwargs):
+        return hinge_d_loss(d_real, d_fake)
+
+    def generator_loss(self, d_fake):
+        return hinge_g_loss(d_fake)
+
+
+@dataclass(frozen=True)
+class LogisticR1:
+    """The fast thief's non-saturating logistic loss with lazy R1 on real images (every R1_EVERY-th critic
+    step, scaled by R1_EVERY)."""
+
+    r1_gamma: float = 0.1
+
+    def critic_loss(self, D, real, fake, d_real, d_fake, *, draw_eps: Callable, critic_step: int, **d_kwargs):
+        loss = logistic_d_loss(d_real, d_fake)
+        if self.r1_gamma > 0 and critic_step % R1_EVERY == 0:
+            loss = loss + (self.r1_gamma / 2 * R1_EVERY) * r1_penalty(D, real, **d_kwargs)
+        return loss
+
+    def generator_loss(self, d_fake):
+        return logistic_g_loss(d_fake)
+
+
+OBJECTIVES = {"wgan-gp": WGANGP, "hinge": Hinge, "logistic-r1": LogisticR1}
+
+
+def objective(kind: str, *, gp_lambda: float = 10.0, drift: float = 0.001, r1_gamma: float = 0.0):
+    """The objective named ``kind`` ("wgan-gp", "hinge", "logistic-r1") with its weights."""
+    if kind not in OBJECTIVES:
+        raise ValueError(f"loss must be one of {', '.join(OBJECTIVES)}, got {kind!r}")
+    weights = {"wgan-gp": {"gp_lambda": gp_lambda, "drift": drift}, "logistic-r1": {"r1_gamma": r1_gamma}}
+    return OBJECTIVES[kind](**weights.get(kind, {}))

@@ -42,7 +42,6 @@ ARCH_DEFAULTS = {
     "fast": dict(lr=2e-3, betas=(0.0, 0.99), n_dis=1, loss="logistic-r1", r1_gamma=0.1, augment="translation",
                  ema_rampup=0.05),
 }
-R1_EVERY = 16          # lazy R1: penalise every 16th critic step, scaled by 16 (Karras et al. 2020)
 
 
 class TrainingDiverged(FaststealError, RuntimeError):
@@ -90,13 +89,13 @@ class TrainConfig:
 RESUMABLE_CHANGES = ("kimg", "snapshot_kimg", "minutes", "extra")
 
 
-def pggan_schedule(kimg: float, resolution: int, total_kimg: float, phase_kimg: float | None):
-    """(level, alpha) of progressive growing after ``kimg`` thousand images.
+def pggan_schedule(kimg: float, levels: int, total_kimg: float, phase_kimg: float | None):
+    """(level, alpha) of progressive growing after ``kimg`` thousand images, for a PGGAN of ``levels``
+    resolutions (models.pggan.level_count).
 
     Level 0 (4x4) is stable for one phase; each higher level fades in over one phase then trains stable
     for one. The final level keeps training after its stable phase until ``total_kimg``.
     """
-    levels = level_count(resolution)
     if phase_kimg is None:
         phase_kimg = total_kimg / (2 * levels)        # the final resolution gets at least 1.5 phases
     if kimg < phase_kimg:
@@ -183,6 +182,9 @@ class Trainer:
         self.config = config
         self.settings = config.resolved()
         self.augment = augment.parse_policy(self.settings["augment"])
+        self.objective = losses.objective(self.settings["loss"], gp_lambda=config.gp_lambda, drift=config.drift,
+                                          r1_gamma=self.settings["r1_gamma"])
+        self.levels = level_count(config.resolution) if config.arch == "pggan" else None   # progressive growing
         self.data = data
         self.checkpoint_path = Path(checkpoint_path)
         self.run_dir = Path(run_dir) if run_dir else None
@@ -235,8 +237,8 @@ class Trainer:
         if self.config.arch != "pggan":
             return None, 1.0
         if not self.config.grow:
-            return level_count(self.config.resolution) - 1, 1.0
-        return pggan_schedule(self.kimg, self.config.resolution, self.config.kimg, self.config.phase_kimg)
+            return self.levels - 1, 1.0
+        return pggan_schedule(self.kimg, self.levels, self.config.kimg, self.config.phase_kimg)
 
     # ----- one iteration --------------------------------------------------------------------------
     def _slice(self, global_draw: torch.Tensor) -> torch.Tensor:
@@ -261,6 +263,10 @@ class Trainer:
     def out_of_time(self) -> bool:
         return bool(self.config.minutes) and self.train_seconds >= self.config.minutes * 60
 
+    def _interpolation_weights(self, dtype: torch.dtype) -> torch.Tensor:
+        """WGAN-GP's interpolation weights, drawn for the global batch from the shared stream."""
+        return self._slice(torch.rand(self.config.batch, 1, 1, 1, dtype=dtype))
+
     def _latents(self) -> torch.Tensor:
         return self._slice(torch.randn(self.config.batch, self.config.latent_dim))
 
@@ -270,7 +276,6 @@ class Trainer:
             return self._regression_step()
         level, alpha = self.level_alpha()
         kw = {} if level is None else {"level": level, "alpha": alpha}
-        loss_kind = self.settings["loss"]
         self.G.train()
         self.D.train()
         G, D = self.G_train, self.D_train
@@ -286,18 +291,8 @@ class Trainer:
                 fake = self.G(codes, **kw)
             d_real = D(augment.diff_augment(real, self.augment), **kw)
             d_fake = D(augment.diff_augment(fake, self.augment), **kw)
-            if loss_kind == "wgan-gp":
-                eps = self._slice(torch.rand(self.config.batch, 1, 1, 1, dtype=real.dtype))
-                gp = losses.gradient_penalty(D, real, fake, eps=eps, **kw)
-                loss_d = losses.wgan_gp_d_loss(d_real, d_fake, gp, gp_lambda=self.config.gp_lambda,
-                                               drift=self.config.drift)
-            elif loss_kind == "hinge":
-                loss_d = losses.hinge_d_loss(d_real, d_fake)
-            else:
-                loss_d = losses.logistic_d_loss(d_real, d_fake)
-                if self.settings["r1_gamma"] > 0 and self.d_steps % R1_EVERY == 0:
-                    r1 = losses.r1_penalty(D, real, **kw)
-                    loss_d = loss_d + (self.settings["r1_gamma"] / 2 * R1_EVERY) * r1
+            loss_d = self.objective.critic_loss(D, real, fake, d_real, d_fake, draw_eps=self._interpolation_weights,
+                                                critic_step=self.d_steps, **kw)
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
@@ -310,12 +305,7 @@ class Trainer:
             codes = self._latents()
         fake = G(codes, **kw)
         d_fake = self.D(augment.diff_augment(fake, self.augment), **kw)
-        if loss_kind == "wgan-gp":
-            loss_g = losses.wgan_g_loss(d_fake)
-        elif loss_kind == "hinge":
-            loss_g = losses.hinge_g_loss(d_fake)
-        else:
-            loss_g = losses.logistic_g_loss(d_fake)
+        loss_g = self.objective.generator_loss(d_fake)
         if paired:
             if level is not None:
                 target = downscale_reals(target, level, alpha)
@@ -422,9 +412,8 @@ class Trainer:
                 raise CheckpointError(f"{path}: was trained with {key}={then}, now {key}={now}; "
                                       f"use the same options to resume")
         if self.settings["arch"] == "pggan" and self.config.grow:     # the phases that were run, not the option
-            levels = level_count(self.config.resolution)
-            then = stored.get("phase_kimg") or stored["kimg"] / (2 * levels)
-            now = self.config.phase_kimg or self.config.kimg / (2 * levels)
+            then = stored.get("phase_kimg") or stored["kimg"] / (2 * self.levels)
+            now = self.config.phase_kimg or self.config.kimg / (2 * self.levels)
             if abs(then - now) > 1e-9:
                 raise CheckpointError(f"{path}: its growth phases last {then:g} kimg, the new length would make "
                                       f"them {now:g}; pass --phase-kimg {then:g} to train it longer")

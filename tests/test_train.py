@@ -19,7 +19,7 @@ def config(arch, **kw):
 
 
 def test_pggan_schedule_phases():
-    sched = [pggan_schedule(k, 32, 100, 10) for k in (0, 9.9, 10, 15, 20, 29, 30, 35, 40, 55, 99)]
+    sched = [pggan_schedule(k, 4, 100, 10) for k in (0, 9.9, 10, 15, 20, 29, 30, 35, 40, 55, 99)]
     assert sched[0] == (0, 1.0) and sched[1] == (0, 1.0)
     assert sched[2] == (1, 0.0) and sched[3] == (1, 0.5) and sched[4] == (1, 1.0)
     assert sched[6] == (2, 0.0) and sched[7] == (2, 0.5) and sched[8] == (2, 1.0)

@@ -4,25 +4,26 @@ from __future__ import annotations
 from .pggan import PGGANDiscriminator, PGGANGenerator
 from .sngan import SNGANDiscriminator, SNGANGenerator
 
-# "fast" is the default thief: PGGAN's equalized-LR networks trained at full resolution with another recipe
-# (see faststeal.train.ARCH_DEFAULTS); its checkpoints load like any other.
-ARCHS = ("pggan", "sngan", "fast")
+# arch -> (generator class, discriminator class). "fast" is the default thief: PGGAN's equalized-LR networks
+# trained at full resolution with another recipe (see faststeal.train.ARCH_DEFAULTS); its checkpoints load
+# like any other.
+NETWORKS = {"pggan": (PGGANGenerator, PGGANDiscriminator), "sngan": (SNGANGenerator, SNGANDiscriminator),
+            "fast": (PGGANGenerator, PGGANDiscriminator)}
+ARCHS = tuple(NETWORKS)
+
+
+def _networks(arch: str) -> tuple[type, type]:
+    if arch not in NETWORKS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    return NETWORKS[arch]
 
 
 def build_generator(arch: str, resolution: int, channels: int, latent_dim: int, width: int):
-    if arch in ("pggan", "fast"):
-        return PGGANGenerator(resolution, channels, latent_dim, width)
-    if arch == "sngan":
-        return SNGANGenerator(resolution, channels, latent_dim, width)
-    raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    return _networks(arch)[0](resolution, channels, latent_dim, width)
 
 
 def build_discriminator(arch: str, resolution: int, channels: int, width: int):
-    if arch in ("pggan", "fast"):
-        return PGGANDiscriminator(resolution, channels, width)
-    if arch == "sngan":
-        return SNGANDiscriminator(resolution, channels, width)
-    raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    return _networks(arch)[1](resolution, channels, width)
 
 
 __all__ = ["ARCHS", "build_generator", "build_discriminator", "PGGANGenerator", "PGGANDiscriminator",
