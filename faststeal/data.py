@@ -414,3 +414,9 @@ class InfiniteBatches:
     def load_state(self, state: dict) -> None:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._order = self._perm()
+
+
+def concat_sets(a: ImageSet, b: ImageSet) -> ImageSet:
+    """Two image sets as one (labels and codes dropped): e.g. the thief's queries with the real images it holds."""
+    return ImageSet(torch.cat([a.images, b.images]), None, f"{a.fingerprint}+{b.fingerprint}",
+                    f"{a.source}+{b.source}")

@@ -174,6 +174,21 @@ def on_main(fn, *args, **kwargs):
     return value
 
 
+def data_parallel(module: torch.nn.Module) -> torch.nn.Module:
+    """The module gradients flow through during training: DDP-wrapped under torchrun, else itself.
+
+    find_unused_parameters: a growing PGGAN leaves the other levels' layers unused. Buffers are not
+    broadcast: spectral-norm vectors and synced batch-norm statistics evolve identically on every rank.
+    """
+    if world() == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel  # only under torchrun
+
+    on = device()
+    return DistributedDataParallel(module, device_ids=[on.index] if on.type == "cuda" else None,
+                                   find_unused_parameters=True, forward_sync_buffers=False)
+
+
 def shard_range(n: int, rank_: int | None = None, world_: int | None = None) -> tuple[int, int]:
     """[start, stop) of rank's contiguous share of n items; shares differ by at most one and cover n exactly."""
     r = rank() if rank_ is None else rank_

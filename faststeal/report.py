@@ -215,3 +215,11 @@ def line_plot(path, series: dict[str, tuple], xlabel: str, ylabel: str, title: s
     finally:
         plt.close(fig)
 
+
+def flat_measures(row: dict) -> dict:
+    """A measured row with the nested measures flattened for a report's table: the fidelity interval as
+    fidelity_lo/fidelity_hi and the copy's precision, recall, density and coverage against the target."""
+    ci, quality = row.get("fidelity_ci"), row.get("vs_target") or {}
+    flat = {"fidelity_lo": ci[0] if ci else None, "fidelity_hi": ci[1] if ci else None}
+    flat.update({f"copy_{k}": quality.get(k) for k in ("precision", "recall", "density", "coverage")})
+    return {**row, **flat}

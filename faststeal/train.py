@@ -181,6 +181,10 @@ class Trainer:
                              f"expects {config.channels}x{config.resolution}x{config.resolution}")
         self.config = config
         self.settings = config.resolved()
+        self.device = distributed.device()
+        self.world = distributed.world()
+        group = 4 if config.arch == "pggan" else 1       # minibatch-stddev group size of the PGGAN critic
+        self.take = rank_positions(config.batch, distributed.rank(), self.world, group)
         self.augment = augment.parse_policy(self.settings["augment"])
         self.objective = losses.objective(self.settings["loss"], gp_lambda=config.gp_lambda, drift=config.drift,
                                           r1_gamma=self.settings["r1_gamma"])
@@ -189,11 +193,7 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint_path)
         self.run_dir = Path(run_dir) if run_dir else None
         self.progress = progress and distributed.is_main()
-        self.device = distributed.device()
-        self.world = distributed.world()
         self.features = features.to(self.device) if features is not None and config.perceptual > 0 else None
-        group = 4 if config.arch == "pggan" else 1       # minibatch-stddev group size of the PGGAN critic
-        self.take = rank_positions(config.batch, distributed.rank(), self.world, group)
         torch.manual_seed(config.seed)
         self.G = build_generator(config.arch, config.resolution, config.channels, config.latent_dim,
                                  config.width).to(self.device)
@@ -202,7 +202,7 @@ class Trainer:
         lr, betas = self.settings["lr"], tuple(self.settings["betas"])
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)
-        self.G_train, self.D_train = self._data_parallel(self.G), self._data_parallel(self.D)
+        self.G_train, self.D_train = distributed.data_parallel(self.G), distributed.data_parallel(self.D)
         self.batches = InfiniteBatches(data, config.batch, config.seed,
                                        take=self.take if self.world > 1 else None)
         self.images_seen = 0
@@ -213,20 +213,6 @@ class Trainer:
         self.curve: list[dict] = []          # fidelity probes during training (see run(probe=...))
         self.last_losses = {"loss_D": float("nan"), "loss_G": float("nan")}
         self.grid_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
-
-    def _data_parallel(self, module: torch.nn.Module) -> torch.nn.Module:
-        """The module gradients flow through during training: DDP-wrapped under torchrun, else itself.
-
-        find_unused_parameters: a growing PGGAN leaves the other levels' layers unused. Buffers are not
-        broadcast: spectral-norm vectors and synced batch-norm statistics evolve identically on every rank.
-        """
-        if self.world == 1:
-            return module
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True,
-                                       forward_sync_buffers=False)
 
     # ----- schedule -------------------------------------------------------------------------------
     @property

@@ -50,8 +50,8 @@ class FidelityProbe:
         if n < 2:
             raise ValueError(f"the curve needs at least 2 samples per point, got {n}")
         self.n = n
-        self.target = _features(generate(target_generator, n, seed=PROBE_SEED))
-        twin = _features(generate(target_generator, n, seed=FLOOR_SEED))
+        samples = [generate(target_generator, n, seed=seed) for seed in (PROBE_SEED, FLOOR_SEED)]
+        self.target, twin = (_features(images) for images in samples)      # the floor: a second target sample
         self.reference = {"n": n, "fid_floor": _fid(twin, self.target), "kid_floor": _kid(twin, self.target)}
         if real is not None:
             g = torch.Generator().manual_seed(PROBE_SEED)

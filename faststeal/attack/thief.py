@@ -83,8 +83,3 @@ def adversary_real_subset(spec: str, count: int, resolution: int, channels: int,
     return ImageSet(data.images[idx], None, f"{data.fingerprint}:subset:{seed}:{count}", f"{spec}[{count}]")
 
 
-def concat_sets(a: ImageSet, b: ImageSet) -> ImageSet:
-    return ImageSet(torch.cat([a.images, b.images]), None, f"{a.fingerprint}+{b.fingerprint}",
-                    f"{a.source}+{b.source}")
-
-

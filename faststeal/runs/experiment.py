@@ -141,12 +141,3 @@ def _stored_value(path: Path, key: dict, requires: list[Path]) -> dict | None:
         return None
     return {"value": stored["value"]}
 
-
-def flat_measures(row: dict) -> dict:
-    """A measured row with the nested measures flattened for a report's table: the fidelity interval as
-    fidelity_lo/fidelity_hi and the copy's precision, recall, density and coverage against the target."""
-    ci, quality = row.get("fidelity_ci"), row.get("vs_target") or {}
-    flat = {"fidelity_lo": ci[0] if ci else None, "fidelity_hi": ci[1] if ci else None}
-    flat.update({f"copy_{k}": quality.get(k) for k in ("precision", "recall", "density", "coverage")})
-    return {**row, **flat}
-

@@ -12,17 +12,17 @@ from pathlib import Path
 
 from faststeal.attack import drs, queryset
 from faststeal.attack.curve import FidelityProbe, plot_curves
-from faststeal.attack.thief import adversary_real_subset, concat_sets, train_attack
+from faststeal.attack.thief import adversary_real_subset, train_attack
 from faststeal.checkpoint import load_generator
-from faststeal.data import DataError, ImageSet
+from faststeal.data import DataError, ImageSet, concat_sets
 from faststeal.errors import OptionError
 from faststeal.evaluate import real_data_for
-from faststeal.report import RunFolder, fmt, markdown_table
+from faststeal.report import RunFolder, flat_measures, fmt, markdown_table
 from faststeal.sampling import generate
 from faststeal.targets import open_target
 from faststeal.train import TrainConfig
 
-from .experiment import Experiment, flat_measures
+from .experiment import Experiment
 from .options import AttackOptions, ExtractOptions, attack_config, knowledge_settings
 
 # How the copy was trained, recorded in metrics.json (defaults resolved): what the thief's knobs were set to.
@@ -137,17 +137,18 @@ def accuracy_variants(opts: ExtractOptions, target, queries: ImageSet, attack_ck
     fine-tuned copy and a copy trained on queries + real images; with the target's discriminator, a copy
     trained on the queries it accepts (rejection sampling, calibrated on the real images when there are any)."""
     cfg, (res, ch) = target.config, (target.resolution, target.channels)
+    ft_kimg = opts.finetune_kimg if opts.finetune_kimg is not None else opts.attack_kimg / 3
+    finetuned, mixed, rejection = (attack_config(opts, res, ch, kimg, grow=grow, seed_offset=offset, latent_dim=latent)
+                                   for kimg, grow, offset in ((ft_kimg, False, 1), (opts.attack_kimg, True, 2),
+                                                              (opts.attack_kimg, True, 3)))
     out, real_subset = [], None
     if opts.real and opts.real_count > 0:
         same_data = opts.real == cfg.get("data_source")
         real_subset = adversary_real_subset(opts.real, opts.real_count, res, ch, opts.seed,
                                             classes=(cfg.get("extra") or {}).get("classes") if same_data else None)
-        ft_kimg = opts.finetune_kimg if opts.finetune_kimg is not None else opts.attack_kimg / 3
-        out.append(AccuracyVariant(f"+ fine-tune on {opts.real_count} real", real_subset,
-                                   attack_config(opts, res, ch, ft_kimg, grow=False, seed_offset=1, latent_dim=latent),
+        out.append(AccuracyVariant(f"+ fine-tune on {opts.real_count} real", real_subset, finetuned,
                                    "attack-finetuned.pt", init_from=attack_ckpt))
-        out.append(AccuracyVariant(f"queries + {opts.real_count} real", concat_sets(queries, real_subset),
-                                   attack_config(opts, res, ch, opts.attack_kimg, seed_offset=2, latent_dim=latent),
+        out.append(AccuracyVariant(f"queries + {opts.real_count} real", concat_sets(queries, real_subset), mixed,
                                    "attack-mixed.pt"))
     if opts.target_discriminator:
         target_d = target.discriminator()
@@ -159,8 +160,7 @@ def accuracy_variants(opts: ExtractOptions, target, queries: ImageSet, attack_ck
             logits, calibration = drs.standardise(scores), "standardised scores (no real data)"
         keep = drs.rejection_sample(logits, rate=opts.drs_rate, seed=opts.seed)
         kept = ImageSet(queries.images[keep], None, f"{queries.fingerprint}:drs:{opts.drs_rate}", "drs")
-        out.append(AccuracyVariant(f"DRS with target D (kept {len(keep)}/{len(queries)})", kept,
-                                   attack_config(opts, res, ch, opts.attack_kimg, seed_offset=3, latent_dim=latent),
+        out.append(AccuracyVariant(f"DRS with target D (kept {len(keep)}/{len(queries)})", kept, rejection,
                                    "attack-drs.pt", notes={"calibration": calibration}))
     return out
 

@@ -10,10 +10,10 @@ from dataclasses import asdict, replace
 
 from faststeal.attack import queryset
 from faststeal.attack.thief import train_attack
-from faststeal.report import RunFolder, line_plot, markdown_table
+from faststeal.report import RunFolder, flat_measures, line_plot, markdown_table
 from faststeal.targets import open_target
 
-from .experiment import Experiment, flat_measures
+from .experiment import Experiment
 from .options import ExtractOptions, attack_config, knowledge_settings
 
 
