@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from faststeal import losses
@@ -45,3 +46,29 @@ def test_wgan_gp_and_hinge_values():
     torch.testing.assert_close(losses.wgan_gp_d_loss(d_real, d_fake, gp), torch.tensor(expected))
     torch.testing.assert_close(losses.hinge_d_loss(d_real, d_fake), torch.tensor(0.0 + (0.0 + 1.5) / 2))
     torch.testing.assert_close(losses.hinge_g_loss(d_fake), torch.tensor(0.25))
+
+
+def test_each_recipe_is_one_objective_with_its_weights():
+    assert losses.objective("wgan-gp", gp_lambda=5.0, drift=0.01) == losses.WGANGP(gp_lambda=5.0, drift=0.01)
+    assert losses.objective("logistic-r1", r1_gamma=0.3) == losses.LogisticR1(r1_gamma=0.3)
+    assert losses.objective("hinge") == losses.Hinge()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        losses.objective("least-squares")
+
+
+def test_objectives_compute_the_recipes_losses():
+    torch.manual_seed(0)
+    D = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1))
+    real, fake = torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4)
+    d_real, d_fake = D(real), D(fake)
+    eps = torch.rand(4, 1, 1, 1)
+    wgan = losses.WGANGP().critic_loss(D, real, fake, d_real, d_fake, draw_eps=lambda dtype: eps, critic_step=0)
+    expected = losses.wgan_gp_d_loss(d_real, d_fake, losses.gradient_penalty(D, real, fake, eps=eps))
+    assert torch.equal(wgan, expected)
+    logistic = losses.LogisticR1(r1_gamma=0.2)
+    plain = losses.logistic_d_loss(d_real, d_fake)
+    lazy = logistic.critic_loss(D, real, fake, d_real, d_fake, draw_eps=None, critic_step=losses.R1_EVERY)
+    skipped = logistic.critic_loss(D, real, fake, d_real, d_fake, draw_eps=None, critic_step=1)
+    assert torch.equal(skipped, plain)                         # R1 only on every R1_EVERY-th critic step
+    assert torch.allclose(lazy, plain + 0.2 / 2 * losses.R1_EVERY * losses.r1_penalty(D, real))
+    assert torch.equal(losses.Hinge().generator_loss(d_fake), losses.hinge_g_loss(d_fake))
