@@ -32,6 +32,7 @@ from .runs.options import (
     at_least,
     check_out_file,
     check_out_folder,
+    hints_dict,
 )
 from .runs.sweep import run_sweep
 from .runs.train_target import TrainTargetOptions, run_train_target
@@ -149,11 +150,6 @@ def _open_target(spec, hints: dict | None = None, api_key=None, say=True):
     return target
 
 
-def _hints_dict(target_latent_dim=None, output_range=None, num_classes=0) -> dict | None:
-    hints = Hints(target_latent_dim, output_range, num_classes)
-    return None if hints == Hints() else hints.as_dict()
-
-
 @main.command()
 @click.option("--target", required=True, help=LOCAL_TARGET_HELP)
 @target_options
@@ -167,7 +163,7 @@ def sample(target, target_latent_dim, output_range, num_classes, n, out, seed, n
     at_least(n, 1, "--n")
     at_least(nrow, 1, "--nrow")
     check_out_file(out, force, (".png", ".jpg", ".jpeg", ".webp"))
-    opened = _open_target(target, _hints_dict(target_latent_dim, output_range, num_classes))
+    opened = _open_target(target, hints_dict(target_latent_dim, output_range, num_classes))
     start = time.perf_counter()
     images = opened.sample(n, seed=seed)
     distributed.on_main(save_grid, images, out, nrow=nrow)
@@ -183,7 +179,7 @@ def sample(target, target_latent_dim, output_range, num_classes, n, out, seed, n
 def info(target, target_latent_dim, output_range, num_classes, api_key):
     """Print what faststeal knows of TARGET as JSON: its kind, shape, id and what was probed; for a faststeal
     checkpoint also its config and training progress. TARGET is any target (see `extract --help`)."""
-    opened = _open_target(target, _hints_dict(target_latent_dim, output_range, num_classes), api_key, say=False)
+    opened = _open_target(target, hints_dict(target_latent_dim, output_range, num_classes), api_key, say=False)
     out = opened.describe()
     if opened.kind == "faststeal":
         state = load_checkpoint(target)

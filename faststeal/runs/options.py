@@ -46,10 +46,15 @@ class FromParams:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in params.items() if k in names}
         if "target_hints" in names:
-            hints = Hints(params.get("target_latent_dim"), params.get("output_range"),
-                          params.get("num_classes") or 0)
-            values["target_hints"] = None if hints == Hints() else hints.as_dict()
+            values["target_hints"] = hints_dict(params.get("target_latent_dim"), params.get("output_range"),
+                                                params.get("num_classes") or 0)
         return cls(**(values | overrides))
+
+
+def hints_dict(latent_dim=None, output_range=None, num_classes=0) -> dict | None:
+    """The foreign-target flags as targets.Hints fields, or None when none was given."""
+    hints = Hints(latent_dim, output_range, num_classes)
+    return None if hints == Hints() else hints.as_dict()
 
 
 def check_out_folder(out, flag: str = "--out") -> None:
