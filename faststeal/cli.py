@@ -260,9 +260,11 @@ def fid(**params):
 def attack_size_options(f):
     """The size flags shared by extract, sweep and defend."""
     for opt in reversed([
-        click.option("--attack", type=click.Choice(["fast", "pggan", "sngan"]), default="fast", show_default=True,
+        click.option("--attack", type=click.Choice(["fast", "pggan", "sngan", "dcgan"]), default="fast",
+                     show_default=True,
                      help="the adversary's GAN (independent of the target's): fast = PGGAN networks at full "
-                          "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers"),
+                          "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers; "
+                          "dcgan = transposed convolutions with batch norm"),
         click.option("--attack-kimg", type=float, default=None,
                      help="thousands of images the attack GAN trains on [default: 80]"),
         click.option("--minutes", type=float, default=None,

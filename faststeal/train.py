@@ -41,6 +41,8 @@ ARCH_DEFAULTS = {
                   ema_rampup=None),
     "fast": dict(lr=2e-3, betas=(0.0, 0.99), n_dis=1, loss="logistic-r1", r1_gamma=0.1, augment="translation",
                  ema_rampup=0.05),
+    "dcgan": dict(lr=2e-4, betas=(0.5, 0.999), n_dis=1, loss="logistic-r1", r1_gamma=0.0, augment="none",
+                  ema_rampup=0.05),
 }
 
 

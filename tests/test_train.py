@@ -34,7 +34,7 @@ def test_reals_follow_the_generator_fade():
     torch.testing.assert_close(downscale_reals(x, 1, 0.0), low)
 
 
-@pytest.mark.parametrize("arch", ["pggan", "sngan", "fast"])
+@pytest.mark.parametrize("arch", ["pggan", "sngan", "fast", "dcgan"])
 def test_same_seed_same_weights_and_exact_resume(tmp_path, arch):
     a = Trainer(config(arch), tiny_data(), checkpoint_path=tmp_path / "a.pt", progress=False)
     a.run()

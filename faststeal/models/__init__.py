@@ -1,6 +1,7 @@
 """Model registry: build a generator/discriminator pair from a plain config dict."""
 from __future__ import annotations
 
+from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .pggan import PGGANDiscriminator, PGGANGenerator
 from .sngan import SNGANDiscriminator, SNGANGenerator
 
@@ -8,7 +9,7 @@ from .sngan import SNGANDiscriminator, SNGANGenerator
 # trained at full resolution with another recipe (see faststeal.train.ARCH_DEFAULTS); its checkpoints load
 # like any other.
 NETWORKS = {"pggan": (PGGANGenerator, PGGANDiscriminator), "sngan": (SNGANGenerator, SNGANDiscriminator),
-            "fast": (PGGANGenerator, PGGANDiscriminator)}
+            "fast": (PGGANGenerator, PGGANDiscriminator), "dcgan": (DCGANGenerator, DCGANDiscriminator)}
 ARCHS = tuple(NETWORKS)
 
 
@@ -27,4 +28,4 @@ def build_discriminator(arch: str, resolution: int, channels: int, width: int):
 
 
 __all__ = ["ARCHS", "build_generator", "build_discriminator", "PGGANGenerator", "PGGANDiscriminator",
-           "SNGANGenerator", "SNGANDiscriminator"]
+           "SNGANGenerator", "SNGANDiscriminator", "DCGANGenerator", "DCGANDiscriminator"]

@@ -16,7 +16,7 @@ from faststeal.errors import OptionError
 from faststeal.fileio import UnwritablePath, check_writable_folder
 from faststeal.targets import Hints, TargetError, detect_kind
 from faststeal.targets.oracle import LatentPrior
-from faststeal.train import TrainConfig
+from faststeal.train import ARCH_DEFAULTS, TrainConfig
 
 # How long the thief trains, for every attack and knowledge level. When neither length is given, each attack
 # GAN also stops after DEFAULT_MINUTES of training, so that a run ends in a predictable time on any machine.
@@ -131,8 +131,9 @@ class AttackOptions(FromParams):
         positive(self.attack_lr, "--attack-lr")
         positive(self.ema_kimg, "--ema-kimg")
         at_least(self.r1_gamma, 0, "--r1-gamma")
-        if self.r1_gamma is not None and self.attack != "fast":
-            raise OptionError(f"R1 regularises the fast thief only; --attack {self.attack} has no R1 term",
+        if self.r1_gamma is not None and ARCH_DEFAULTS[self.attack]["loss"] != "logistic-r1":
+            raise OptionError(f"R1 regularises the logistic-loss thieves (fast, dcgan) only; --attack {self.attack} "
+                              f"has no R1 term",
                               "--r1-gamma")
         try:
             parse_policy(self.augment)
