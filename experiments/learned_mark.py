@@ -157,8 +157,8 @@ def main(argv=None) -> int:
 
     from faststeal.attack.thief import train_attack
     from faststeal.checkpoint import load_generator
-    from faststeal.data import ImageSet
-    from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
+    from faststeal.data import ImageSet, real_data_for
+    from faststeal.evaluate import fid, generator_stats, image_stats, real_stats
     from faststeal.report import RunFolder
     from faststeal.runs.experiment import Experiment
     from faststeal.runs.options import AttackOptions, attack_config, knowledge_settings

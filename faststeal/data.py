@@ -365,14 +365,19 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class InfiniteBatches:
     """Endless shuffled minibatches of float images from an ImageSet, reproducible from a seed.
 
+    With ``pairs`` each batch comes with its latent codes (a set bought with chosen codes, for distillation).
     ``batch_size`` is the global batch. Under data parallelism each process passes ``take``: the positions
     of the global batch it trains on, so the processes together see exactly the single-process batch.
     ``state()``/``load_state()`` let training resume at the exact next batch.
     """
 
-    def __init__(self, data: ImageSet, batch_size: int, seed: int, take: torch.Tensor | None = None):
+    def __init__(self, data: ImageSet, batch_size: int, seed: int, take: torch.Tensor | None = None,
+                 pairs: bool = False):
         if len(data) < batch_size:
             raise DataError(f"{data.source}: {len(data)} images but batch size {batch_size}; lower --batch")
+        if pairs and data.codes is None:
+            raise DataError("this image set has no latent codes; pairs need a query set bought with codes")
+        self.pairs = pairs
         self.images = data.images
         self.codes = data.codes
         self.batch_size = batch_size
@@ -398,15 +403,12 @@ class InfiniteBatches:
         self.pos += self.batch_size
         return idx if self.take is None else idx[self.take]
 
-    def __next__(self) -> torch.Tensor:
-        return to_float(self.images[self._next_index()])
-
-    def next_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch of images with their latent codes (for sets bought with chosen codes)."""
-        if self.codes is None:
-            raise DataError("this image set has no latent codes; pairs need a query set bought with codes")
+    def __next__(self):
+        """The next batch of float images; with ``pairs``, (images, their latent codes)."""
         idx = self._next_index()
-        return to_float(self.images[idx]), self.codes[idx].to(torch.get_default_dtype())
+        if self.pairs:
+            return to_float(self.images[idx]), self.codes[idx].to(torch.get_default_dtype())
+        return to_float(self.images[idx])
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
@@ -414,6 +416,33 @@ class InfiniteBatches:
     def load_state(self, state: dict) -> None:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._order = self._perm()
+
+
+def real_data_for(checkpoint_config: dict, spec: str | None = None) -> ImageSet:
+    """The real data a target was trained on (or ``spec``), fitted to the target's resolution/channels."""
+    trained_on = checkpoint_config.get("data_source")
+    spec = spec or trained_on
+    if not spec:
+        raise ValueError("the target checkpoint does not record its training data; pass --eval-data")
+    classes = (checkpoint_config.get("extra") or {}).get("classes") if spec == trained_on else None
+    return load_dataset(spec, resolution=checkpoint_config["resolution"], channels=checkpoint_config["channels"],
+                        classes=classes)
+
+
+def evaluation_data(config: dict, spec: str | None = None, *,
+                    served: bool = False) -> tuple[ImageSet | None, str | None]:
+    """The real data a run measures accuracy and the target's FID against: ``spec`` (--eval-data), else the
+    data the target's config records, fitted to its resolution and channels. (data, None), or (None, why) when
+    there is none to use: an HTTP target (``served``) does not reveal its training data, and a foreign file
+    does not record it. Data that was named but cannot be read is an error, not a missing value."""
+    if served and not spec:
+        return None, "an HTTP target does not reveal its training data; pass --eval-data"
+    try:
+        return real_data_for({**config, "data_source": None} if served else config, spec), None
+    except (ValueError, OSError) as exc:
+        if spec:
+            raise
+        return None, str(exc)
 
 
 def concat_sets(a: ImageSet, b: ImageSet) -> ImageSet:

@@ -204,3 +204,22 @@ def owns_batch(index: int, rank_: int | None = None, world_: int | None = None) 
     r = rank() if rank_ is None else rank_
     w = world() if world_ is None else world_
     return index % w == r
+
+
+def rank_positions(batch: int, rank: int, world: int, group: int) -> torch.Tensor:
+    """Which positions of the global batch a rank trains on.
+
+    PGGAN's minibatch-stddev layer puts sample i in group i % (batch / group). Viewing the batch as
+    (group, batch / group) and giving each rank a block of columns keeps every group whole on one rank,
+    in the same order, so D computes on each slice what it computes on the whole batch in one process.
+    """
+    if batch % world:
+        raise ValueError(f"--batch {batch} must be divisible by the number of processes ({world})")
+    columns = batch // group if batch % group == 0 else batch
+    rows = batch // columns
+    per_rank = columns // world if columns % world == 0 else None
+    if per_rank is None:
+        start, stop = shard_range(batch, rank, world)
+        return torch.arange(start, stop)
+    grid = torch.arange(batch).view(rows, columns)
+    return grid[:, rank * per_rank:(rank + 1) * per_rank].reshape(-1)

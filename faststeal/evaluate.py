@@ -1,27 +1,29 @@
-"""The measurements every experiment reports, on in-memory images and generators.
+"""The measurements every run reports, and a run's reference statistics.
 
 fidelity = FID(attack, target), accuracy = FID(attack, real), utility = FID(served, real). Real data is
 fitted to the model's resolution and channels exactly as the target saw it in training, so a padded
 32x32 Fashion-MNIST target is compared with padded 32x32 real images. Statistics of real data are cached.
 
-A run's reference statistics live in an evaluator, built once and shared by every attack of the run:
-``Evaluator`` for an in-process target (its statistics, its FID floor, the real data's), ``ServedEvaluator``
-for a target the thief only reaches over HTTP, which it never loads: fidelity is then measured against the
-served images the adversary bought (the only view of the target it has), and the target's FID and the
-accuracy need real data given with --eval-data, else they are reported as n/a.
+A run's reference statistics live in one ``Evaluator``, built once and shared by every attack of the run: for
+an in-process target its statistics, its FID floor and the real data's; for a target the thief only reaches
+over HTTP, which it never loads, fidelity is measured against the served images the adversary bought (the
+only view of the target it has), and the target's FID and the accuracy need real data given with
+--eval-data, else they are reported as n/a.
 """
 from __future__ import annotations
 
 import torch
 
-from .checkpoint import LoadedTarget, content_digest, load_checkpoint, load_generator
-from .data import ImageSet, load_dataset
+from .checkpoint import LoadedTarget, content_digest, load_generator
+from .data import ImageSet
 from .metrics import bootstrap_intervals, compute_stats, frechet_distance, prdc_of_stats
 from .metrics.sources import TensorSource
 from .sampling import FLOOR_SEED, SAMPLE_SEED, SAMPLER_ID, generate
 
+STATS_BATCH = 50     # images per feature batch of in-memory samples
 
-def image_stats(images: torch.Tensor, name: str, fingerprint: str | None = None, batch: int = 50,
+
+def image_stats(images: torch.Tensor, name: str, fingerprint: str | None = None, batch: int = STATS_BATCH,
                 progress: bool = True):
     """Streamed Inception statistics of uint8 (N, C, H, W) images (cached when a fingerprint is given)."""
 
@@ -77,18 +79,9 @@ def generator_stats(source, n: int, *, seed: int = SAMPLE_SEED, name: str = "gen
     else:
         gen, digest = load_generator(source), content_digest(source)
     fingerprint = f"generator:{digest}:{SAMPLER_ID}:seed{seed}:n{n}" if cache and digest else None
-    return image_stats(generate(gen, n, seed=seed), name, fingerprint=fingerprint, progress=progress)
-
-
-def real_data_for(checkpoint_config: dict, spec: str | None = None) -> ImageSet:
-    """The real data a target was trained on (or ``spec``), fitted to the target's resolution/channels."""
-    trained_on = checkpoint_config.get("data_source")
-    spec = spec or trained_on
-    if not spec:
-        raise ValueError("the target checkpoint does not record its training data; pass --eval-data")
-    classes = (checkpoint_config.get("extra") or {}).get("classes") if spec == trained_on else None
-    return load_dataset(spec, resolution=checkpoint_config["resolution"], channels=checkpoint_config["channels"],
-                        classes=classes)
+    images = generate(gen, n, seed=seed)          # uint8 (n, C, H, W) by construction: no checks to repeat
+    return compute_stats(TensorSource(name, "array", fingerprint, images), n=n, batch=STATS_BATCH,
+                         cache=fingerprint is not None, progress=progress)
 
 
 def real_stats(data: ImageSet, n: int, progress: bool = True):
@@ -98,80 +91,64 @@ def real_stats(data: ImageSet, n: int, progress: bool = True):
                        progress=progress)
 
 
-class Evaluator:
-    """FID statistics of the target and the real data, computed once and shared by every attack variant.
-
-    Also the FID floor: FID between the target's evaluation sample and a second, independent sample of the
-    target at the same n, i.e. the score of a perfect copy at this n (FID is biased upwards at small n).
-    """
-    def __init__(self, target, fid_n: int, eval_data: str | None, progress: bool = True):
-        """``target``: a checkpoint path or a LoadedTarget (then its weights are not read again)."""
-        self.fid_n, self.progress = fid_n, progress
-        config = target.config if isinstance(target, LoadedTarget) else load_checkpoint(target)["config"]
-        self.target, self._floor = target, None
-        self.target_stats = generator_stats(target, fid_n, name="target", progress=progress, cache=True)
-        try:
-            self.real = real_data_for(config, eval_data)
-        except (ValueError, OSError) as exc:
-            if eval_data:
-                raise
-            self.real, self.real_error = None, str(exc)
-        self.real_stats = real_stats(self.real, fid_n, progress) if self.real is not None else None
-
-    def target_fid(self) -> float | None:
-        return fid(self.target_stats, self.real_stats) if self.real_stats is not None else None
-
-    def fid_floor(self) -> float:
-        """Computed on first use (a second fid_n-image sample of the target, cached): defend never asks."""
-        if self._floor is None:
-            second = generator_stats(self.target, self.fid_n, seed=FLOOR_SEED, name="target (second sample)",
-                                     progress=self.progress, cache=True)
-            self._floor = fid(second, self.target_stats)
-        return self._floor
-
-    def attack(self, checkpoint, against: dict | None = None) -> dict:
-        """Fidelity and accuracy of an attack checkpoint, plus FID to each named statistics in ``against``."""
-        stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
-        return {"fidelity": fid(stats, self.target_stats),
-                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
-                **{k: fid(stats, ref) for k, ref in (against or {}).items()},
-                "vs_target": coverage(self.target_stats, stats), "vs_real": coverage(self.real_stats, stats),
-                "fidelity_ci": fid_interval(self.target_stats, stats)}
-
-
 NO_BASELINE = ("no undefended view of the target: pass --baseline (the undefended checkpoint or a server "
                "without --defense)")
 
 
-class ServedEvaluator:
-    """The Evaluator's interface for an HTTP target: the reference sample is the images a server sent.
+class Evaluator:
+    """FID statistics of the target and the real data, computed once and shared by every attack of a run.
 
-    ``served`` is what the thief bought (extract) or an undefended server's images (defend's baseline);
-    with ``served=None`` there is no reference at all and fidelity is n/a (``target_error`` says why)."""
-    def __init__(self, served, fid_n: int, eval_data: str | None, config: dict, progress: bool = True,
-                 target_error: str = NO_BASELINE):
-        self.fid_n, self.progress = fid_n, progress
-        self.target_stats, self.target_error = None, target_error
-        if served is not None:
+    The target is known either in process (``target``, a LoadedTarget: its samples are drawn here) or only by
+    images that stand in for it (``served``, an ImageSet: what the thief bought from a URL, or an undefended
+    server's images); with neither, fidelity is n/a and ``target_error`` says why. ``real``: the real data
+    (data.evaluation_data), or None with ``real_error`` saying why there is none.
+
+    In process there is also the FID floor: FID between the target's evaluation sample and a second,
+    independent sample at the same n, i.e. the score of a perfect copy at this n (FID is biased upwards at
+    small n). From served images there is none: the adversary did not buy a second sample.
+    """
+    def __init__(self, fid_n: int, real: ImageSet | None, *, target: LoadedTarget | None = None, served=None,
+                 progress: bool = True, real_error: str | None = None, target_error: str = NO_BASELINE):
+        self.fid_n, self.progress, self.target, self._floor = fid_n, progress, target, None
+        self.real, self.real_error, self.target_error = real, real_error, target_error
+        if target is not None:
+            self.target_stats = generator_stats(target, fid_n, name="target", progress=progress, cache=True)
+        elif served is not None:
             self.target_stats = image_stats(served.images[:fid_n], "served images", progress=progress)
-        self.real, self.real_error = None, "an HTTP target does not reveal its training data; pass --eval-data"
-        if eval_data:
-            self.real = real_data_for({**config, "data_source": None}, eval_data)
-        self.real_stats = real_stats(self.real, fid_n, progress) if self.real is not None else None
+        else:
+            self.target_stats = None
+        self.real_stats = real_stats(real, fid_n, progress) if real is not None else None
 
     def target_fid(self) -> float | None:
         if self.target_stats is None or self.real_stats is None:
             return None
         return fid(self.target_stats, self.real_stats)
 
-    def fid_floor(self) -> None:
-        """n/a: a floor needs a second independent sample of the target, which the adversary did not buy."""
-        return None
+    def fid_floor(self) -> float | None:
+        """Computed on first use (a second fid_n-image sample of the target, cached): defend never asks."""
+        if self.target is None:
+            return None
+        if self._floor is None:
+            second = generator_stats(self.target, self.fid_n, seed=FLOOR_SEED, name="target (second sample)",
+                                     progress=self.progress, cache=True)
+            self._floor = fid(second, self.target_stats)
+        return self._floor
 
-    def attack(self, checkpoint, against: dict | None = None) -> dict:
+    def attack(self, checkpoint, served: torch.Tensor | None = None) -> dict:
+        """Fidelity and accuracy of an attack checkpoint, precision/recall/density/coverage against the target
+        and the real data, and fidelity's interval. With ``served`` (uint8 images the copy was trained on,
+        served through a defense): also what they cost honest users (utility = FID(served, real)), how far they
+        are from the target (served_vs_target, with precision/coverage) and the copy from them (attack_vs_served)."""
         stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
-        return {"fidelity": fid(stats, self.target_stats) if self.target_stats is not None else None,
-                "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
-                **{k: fid(stats, ref) for k, ref in (against or {}).items()},
-                "vs_target": coverage(self.target_stats, stats), "vs_real": coverage(self.real_stats, stats),
-                "fidelity_ci": fid_interval(self.target_stats, stats)}
+        found = {"fidelity": fid(stats, self.target_stats) if self.target_stats is not None else None,
+                 "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
+                 "vs_target": coverage(self.target_stats, stats), "vs_real": coverage(self.real_stats, stats),
+                 "fidelity_ci": fid_interval(self.target_stats, stats)}
+        if served is not None:
+            shown = image_stats(served, "served", progress=self.progress)
+            anchored = self.target_stats is not None
+            found.update(utility=fid(shown, self.real_stats) if self.real_stats is not None else None,
+                         served_vs_target=fid(shown, self.target_stats) if anchored else None,
+                         served_vs_target_prdc=coverage(self.target_stats, shown) if anchored else None,
+                         attack_vs_served=fid(stats, shown))
+        return found

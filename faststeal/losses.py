@@ -79,20 +79,6 @@ def paired_l1(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return (student - teacher.detach()).abs().mean()
 
 
-def perceptual_distance(features, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """LPIPS-style distance: each feature map of ``features`` (a callable image -> list of maps) unit-normalised
-    over channels at every position, squared differences summed over channels, averaged over positions and
-    images, summed over maps. Channel normalisation keeps every map's contribution on one scale."""
-    total = student.new_zeros(())
-    with torch.no_grad():
-        want = features(teacher)
-    for a, b in zip(features(student), want):
-        a = a / (a.norm(dim=1, keepdim=True) + 1e-8)
-        b = b / (b.norm(dim=1, keepdim=True) + 1e-8)
-        total = total + (a - b).pow(2).sum(dim=1).mean()
-    return total
-
-
 @dataclass(frozen=True)
 class WGANGP:
     """PGGAN's critic: Wasserstein loss, gradient penalty at interpolates and the drift term."""

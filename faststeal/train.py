@@ -123,25 +123,6 @@ def downscale_reals(x: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
     return x
 
 
-def rank_positions(batch: int, rank: int, world: int, group: int) -> torch.Tensor:
-    """Which positions of the global batch a rank trains on.
-
-    PGGAN's minibatch-stddev layer puts sample i in group i % (batch / group). Viewing the batch as
-    (group, batch / group) and giving each rank a block of columns keeps every group whole on one rank,
-    in the same order, so D computes on each slice what it computes on the whole batch in one process.
-    """
-    if batch % world:
-        raise ValueError(f"--batch {batch} must be divisible by the number of processes ({world})")
-    columns = batch // group if batch % group == 0 else batch
-    rows = batch // columns
-    per_rank = columns // world if columns % world == 0 else None
-    if per_rank is None:
-        start, stop = distributed.shard_range(batch, rank, world)
-        return torch.arange(start, stop)
-    grid = torch.arange(batch).view(rows, columns)
-    return grid[:, rank * per_rank:(rank + 1) * per_rank].reshape(-1)
-
-
 def ema_beta(batch: int, ema_kimg: float, kimg: float | None = None, rampup: float | None = None) -> float:
     """Per-step EMA decay for a half-life of ``ema_kimg``; with ``rampup`` the half-life is at most
     rampup * kimg so far, so a short run's EMA does not remember its first, worst weights."""
@@ -163,7 +144,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data: ImageSet, *, checkpoint_path, run_dir=None,
                  progress: bool = True, features=None):
-        """``features``: the image -> feature maps network of the perceptual term (config.perceptual > 0);
+        """``features``: the perceptual term's network (config.perceptual > 0), with ``distance(copy, served)``;
         the caller builds it (attack.thief: the FID Inception's stem), so training imports no metric."""
         if config.arch not in ARCH_DEFAULTS:
             raise ValueError(f"arch must be one of {tuple(ARCH_DEFAULTS)}, got {config.arch!r}")
@@ -185,8 +166,6 @@ class Trainer:
         self.settings = config.resolved()
         self.device = distributed.device()
         self.world = distributed.world()
-        group = 4 if config.arch == "pggan" else 1       # minibatch-stddev group size of the PGGAN critic
-        self.take = rank_positions(config.batch, distributed.rank(), self.world, group)
         self.augment = augment.parse_policy(self.settings["augment"])
         self.objective = losses.objective(self.settings["loss"], gp_lambda=config.gp_lambda, drift=config.drift,
                                           r1_gamma=self.settings["r1_gamma"])
@@ -204,9 +183,12 @@ class Trainer:
         lr, betas = self.settings["lr"], tuple(self.settings["betas"])
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)
+        group = 4 if config.arch == "pggan" else 1       # minibatch-stddev group size of the PGGAN critic
+        self.take = distributed.rank_positions(config.batch, distributed.rank(), self.world, group)
         self.G_train, self.D_train = distributed.data_parallel(self.G), distributed.data_parallel(self.D)
-        self.batches = InfiniteBatches(data, config.batch, config.seed,
-                                       take=self.take if self.world > 1 else None)
+        # distillation draws (image, code) pairs, every other recipe images alone
+        self.batches = InfiniteBatches(data, config.batch, config.seed, take=self.take if self.world > 1 else None,
+                                       pairs=config.distill > 0)
         self.images_seen = 0
         self.steps = 0
         self.d_steps = 0
@@ -270,7 +252,7 @@ class Trainer:
         paired = self.config.distill > 0
         for _ in range(self.settings["n_dis"]):
             if paired:      # distillation: the fakes come from the codes that bought the real images
-                real, codes = (t.to(self.device) for t in self.batches.next_pair())
+                real, codes = (t.to(self.device) for t in next(self.batches))
             else:
                 real, codes = next(self.batches).to(self.device), self._latents()
             if level is not None:
@@ -288,7 +270,7 @@ class Trainer:
             self.images_seen += self.config.batch
         self.D.requires_grad_(False)
         if paired:
-            target, codes = (t.to(self.device) for t in self.batches.next_pair())
+            target, codes = (t.to(self.device) for t in next(self.batches))
         else:
             codes = self._latents()
         fake = G(codes, **kw)
@@ -318,7 +300,7 @@ class Trainer:
         if level is not None:
             kw = {"level": level, "alpha": alpha}
         self.G.train()
-        target, codes = (t.to(self.device) for t in self.batches.next_pair())
+        target, codes = (t.to(self.device) for t in next(self.batches))
         if level is not None:
             target = downscale_reals(target, level, alpha)
         paired_loss = self._paired_loss(self.G_train(codes, **kw), target)
@@ -339,7 +321,7 @@ class Trainer:
         self.last_paired = float(l1.detach())
         loss = self.config.distill * l1
         if self.features is not None and fake.shape[-1] >= 32:
-            loss = loss + self.config.perceptual * losses.perceptual_distance(self.features, fake, target)
+            loss = loss + self.config.perceptual * self.features.distance(fake, target)
         return loss
 
     def _finish_step(self, loss_d: torch.Tensor, loss_g: torch.Tensor) -> dict:

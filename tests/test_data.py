@@ -147,6 +147,20 @@ def test_batches_are_seeded_and_resumable():
         InfiniteBatches(data, 11, seed=0)
 
 
+def test_pair_batches_keep_each_image_with_its_code():
+    from faststeal.data import ImageSet
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).repeat(1, 1, 8, 8)
+    codes = torch.arange(10, dtype=torch.float64).view(10, 1).repeat(1, 4)
+    pairs = InfiniteBatches(ImageSet(images, None, "x", "t", codes=codes), 3, seed=5, pairs=True)
+    plain = InfiniteBatches(ImageSet(images, None, "x", "t", codes=codes), 3, seed=5)
+    for _ in range(5):
+        x, z = next(pairs)
+        assert torch.equal(x, next(plain)) and z.dtype == torch.get_default_dtype()
+        assert torch.equal(to_uint8(x)[:, 0, 0, 0].double(), z[:, 0].double())
+    with pytest.raises(DataError, match="no latent codes"):
+        InfiniteBatches(ImageSet(images, None, "x", "t"), 3, seed=5, pairs=True)
+
+
 def test_16_bit_grey_png_is_one_grey_channel_for_training_and_for_fid(tmp_path):
     """One decoder: a 16-bit grey file is 1-channel, scaled (not clipped) to 8 bits, by both readers."""
     from faststeal.metrics.sources import FolderSource

@@ -1,9 +1,12 @@
 """faststeal.distributed: sharding arithmetic, and the collectives on two real gloo processes."""
+import pytest
 import torch
 from multiproc import run_ranks
 
 from faststeal import distributed
+from faststeal.distributed import rank_positions
 from faststeal.fileio import write_text
+from faststeal.models.layers import MinibatchStddev
 
 
 def test_single_process_is_a_world_of_one():
@@ -84,3 +87,15 @@ def test_more_local_ranks_than_gpus_fall_back_to_gloo_on_the_cpu(monkeypatch):
     monkeypatch.delenv("LOCAL_WORLD_SIZE")                 # launched without torchrun: the world is one node
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert not distributed.gpu_per_rank()
+
+
+def test_rank_positions_keep_minibatch_stddev_groups_whole():
+    x = torch.randn(16, 3, 4, 4)
+    whole = MinibatchStddev(4)(x)
+    parts = [rank_positions(16, r, 2, 4) for r in range(2)]
+    assert sorted(torch.cat(parts).tolist()) == list(range(16))
+    for p in parts:
+        assert torch.equal(MinibatchStddev(4)(x[p]), whole[p])
+    assert rank_positions(8, 1, 2, 1).tolist() == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="divisible by the number of processes"):
+        rank_positions(9, 0, 2, 4)

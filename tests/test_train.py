@@ -260,21 +260,6 @@ def test_two_ranks_train_the_single_process_model(tmp_path, arch):
     assert a["losses"] == pytest.approx(one.last_losses, rel=1e-6, abs=1e-7)   # losses are reported as float32
 
 
-def test_rank_positions_keep_minibatch_stddev_groups_whole():
-    from faststeal.models.layers import MinibatchStddev
-    from faststeal.train import rank_positions
-
-    x = torch.randn(16, 3, 4, 4)
-    whole = MinibatchStddev(4)(x)
-    parts = [rank_positions(16, r, 2, 4) for r in range(2)]
-    assert sorted(torch.cat(parts).tolist()) == list(range(16))
-    for p in parts:
-        assert torch.equal(MinibatchStddev(4)(x[p]), whole[p])
-    assert rank_positions(8, 1, 2, 1).tolist() == [4, 5, 6, 7]
-    with pytest.raises(ValueError, match="divisible by the number of processes"):
-        rank_positions(9, 0, 2, 4)
-
-
 def test_a_time_budget_stops_training_and_says_so(tmp_path):
     from faststeal.attack.thief import train_attack
 

@@ -167,3 +167,12 @@ def _load_array(path: Path) -> np.ndarray:
         return read_numpy(path)
     except UnreadableFile as exc:
         raise DataError(f"{exc}; delete the folder and query again") from None
+
+
+def changed_fraction(undefended_folder, folder, limit: int) -> float:
+    """Fraction of the pixels of the first ``limit`` images in ``folder`` that differ from the undefended answers
+    to the same positions of the owner's code stream (``undefended_folder``): 0 means whatever served the set
+    changed nothing."""
+    undefended, served = (load(f, limit=limit).images for f in (undefended_folder, folder))
+    m = min(len(undefended), len(served))
+    return float((undefended[:m] != served[:m]).float().mean()) if m else 0.0

@@ -45,3 +45,16 @@ class StemFeatures(nn.Module):
             if i in self.TAPS:
                 maps.append(x)
         return maps
+
+    def distance(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """LPIPS-style distance: each map unit-normalised over channels at every position, squared differences
+        summed over channels, averaged over positions and images, summed over maps. Channel normalisation keeps
+        every map's contribution on one scale. Gradients flow to ``student`` only."""
+        total = student.new_zeros(())
+        with torch.no_grad():
+            want = self(teacher)
+        for a, b in zip(self(student), want):
+            a = a / (a.norm(dim=1, keepdim=True) + 1e-8)
+            b = b / (b.norm(dim=1, keepdim=True) + 1e-8)
+            total = total + (a - b).pow(2).sum(dim=1).mean()
+        return total

@@ -9,12 +9,14 @@ behind it changed. Under torch.distributed it alone decides on rank 0 and hands 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from faststeal.checkpoint import LoadedTarget, content_digest
-from faststeal.evaluate import Evaluator, ServedEvaluator
+from faststeal.data import evaluation_data
+from faststeal.evaluate import Evaluator
 from faststeal.fileio import write_json
 from faststeal.metrics.api import get_extractor
 from faststeal.report import RunFolder
@@ -24,12 +26,24 @@ from faststeal.targets import Target, TargetError, detect_kind, open_target
 MEASURES = "fid+ci+prdc+served-prdc"   # what a stored measurement holds: older results are measured again
 
 
+@dataclass
+class Measured:
+    """What Experiment.measure found: one row per checkpoint, and the target's own FID to the real data, its
+    FID floor (None over HTTP) and why there is no real data (None when there is)."""
+    rows: list[dict]
+    target_fid: float | None
+    fid_floor: float | None
+    real_error: str | None
+
+
 class Experiment:
     """One command's run folder, target, oracles, evaluator and keyed results."""
     def __init__(self, folder: RunFolder, target, *, fid_n: int, eval_data: str | None = None,
-                 progress: bool = True):
+                 progress: bool = True, baseline: Target | None = None):
         """``target``: a Target (opened once by the caller, with its hints and key), or a spec opened on first
-        use without either."""
+        use without either. ``baseline``: for a URL target whose server applies a defense, the undefended
+        model fidelity is measured against (defend's --baseline); in process, it is read like a target."""
+        self.baseline = baseline
         self._target = target if isinstance(target, Target) else None
         self.folder, self.spec = folder, self._target.spec if self._target is not None else str(target)
         self.fid_n, self.eval_data, self.progress = fid_n, eval_data, progress
@@ -78,34 +92,40 @@ class Experiment:
     def evaluator(self, served=None):
         """Target and real statistics, built on first use and shared by every measurement of the run.
 
-        For a URL the images the adversary bought (``served``, an ImageSet) stand in for the target.
+        The reference fidelity is measured against: the target itself when it is in process, else an in-process
+        baseline, else images that stand in for the target (``served``, an ImageSet: what the thief bought, or
+        a baseline server's images); with none of these (``served=None``) fidelity is n/a.
         """
         if self._evaluator is None:
-
-            if self.remote:
-                if served is None:
-                    raise ValueError("an HTTP target is measured against the served images: pass them")
-                self._evaluator = ServedEvaluator(served, self.fid_n, self.eval_data, self.config, self.progress)
-                self._reference = f"{self.spec}:{served.fingerprint}"
-            else:
-                self._evaluator = Evaluator(self.loaded, self.fid_n, self.eval_data, self.progress)
-                self._reference = self.loaded.model_id
+            reference = self.target if not self.remote else self.baseline
+            local = reference is not None and reference.in_process
+            # an HTTP target's config is only needed to fit --eval-data to the served size
+            config = reference.config if local else self.config if self.eval_data else {}
+            real, why = evaluation_data(config, self.eval_data, served=not local)
+            self._evaluator = Evaluator(self.fid_n, real, target=reference.loaded if local else None,
+                                        served=None if local else served, progress=self.progress, real_error=why)
+            self._reference = (reference.loaded.model_id if local
+                               else f"{self.spec}:{served.fingerprint if served is not None else None}")
         return self._evaluator
 
-    def measure(self, checkpoint) -> dict:
-        """{fidelity, accuracy, vs_target, vs_real} of an attack checkpoint (FID, and precision/recall/density/
-        coverage against the target and the real data), stored beside it as ``<name>.measured.json``.
+    def measure(self, checkpoints: list, served=None) -> Measured:
+        """Each attack checkpoint's {fidelity, accuracy, vs_target, vs_real, fidelity_ci} (FID, precision/recall/
+        density/coverage against the target and the real data), stored beside it as ``<name>.measured.json``,
+        with the target's own figures. ``served``: what the thief bought, the reference for a URL target.
 
         Keyed by the checkpoint's bytes, the target (or the served images standing in for it), fid_n, the
-        evaluation data, the sampler and the feature extractor, so a rerun that retrains nothing measures nothing again.
+        evaluation data, the sampler and the feature extractor, so a rerun that retrains nothing measures nothing
+        again.
         """
-
-        evaluator = self.evaluator()
-        key = {"attack_sha256": content_digest(checkpoint), "target": self._reference, "fid_n": self.fid_n,
-               "eval_data": self.eval_data, "sampler": SAMPLER_ID, "extractor": get_extractor().id,
-               "measures": MEASURES}
-        name = f"{Path(checkpoint).stem}.measured.json"
-        return self.cached(name, key, lambda: evaluator.attack(checkpoint))
+        evaluator = self.evaluator(served)
+        rows = []
+        for checkpoint in checkpoints:
+            key = {"attack_sha256": content_digest(checkpoint), "target": self._reference, "fid_n": self.fid_n,
+                   "eval_data": self.eval_data, "sampler": SAMPLER_ID, "extractor": get_extractor().id,
+                   "measures": MEASURES}
+            rows.append(self.cached(f"{Path(checkpoint).stem}.measured.json", key,
+                                    lambda c=checkpoint: evaluator.attack(c)))
+        return Measured(rows, evaluator.target_fid(), evaluator.fid_floor(), evaluator.real_error)
 
     def stored(self, name: str, key: dict):
         """The result stored as ``name`` under exactly ``key``, or None (nothing is computed)."""

@@ -14,16 +14,15 @@ from faststeal.attack import drs, queryset
 from faststeal.attack.curve import FidelityProbe, plot_curves
 from faststeal.attack.thief import adversary_real_subset, train_attack
 from faststeal.checkpoint import load_generator
-from faststeal.data import DataError, ImageSet, concat_sets
+from faststeal.data import DataError, ImageSet, concat_sets, evaluation_data
 from faststeal.errors import OptionError
-from faststeal.evaluate import real_data_for
 from faststeal.report import RunFolder, flat_measures, fmt, markdown_table
 from faststeal.sampling import generate
 from faststeal.targets import open_target
 from faststeal.train import TrainConfig
 
 from .experiment import Experiment
-from .options import AttackOptions, ExtractOptions, attack_config, knowledge_settings
+from .options import ExtractOptions, attack_config, knowledge_settings
 
 # How the copy was trained, recorded in metrics.json (defaults resolved): what the thief's knobs were set to.
 ATTACK_SETTINGS = ("width", "batch", "lr", "r1_gamma", "augment", "ema_kimg", "latent_dim", "perceptual")
@@ -55,50 +54,48 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
                      knowledge=opts.knowledge)
     queries = queryset.load(qdir, limit=opts.queries)
 
-    # 2. Fidelity extraction: an attack GAN trained on the queries alone (distilled on the pairs when the
-    #    adversary chose the codes), with its fidelity probed along the way.
-    distilling = opts.knowledge == "latents"
+    # 2. Train, one attack GAN after another: the fidelity thief on the queries alone (distilled on the pairs
+    #    when the adversary chose the codes, its fidelity probed along the way), then each accuracy variant on
+    #    the same query budget.
     knowing = knowledge_settings(opts, target_cfg)
     base_cfg = attack_config(opts, res, ch, opts.attack_kimg, **knowing)
     probe = None
-    if opts.curve_n and not remote:     # the curve samples the target itself
-        probe = FidelityProbe(exp.loaded.generator, opts.curve_n, real=_real_or_none(target_cfg, opts))
-    trained = train_attack(base_cfg, queries, run.file("attack.pt"), progress=opts.progress, probe=probe,
-                           probe_kimg=opts.attack_kimg / max(opts.curve_points, 1))
-    attack_ckpt = trained["checkpoint"]
+    if opts.curve_n and not remote:     # the curve samples the target itself, beside the real data if known
+        probe = FidelityProbe(exp.loaded.generator, opts.curve_n,
+                              real=evaluation_data(target_cfg, opts.eval_data)[0])
+    fidelity_thief = AccuracyVariant("queries only (fidelity extraction)" if opts.knowledge == "images" else
+                                     "chosen latents (distillation)", queries, base_cfg, "attack.pt", probe=probe)
+    plan = [fidelity_thief, *accuracy_variants(opts, target, queries, run.file(fidelity_thief.file),
+                                               knowing.get("latent_dim"))]
+    trained_all = [train_attack(v.config, v.data, run.file(v.file), init_from=v.init_from, progress=opts.progress,
+                                probe=v.probe, probe_kimg=opts.attack_kimg / max(opts.curve_points, 1))
+                   for v in plan]
 
-    # 3. Measure.
-    ev = exp.evaluator(served=queries)
-    base = exp.measure(attack_ckpt)
+    # 3. Measure every copy against the same target and real statistics.
+    measured = exp.measure([t["checkpoint"] for t in trained_all], served=queries)
+    rows = [{"variant": v.label, **found, "train_images": len(v.data), **v.notes}
+            for v, found in zip(plan, measured.rows)]
+    base, trained = rows[0], trained_all[0]     # the fidelity thief's row and training
     metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge, "queries": opts.queries,
                "fid_n": opts.fid_n, "prior": opts.prior, "fidelity": base["fidelity"], "accuracy": base["accuracy"],
                "fidelity_ci": base.get("fidelity_ci"),
                "vs_target": base.get("vs_target"), "vs_real": base.get("vs_real"),
-               "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "attack_kimg": opts.attack_kimg,
+               "target_fid": measured.target_fid, "fid_floor": measured.fid_floor, "attack_kimg": opts.attack_kimg,
                "seed": opts.seed, "train_seconds": trained["train_seconds"], "curve": trained["curve"],
                "minutes": opts.minutes, "attack_kimg_reached": trained["kimg"], "stopped": trained["stopped"],
                "curve_reference": probe.reference if probe is not None else None,
-               "attack_settings": {k: base_cfg.resolved()[k] for k in ATTACK_SETTINGS}}
-    variants = [{"variant": "queries only (fidelity extraction)" if not distilling else
-                 "chosen latents (distillation)", **base, "train_images": len(queries)}]
+               "attack_settings": {k: base_cfg.resolved()[k] for k in ATTACK_SETTINGS}, "variants": rows}
     if probe is not None and trained["curve"]:
         run.write(plot_curves, {f"{opts.attack} ({opts.knowledge})": trained["curve"]}, probe.reference,
                   run.file("curve.png"), title=f"extraction of {opts.target}")
 
-    # 4. Accuracy extraction, same budget: each variant one more attack GAN, measured like the first.
-    for v in accuracy_variants(opts, target, queries, attack_ckpt, knowing.get("latent_dim")):
-        checkpoint = train_attack(v.config, v.data, run.file(v.file), init_from=v.init_from,
-                                  progress=opts.progress)["checkpoint"]
-        variants.append({"variant": v.label, **exp.measure(checkpoint), "train_images": len(v.data), **v.notes})
-    metrics["variants"] = variants
-
     # 5. Pictures and report.
-    attack_gen = load_generator(attack_ckpt)
+    attack_gen = load_generator(trained["checkpoint"])
     left = queries.images[:36] if remote else exp.samples(36, seed=1)
     run.side_by_side(left, generate(attack_gen, 36, seed=1), "samples.png")
     run.write_metrics(metrics)
-    acc_note = "" if ev.real_stats is not None else f"\n\nNo real data for accuracy: {ev.real_error}"
-    table = markdown_table([flat_measures(v) for v in variants],
+    acc_note = "" if measured.real_error is None else f"\n\nNo real data for accuracy: {measured.real_error}"
+    table = markdown_table([flat_measures(v) for v in rows],
                            ["variant", "train_images", "fidelity", "fidelity_lo", "fidelity_hi", "accuracy",
                             "copy_precision", "copy_recall", "copy_coverage"])
     sections = [
@@ -121,7 +118,8 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
 
 @dataclass
 class AccuracyVariant:
-    """One attack GAN of the accuracy-extraction table: what it trains on, how, and what the row adds."""
+    """One attack GAN of the extraction table (the fidelity thief, then the accuracy variants): what it trains
+    on, how, and what its row adds."""
 
     label: str
     data: ImageSet
@@ -129,6 +127,7 @@ class AccuracyVariant:
     file: str                            # in the run folder
     init_from: Path | None = None        # fine-tuning starts from the fidelity thief's checkpoint
     notes: dict = field(default_factory=dict)
+    probe: FidelityProbe | None = None   # the fidelity thief's convergence curve
 
 
 def accuracy_variants(opts: ExtractOptions, target, queries: ImageSet, attack_ckpt: Path,
@@ -178,14 +177,6 @@ def _settings(m: dict) -> str:
     """The thief's training knobs in one phrase, e.g. 'width 64, batch 16, lr 0.002, ...'."""
     return ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
                      for k, v in m["attack_settings"].items())
-
-
-def _real_or_none(target_cfg: dict, opts: AttackOptions):
-    """The real data for the curve's reference line, or None when the target does not record it."""
-    try:
-        return real_data_for(target_cfg, opts.eval_data)
-    except (ValueError, OSError):
-        return None
 
 
 REMOTE_NOTE = ("\n\nThe target was queried over HTTP and never loaded here: fidelity is FID(attack, the served "

@@ -35,15 +35,15 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None, target=None) -
     queryset.collect(oracle, qdir, budgets[-1], target=opts.target, progress=opts.progress,
                      knowledge=opts.knowledge)
     served = queryset.load(qdir, limit=budgets[-1])
-    ev = exp.evaluator(served=served)
     rows = []
     for budget in budgets:
         data = queryset.load(qdir, limit=budget)
         ckpt = train_attack(attack_config(replace(opts, queries=budget), cfg["resolution"], cfg["channels"],
                                           opts.attack_kimg, **knowledge_settings(opts, cfg)),
                             data, run.file(f"attack-{budget}.pt"), progress=opts.progress)["checkpoint"]
-        rows.append({"queries": budget, **exp.measure(ckpt)})
-        run.write_metrics({"target": opts.target, "attack": opts.attack, "target_fid": ev.target_fid(),
+        measured = exp.measure([ckpt], served=served)
+        rows.append({"queries": budget, **measured.rows[0]})
+        run.write_metrics({"target": opts.target, "attack": opts.attack, "target_fid": measured.target_fid,
                            "sweep": rows})
     series = {"fidelity": ([r["queries"] for r in rows], [r["fidelity"] for r in rows])}
     if rows[0]["accuracy"] is not None:
@@ -51,7 +51,7 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None, target=None) -
     run.write(line_plot, run.file("sweep.png"), series, "queries (images bought)", "FID (lower = better copy)",
               f"{opts.attack} attack on {opts.target}", logx=True)
     metrics = {"target": opts.target, "attack": opts.attack, "knowledge": opts.knowledge,
-               "target_fid": ev.target_fid(), "fid_floor": ev.fid_floor(), "sweep": rows,
+               "target_fid": measured.target_fid, "fid_floor": measured.fid_floor, "sweep": rows,
                "attack_kimg": opts.attack_kimg, "fid_n": opts.fid_n}
     run.write_metrics(metrics)
     run.write_report(f"Query sweep against {opts.target}", [

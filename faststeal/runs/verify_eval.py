@@ -19,10 +19,10 @@ from scipy.stats import kstest
 from faststeal.attack import queryset
 from faststeal.attack.thief import train_attack
 from faststeal.checkpoint import load_generator
-from faststeal.data import ImageSet
+from faststeal.data import ImageSet, real_data_for
 from faststeal.defense import parse_pipeline
 from faststeal.errors import OptionError
-from faststeal.evaluate import fid, generator_stats, image_stats, real_data_for, real_stats
+from faststeal.evaluate import fid, generator_stats, image_stats, real_stats
 from faststeal.fileio import write_json
 from faststeal.ownership.detect import (
     EXACT_DRAWS,

@@ -3,7 +3,6 @@ gradient that reaches the copy."""
 import pytest
 import torch
 
-from faststeal import losses
 from faststeal.metrics.perceptual import StemFeatures
 
 
@@ -21,15 +20,15 @@ def _images(n=4, channels=3, size=32, seed=0):
 def test_same_images_are_at_distance_zero_and_blur_costs_less_than_other_images(stem):
     x = _images()
     blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
-    assert losses.perceptual_distance(stem, x, x).item() == pytest.approx(0.0, abs=1e-6)
-    d_blur = losses.perceptual_distance(stem, blurred, x).item()
-    d_other = losses.perceptual_distance(stem, _images(seed=1), x).item()
+    assert stem.distance(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    d_blur = stem.distance(blurred, x).item()
+    d_other = stem.distance(_images(seed=1), x).item()
     assert 0 < d_blur < d_other
 
 
 def test_gradients_reach_the_copy_and_not_the_network(stem):
     x, copy = _images(), _images(seed=2).requires_grad_(True)
-    losses.perceptual_distance(stem, copy, x).backward()
+    stem.distance(copy, x).backward()
     assert copy.grad is not None and copy.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in stem.parameters())
     stem.train()
