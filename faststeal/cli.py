@@ -260,11 +260,11 @@ def fid(**params):
 def attack_size_options(f):
     """The size flags shared by extract, sweep and defend."""
     for opt in reversed([
-        click.option("--attack", type=click.Choice(["fast", "pggan", "sngan", "dcgan"]), default="fast",
-                     show_default=True,
+        click.option("--attack", type=click.Choice(["fast", "pggan", "sngan", "dcgan"]), default=None,
                      help="the adversary's GAN (independent of the target's): fast = PGGAN networks at full "
                           "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers; "
-                          "dcgan = transposed convolutions with batch norm"),
+                          "dcgan = transposed convolutions with batch norm [default: fast up to 32x32 targets, "
+                          "dcgan above]"),
         click.option("--attack-kimg", type=float, default=None,
                      help="thousands of images the attack GAN trains on [default: 80]"),
         click.option("--minutes", type=float, default=None,
@@ -274,8 +274,10 @@ def attack_size_options(f):
         click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
-        click.option("--attack-width", type=int, default=64, show_default=True),
-        click.option("--batch", type=int, default=None, help="[default: 16 for fast, 32 for pggan/sngan]"),
+        click.option("--attack-width", type=int, default=None,
+                     help="the attack GAN's base width [default: 64; 32 for dcgan]"),
+        click.option("--batch", type=int, default=None,
+                     help="the attack GAN's batch [default: 16 for fast, 32 for pggan/sngan, 64 for dcgan]"),
         click.option("--attack-lr", type=float, default=None,
                      help="the attack GAN's learning rate [default: 0.002 fast, 0.001 pggan, 0.0002 sngan]"),
         click.option("--r1-gamma", type=float, default=None,
@@ -350,6 +352,7 @@ def extract(**params):
     opts = ExtractOptions.from_params(params)
     opts.check()
     opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
+    opts.sized_for(opened.resolution)
     opts.out = opts.out or _default_out("extract", opened, opts, opts.queries)
     check_out_folder(opts.out)
     _set_threads(params["threads"])
@@ -416,6 +419,7 @@ def sweep(**params):
     opts = ExtractOptions.from_params(params, queries=max(budgets))
     opts.check()
     opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
+    opts.sized_for(opened.resolution)
     opts.out = opts.out or _default_out("sweep", opened, opts)
     check_out_folder(opts.out)
     _set_threads(params["threads"])
@@ -492,6 +496,7 @@ def defend(**params):
     opts.check()
     base = _open_baseline(opts.baseline, params["baseline_api_key"])
     opened = _open_target(opts.target, api_key=params["api_key"], hints=opts.target_hints)
+    opts.sized_for(opened.resolution)
     opts.out = opts.out or _default_out("defend", opened, opts, opts.queries)
     check_out_folder(opts.out)
     _set_threads(params["threads"])

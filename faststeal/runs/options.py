@@ -25,6 +25,30 @@ DEFAULT_ATTACK_KIMG = 80.0
 DEFAULT_MINUTES = 20.0
 
 
+@dataclass(frozen=True)
+class ThiefSize:
+    """The attack GAN's architecture, width, batch and length cap when the flags leave them open."""
+    attack: str
+    width: int
+    batch: int
+    kimg: float = DEFAULT_ATTACK_KIMG
+
+
+# By architecture: the sizes each trains with unless told otherwise (fast: batch 16, more steps per image).
+ARCH_SIZES = {"fast": ThiefSize("fast", 64, 16), "pggan": ThiefSize("pggan", 64, 32),
+              "sngan": ThiefSize("sngan", 64, 32), "dcgan": ThiefSize("dcgan", 32, 64)}
+# By the target's resolution: the architecture of the default thief (docs/guides/steal.md, "The thief at each
+# target size", has the measurements). Targets up to SMALL_TARGET pixels wide get the fast thief.
+SMALL_TARGET = 32
+DEFAULT_ATTACK = {"small": "fast", "large": "dcgan"}
+
+
+def thief_size(resolution: int, attack: str | None = None) -> ThiefSize:
+    """The sizes an attack GAN trains with against a target of this resolution (``attack``: the one asked for;
+    None: the default thief at that size)."""
+    return ARCH_SIZES[attack or DEFAULT_ATTACK["small" if resolution <= SMALL_TARGET else "large"]]
+
+
 def at_least(value, low, flag: str, note: str = "") -> None:
     """A count below its minimum is refused; None means not given."""
     if value is not None and value < low:
@@ -81,9 +105,9 @@ class AttackOptions(FromParams):
     the evaluation size and where the run folder goes."""
 
     target: str
-    attack: str = "fast"
+    attack: str | None = None           # None, like the width, batch and length: sized for the target (sized_for)
     queries: int = 10_000
-    attack_kimg: float | None = None    # None: DEFAULT_ATTACK_KIMG
+    attack_kimg: float | None = None    # None: the thief's cap (ThiefSize.kimg), under DEFAULT_MINUTES
     minutes: float | None = None        # also stop each attack GAN after this many minutes of training
     knowledge: str = "images"           # "latents": the adversary chooses the codes and distils on the pairs
     distill: float = 10.0               # weight of the paired L1 loss with knowledge "latents"
@@ -91,9 +115,9 @@ class AttackOptions(FromParams):
     perceptual: float = 0.0             # weight of the perceptual distance beside the paired L1 (latents only)
     curve_n: int = 128                  # samples per fidelity probe during training (0: no curve)
     curve_points: int = 6               # probes spread over training (plus one at the start and the end)
-    attack_width: int = 64
+    attack_width: int | None = None
     attack_latent_dim: int = 128
-    batch: int | None = None            # None: 16 for the fast thief (more steps per image), 32 for pggan/sngan
+    batch: int | None = None
     attack_lr: float | None = None      # the attack GAN's training knobs; None: its architecture's default
     r1_gamma: float | None = None       # (train.ARCH_DEFAULTS); R1 is the fast thief's regulariser only
     augment: str | None = None          # DiffAugment policy: "translation,color,cutout" or "none"
@@ -107,13 +131,22 @@ class AttackOptions(FromParams):
     progress: bool = True
     fresh: bool = False                 # start over: drop the run folder's queries, attacks and results
 
-    def __post_init__(self):
-        if self.attack_kimg is None:
-            self.attack_kimg = DEFAULT_ATTACK_KIMG
-            if self.minutes is None:
-                self.minutes = DEFAULT_MINUTES
-        if self.batch is None:
-            self.batch = 16 if self.attack == "fast" else 32
+    @property
+    def sized(self) -> bool:
+        return None not in (self.attack, self.attack_width, self.batch, self.attack_kimg)
+
+    def sized_for(self, resolution: int) -> None:
+        """Fill what the flags left open from the target's resolution (thief_size): the architecture, its width,
+        batch and length cap, and the default time budget when no length was given. Idempotent."""
+        if self.sized:
+            return
+        size = thief_size(resolution, self.attack)
+        if self.attack_kimg is None and self.minutes is None:
+            self.minutes = DEFAULT_MINUTES
+        self.attack = size.attack
+        self.attack_width = self.attack_width if self.attack_width is not None else size.width
+        self.batch = self.batch if self.batch is not None else size.batch
+        self.attack_kimg = self.attack_kimg if self.attack_kimg is not None else size.kimg
 
     def check(self) -> None:
         """Refuse bad sizes before any query is bought or any image trained on: one line each."""
@@ -131,7 +164,7 @@ class AttackOptions(FromParams):
         positive(self.attack_lr, "--attack-lr")
         positive(self.ema_kimg, "--ema-kimg")
         at_least(self.r1_gamma, 0, "--r1-gamma")
-        if self.r1_gamma is not None and ARCH_DEFAULTS[self.attack]["loss"] != "logistic-r1":
+        if self.r1_gamma is not None and self.attack and ARCH_DEFAULTS[self.attack]["loss"] != "logistic-r1":
             raise OptionError(f"R1 regularises the logistic-loss thieves (fast, dcgan) only; --attack {self.attack} "
                               f"has no R1 term",
                               "--r1-gamma")
@@ -210,6 +243,7 @@ def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: flo
                   seed_offset: int = 0, latent_dim: int | None = None, distill: float = 0.0,
                   distill_only_kimg: float = 0.0, perceptual: float = 0.0) -> TrainConfig:
     """The attack GAN's TrainConfig for these options at the target's shape."""
+    opts.sized_for(resolution)
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
                        latent_dim=latent_dim or opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch,
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,

@@ -17,15 +17,36 @@ from faststeal.runs.options import (
 from faststeal.runs.train_target import TrainTargetOptions
 
 
+def sized(resolution=32, **kw) -> AttackOptions:
+    opts = AttackOptions(target="t", **kw)
+    opts.sized_for(resolution)
+    return opts
+
+
 def test_no_length_given_means_the_kimg_cap_and_the_time_budget():
     opts = ExtractOptions(target="builtin:pggan-fmnist32")
+    assert not opts.sized and opts.attack_kimg is None       # left open until the target's size is known
+    opts.sized_for(32)
     assert (opts.attack_kimg, opts.minutes) == (DEFAULT_ATTACK_KIMG, DEFAULT_MINUTES)
 
 
 def test_a_given_length_is_reproduced_exactly_and_a_given_budget_is_kept():
-    assert AttackOptions(target="t", attack_kimg=80.0).minutes is None
-    assert AttackOptions(target="t", minutes=5.0).minutes == 5.0
-    assert AttackOptions(target="t", minutes=5.0).attack_kimg == DEFAULT_ATTACK_KIMG
+    assert sized(attack_kimg=80.0).minutes is None
+    assert sized(minutes=5.0).minutes == 5.0
+    assert sized(minutes=5.0).attack_kimg == DEFAULT_ATTACK_KIMG
+
+
+def test_the_thief_is_sized_for_the_target_unless_told():
+    small, large = sized(32), sized(64)
+    assert (small.attack, small.attack_width, small.batch) == ("fast", 64, 16)
+    assert (large.attack, large.attack_width, large.batch) == ("dcgan", 32, 64)
+    assert sized(128).attack == "dcgan"
+    # a named architecture keeps its own sizes at any resolution; a named width or batch is kept
+    assert (sized(64, attack="fast").attack_width, sized(64, attack="fast").batch) == (64, 16)
+    assert (sized(32, attack="sngan").batch, sized(64, attack_width=48).attack_width) == (32, 48)
+    once = sized(64)
+    once.sized_for(32)                              # idempotent: the first sizing stands
+    assert once.attack == "dcgan" and once.attack_width == 32
 
 
 def test_options_take_clicks_parameters_and_gather_the_target_hints():

@@ -111,3 +111,12 @@ def test_a_128_pixel_grey_target_is_stolen_at_its_own_size(tmp_path):
     import torch
 
     assert torch.load(tmp_path / "x" / "attack.pt", weights_only=True)["config"]["resolution"] == 128
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_default_thief_of_a_64_pixel_colour_target_is_sized_for_it(dcgan_specs, tmp_path):
+    out = run("extract", "--target", dcgan_specs["torchscript"], "--queries", 64, "--attack-kimg", 0.064,
+              "--fid-n", 8, "--curve-n", 0, "--threads", 1, "--out", tmp_path / "x")
+    assert "thief: dcgan GAN at 64x64x3, width 32, batch 64" in out      # said before the work starts
+    m = json.loads((tmp_path / "x" / "metrics.json").read_text())
+    assert m["attack"] == "dcgan" and (m["attack_settings"]["width"], m["attack_settings"]["batch"]) == (32, 64)
