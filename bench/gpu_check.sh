@@ -18,7 +18,8 @@
 #   extract64     a short extraction from it (1000 queries, 2 kimg of attack training, FID on 500 images)
 #   extract64rgb  a 64x64 RGB extraction: the test suite's small DCGAN (random weights: a timing, not a result),
 #                 10,000 queries, the default thief for 20 kimg, FID on 2,000 images; expected ~64 s on one
-#                 H200 (44 s of it training, ~460 img/s; measured 2026-12-04)
+#                 H200 with the fast thief (44 s of it training, ~460 img/s; measured 2026-12-04); the default
+#                 at 64x64 is the DCGAN thief since 2026-12-05, whose GPU time is not measured yet
 #   latents64rgb  the same target with chosen latents (2,000 queries, 4 kimg: the paired-loss phase, then the
 #                 GAN phase) on 500 images; the distillation path once crashed on CUDA only (a CPU zero tensor)
 # Output: DIR (default bench/results/gpu_check-<UTC time>/) with summary.json (GPU name and driver, every

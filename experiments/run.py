@@ -93,8 +93,6 @@ def settings(args: list[str]) -> dict | None:
     from click.exceptions import ClickException
 
     from faststeal.cli import main as cli
-    from faststeal.runs.options import DEFAULT_ATTACK_KIMG
-
     name, rest = args[0], list(args[1:])
     try:
         params = cli.commands[name].make_context(name, rest).params
@@ -102,8 +100,23 @@ def settings(args: list[str]) -> dict | None:
         return None
     params = {k: v for k, v in params.items() if k not in NOT_SETTINGS}
     if "attack_kimg" in params and params["attack_kimg"] is None:
-        params["attack_kimg"] = DEFAULT_ATTACK_KIMG
+        params["attack_kimg"] = _default_length(params)
     return json.loads(json.dumps(params))              # tuples as lists, as config.json stores them
+
+
+def _default_length(params: dict) -> float | None:
+    """The kimg cap the command will train to: its architecture's, or the default thief's at the target's
+    resolution (the target is opened to read it; None when it cannot be opened yet, e.g. not trained)."""
+    from faststeal.errors import FaststealError
+    from faststeal.runs.options import ARCH_SIZES, thief_size
+    from faststeal.targets import open_target
+
+    if params.get("attack"):
+        return ARCH_SIZES[params["attack"]].kimg
+    try:
+        return thief_size(open_target(params["target"]).resolution).kimg
+    except (FaststealError, OSError, ValueError):       # not there yet (a target a planned run trains)
+        return None
 
 
 def is_done(root: Path, e: PlannedRun) -> bool:

@@ -266,7 +266,7 @@ def attack_size_options(f):
                           "dcgan = transposed convolutions with batch norm [default: fast up to 32x32 targets, "
                           "dcgan above]"),
         click.option("--attack-kimg", type=float, default=None,
-                     help="thousands of images the attack GAN trains on [default: 80]"),
+                     help="thousands of images the attack GAN trains on [default: 80; 400 for dcgan]"),
         click.option("--minutes", type=float, default=None,
                      help="also stop each attack GAN after this many minutes of training (whichever of this and "
                           "--attack-kimg comes first; the report says which); runs then differ across machines "

@@ -36,7 +36,8 @@ class ThiefSize:
 
 # By architecture: the sizes each trains with unless told otherwise (fast: batch 16, more steps per image).
 ARCH_SIZES = {"fast": ThiefSize("fast", 64, 16), "pggan": ThiefSize("pggan", 64, 32),
-              "sngan": ThiefSize("sngan", 64, 32), "dcgan": ThiefSize("dcgan", 32, 64)}
+              "sngan": ThiefSize("sngan", 64, 32), "dcgan": ThiefSize("dcgan", 32, 64, 400.0)}
+# dcgan's cap is far: on a 2-core CPU its 20 minutes end at ~160 kimg, and its copies were still improving there
 # By the target's resolution: the architecture of the default thief (docs/guides/steal.md, "The thief at each
 # target size", has the measurements). Targets up to SMALL_TARGET pixels wide get the fast thief.
 SMALL_TARGET = 32

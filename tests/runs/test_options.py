@@ -40,6 +40,7 @@ def test_the_thief_is_sized_for_the_target_unless_told():
     small, large = sized(32), sized(64)
     assert (small.attack, small.attack_width, small.batch) == ("fast", 64, 16)
     assert (large.attack, large.attack_width, large.batch) == ("dcgan", 32, 64)
+    assert (large.attack_kimg, large.minutes) == (400.0, DEFAULT_MINUTES)     # the time budget binds first
     assert sized(128).attack == "dcgan"
     # a named architecture keeps its own sizes at any resolution; a named width or batch is kept
     assert (sized(64, attack="fast").attack_width, sized(64, attack="fast").batch) == (64, 16)
