@@ -274,6 +274,10 @@ def attack_size_options(f):
         click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
+        click.option("--attack-precision", type=click.Choice(["float32", "bf16"]), default="float32",
+                     show_default=True,
+                     help="bf16: the attack GAN's forward passes under bfloat16 autocast (for a GPU; weights, "
+                          "losses and penalties stay float32; not yet measured on a GPU)"),
         click.option("--attack-width", type=int, default=None,
                      help="the attack GAN's base width [default: 64; 32 for dcgan]"),
         click.option("--batch", type=int, default=None,

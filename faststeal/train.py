@@ -46,6 +46,9 @@ ARCH_DEFAULTS = {
 }
 
 
+PRECISIONS = ("float32", "bf16")
+
+
 class TrainingDiverged(FaststealError, RuntimeError):
     """A loss became NaN/inf; the last good checkpoint on disk is untouched."""
 
@@ -74,6 +77,7 @@ class TrainConfig:
     seed: int = 0
     snapshot_kimg: float = 10.0        # checkpoint + sample grid every this many kimg
     minutes: float | None = None       # also stop once this many minutes of training steps ran (kimg: the cap)
+    precision: str = "float32"         # "bf16": the networks' forward passes under bfloat16 autocast
     extra: dict = field(default_factory=dict)   # provenance added by callers (data source, command, ...)
 
     def resolved(self) -> dict:
@@ -159,6 +163,8 @@ class Trainer:
         if config.perceptual > 0 and config.resolution < 32:
             raise ValueError(f"the perceptual term needs images of at least 32x32 pixels, the model makes "
                              f"{config.resolution}x{config.resolution}")
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
         if data.resolution != config.resolution or data.channels != config.channels:
             raise ValueError(f"data is {data.channels}x{data.resolution}x{data.resolution} but the model "
                              f"expects {config.channels}x{config.resolution}x{config.resolution}")
@@ -233,6 +239,12 @@ class Trainer:
     def out_of_time(self) -> bool:
         return bool(self.config.minutes) and self.train_seconds >= self.config.minutes * 60
 
+    def _mixed(self):
+        """bfloat16 autocast around the networks' forward passes when config.precision is "bf16"; their outputs
+        are cast back, so losses, the perceptual term and the R1/GP penalties (which call D themselves, outside
+        this context) stay in float32, as do the weights and the optimiser."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def _interpolation_weights(self, dtype: torch.dtype) -> torch.Tensor:
         """WGAN-GP's interpolation weights, drawn for the global batch from the shared stream."""
         return self._slice(torch.rand(self.config.batch, 1, 1, 1, dtype=dtype))
@@ -257,10 +269,11 @@ class Trainer:
                 real, codes = next(self.batches).to(self.device), self._latents()
             if level is not None:
                 real = downscale_reals(real, level, alpha)
-            with torch.no_grad():
-                fake = self.G(codes, **kw)
-            d_real = D(augment.diff_augment(real, self.augment), **kw)
-            d_fake = D(augment.diff_augment(fake, self.augment), **kw)
+            with torch.no_grad(), self._mixed():
+                fake = self.G(codes, **kw).float()
+            with self._mixed():
+                d_real = D(augment.diff_augment(real, self.augment), **kw).float()
+                d_fake = D(augment.diff_augment(fake, self.augment), **kw).float()
             loss_d = self.objective.critic_loss(D, real, fake, d_real, d_fake, draw_eps=self._interpolation_weights,
                                                 critic_step=self.d_steps, **kw)
             self.opt_D.zero_grad(set_to_none=True)
@@ -273,8 +286,9 @@ class Trainer:
             target, codes = (t.to(self.device) for t in next(self.batches))
         else:
             codes = self._latents()
-        fake = G(codes, **kw)
-        d_fake = self.D(augment.diff_augment(fake, self.augment), **kw)
+        with self._mixed():
+            fake = G(codes, **kw).float()
+            d_fake = self.D(augment.diff_augment(fake, self.augment), **kw).float()
         loss_g = self.objective.generator_loss(d_fake)
         if paired:
             if level is not None:
@@ -303,7 +317,9 @@ class Trainer:
         target, codes = (t.to(self.device) for t in next(self.batches))
         if level is not None:
             target = downscale_reals(target, level, alpha)
-        paired_loss = self._paired_loss(self.G_train(codes, **kw), target)
+        with self._mixed():
+            fake = self.G_train(codes, **kw).float()
+        paired_loss = self._paired_loss(fake, target)
         self.opt_G.zero_grad(set_to_none=True)
         paired_loss.backward()
         self.opt_G.step()

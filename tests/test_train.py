@@ -286,3 +286,20 @@ def test_distillation_keeps_its_share_of_a_time_budget(tmp_path):
     assert t.in_paired_phase()
     t.train_seconds = 46.0                         # 75% of the minute gone: the adversarial phase starts
     assert not t.in_paired_phase()
+
+
+def test_bf16_autocast_trains_with_float32_weights_and_is_part_of_the_settings(tmp_path):
+    t = Trainer(config("fast", precision="bf16", resolution=16, width=8), tiny_data(res=16),
+                checkpoint_path=tmp_path / "b.pt", progress=False)
+    t.run()
+    assert all(p.dtype == torch.float32 for p in t.G.parameters()) and t.steps > 0
+    assert all(torch.isfinite(p).all() for p in t.G_ema.parameters())
+    plain = Trainer(config("fast", resolution=16, width=8), tiny_data(res=16), checkpoint_path=tmp_path / "p.pt",
+                    progress=False)
+    plain.run()
+    assert any(not torch.equal(a, b) for a, b in zip(t.G.parameters(), plain.G.parameters()))   # it did change
+    with pytest.raises(ValueError, match="precision=bf16"):
+        Trainer(config("fast", resolution=16, width=8), tiny_data(res=16), checkpoint_path="x.pt",
+                progress=False).resume(tmp_path / "b.pt")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Trainer(config("fast", precision="fp8"), tiny_data(), checkpoint_path="x.pt", progress=False)

@@ -20,7 +20,7 @@ from faststeal.train import TrainConfig, Trainer
 # (kimg) may be shorter: the run then resumes it.
 REUSE_KEYS = ("arch", "resolution", "channels", "latent_dim", "width", "batch", "lr", "n_dis", "seed", "loss",
               "r1_gamma", "augment", "distill", "distill_only_kimg", "perceptual", "ema_kimg", "grow", "phase_kimg",
-              "gp_lambda", "drift")
+              "gp_lambda", "drift", "precision")
 
 
 class StaleCheckpoint(FaststealError, ValueError):

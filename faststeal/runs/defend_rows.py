@@ -8,6 +8,7 @@ resumes unfinished ones.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -20,6 +21,10 @@ from faststeal.fileio import write_json
 
 from .defend_plan import DefendPlan, Setting
 from .experiment import MEASURES
+from .options import DEFAULT_MINUTES, AttackOptions
+
+KNOBS = ("attack_lr", "r1_gamma", "augment", "ema_kimg", "attack_precision", "perceptual", "minutes")
+KNOB_DEFAULTS = {f.name: f.default for f in fields(AttackOptions) if f.name in KNOBS} | {"minutes": DEFAULT_MINUTES}
 
 
 def measure_rows(plan: DefendPlan) -> tuple[list[dict], set[str]]:
@@ -95,4 +100,7 @@ def _result_key(plan: DefendPlan, spec: str) -> dict:
     keep = ("target", "attack", "queries", "attack_kimg", "attack_width", "attack_latent_dim", "batch", "fid_n",
             "eval_data", "prior", "seed", "knowledge", "distill")
     ident = plan.ident if plan.ident is not None else {"target_sha256": plan.exp.loaded.model_id}
-    return {"defense": spec, **ident, **{k: getattr(plan.opts, k) for k in keep}, "measures": MEASURES}
+    # the thief's knobs enter the key only when set away from their defaults, so rows stored before they
+    # were keyed still match; the default time budget and none are not told apart (rows before the budget)
+    knobs = {k: getattr(plan.opts, k) for k in KNOBS if getattr(plan.opts, k) not in (KNOB_DEFAULTS[k], None)}
+    return {"defense": spec, **ident, **{k: getattr(plan.opts, k) for k in keep}, **knobs, "measures": MEASURES}

@@ -123,6 +123,7 @@ class AttackOptions(FromParams):
     r1_gamma: float | None = None       # (train.ARCH_DEFAULTS); R1 is the fast thief's regulariser only
     augment: str | None = None          # DiffAugment policy: "translation,color,cutout" or "none"
     ema_kimg: float = 5.0               # half-life of the copy's weight average, thousands of images
+    attack_precision: str = "float32"   # "bf16": the attack GAN's forward passes under bfloat16 autocast
     fid_n: int = 2000
     eval_data: str | None = None        # default: the target's own training data
     target_hints: dict | None = None    # what a foreign target's probe cannot find (targets.Hints fields)
@@ -250,7 +251,8 @@ def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: flo
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
                        distill=distill, distill_only_kimg=distill_only_kimg, perceptual=perceptual,
                        minutes=opts.minutes,
-                       lr=opts.attack_lr, r1_gamma=opts.r1_gamma, augment=opts.augment, ema_kimg=opts.ema_kimg)
+                       lr=opts.attack_lr, r1_gamma=opts.r1_gamma, augment=opts.augment, ema_kimg=opts.ema_kimg,
+                       precision=opts.attack_precision)
 
 
 def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:

@@ -75,3 +75,21 @@ def test_a_defense_that_changes_nothing_is_called_out(tiny_target, tmp_path):
     assert metrics["settings"][1]["changed_pixels"] < 1e-3
     assert "No effect on this target" in (tmp_path / "run" / "report.md").read_text()
 
+
+
+def test_a_stored_row_is_keyed_by_the_thiefs_knobs_when_they_are_set():
+    from types import SimpleNamespace
+
+    from faststeal.runs.defend_rows import _result_key
+    from faststeal.runs.options import DefendOptions
+
+    def key(**kw):
+        opts = DefendOptions(target="t.pt", defenses=["noise:sigma=0.1"], **kw)
+        opts.sized_for(32)
+        return _result_key(SimpleNamespace(opts=opts, ident={"target_sha256": "x"}), "none")
+
+    default = key()
+    assert "attack_lr" not in default and "minutes" not in default      # rows stored before still match
+    for changed in (key(attack_lr=1e-3), key(augment="none"), key(attack_precision="bf16"), key(minutes=5.0),
+                    key(ema_kimg=2.0)):
+        assert changed != default

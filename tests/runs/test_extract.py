@@ -99,9 +99,10 @@ def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_tar
     first = run_extract(ExtractOptions(attack="fast", **base))
     assert first["attack_settings"] == {"width": 8, "batch": 8, "lr": 0.002, "r1_gamma": 0.1,
                                         "augment": "translation", "ema_kimg": 5.0, "latent_dim": 8,
-                                        "perceptual": 0.0}
+                                        "perceptual": 0.0, "precision": "float32"}
     for change in ({"attack": "pggan"}, {"attack": "fast", "attack_width": 16}, {"attack": "fast", "seed": 1},
-                   {"r1_gamma": 1.0}, {"augment": "translation,color"}, {"attack_lr": 0.001}, {"ema_kimg": 2.0}):
+                   {"r1_gamma": 1.0}, {"augment": "translation,color"}, {"attack_lr": 0.001}, {"ema_kimg": 2.0},
+                   {"attack_precision": "bf16"}):
         opts = ExtractOptions(**{**base, **change})
         with pytest.raises((StaleCheckpoint, Exception), match="trained with|holds queries"):
             run_extract(opts)
