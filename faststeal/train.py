@@ -245,6 +245,10 @@ class Trainer:
         this context) stay in float32, as do the weights and the optimiser."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
 
+    def _full(self, t: torch.Tensor) -> torch.Tensor:
+        """An output of the autocast region back in float32 (untouched when autocast is off, e.g. in float64)."""
+        return t.float() if self.config.precision == "bf16" else t
+
     def _interpolation_weights(self, dtype: torch.dtype) -> torch.Tensor:
         """WGAN-GP's interpolation weights, drawn for the global batch from the shared stream."""
         return self._slice(torch.rand(self.config.batch, 1, 1, 1, dtype=dtype))
@@ -270,10 +274,10 @@ class Trainer:
             if level is not None:
                 real = downscale_reals(real, level, alpha)
             with torch.no_grad(), self._mixed():
-                fake = self.G(codes, **kw).float()
+                fake = self._full(self.G(codes, **kw))
             with self._mixed():
-                d_real = D(augment.diff_augment(real, self.augment), **kw).float()
-                d_fake = D(augment.diff_augment(fake, self.augment), **kw).float()
+                d_real = self._full(D(augment.diff_augment(real, self.augment), **kw))
+                d_fake = self._full(D(augment.diff_augment(fake, self.augment), **kw))
             loss_d = self.objective.critic_loss(D, real, fake, d_real, d_fake, draw_eps=self._interpolation_weights,
                                                 critic_step=self.d_steps, **kw)
             self.opt_D.zero_grad(set_to_none=True)
@@ -287,8 +291,8 @@ class Trainer:
         else:
             codes = self._latents()
         with self._mixed():
-            fake = G(codes, **kw).float()
-            d_fake = self.D(augment.diff_augment(fake, self.augment), **kw).float()
+            fake = self._full(G(codes, **kw))
+            d_fake = self._full(self.D(augment.diff_augment(fake, self.augment), **kw))
         loss_g = self.objective.generator_loss(d_fake)
         if paired:
             if level is not None:
@@ -318,7 +322,7 @@ class Trainer:
         if level is not None:
             target = downscale_reals(target, level, alpha)
         with self._mixed():
-            fake = self.G_train(codes, **kw).float()
+            fake = self._full(self.G_train(codes, **kw))
         paired_loss = self._paired_loss(fake, target)
         self.opt_G.zero_grad(set_to_none=True)
         paired_loss.backward()
