@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from faststeal.data import DataError, load_dataset, to_float
 from faststeal.fileio import atomic_write
+from faststeal.models.dcgan import init_weights  # the DCGAN paper's initialisation (training only)
 
 
 def generator(nz: int, width: int, channels: int) -> nn.Sequential:
@@ -46,15 +47,6 @@ def discriminator(width: int, channels: int) -> nn.Sequential:
         nn.Conv2d(w * 2, w * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 4), nn.LeakyReLU(0.2, True),
         nn.Conv2d(w * 4, w * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(w * 8), nn.LeakyReLU(0.2, True),
         nn.Conv2d(w * 8, 1, 4, 1, 0, bias=False), nn.Flatten())
-
-
-def init_weights(module: nn.Module) -> None:
-    """The tutorial's initialisation: N(0, 0.02) convolutions, N(1, 0.02) BatchNorm scales."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
 
 
 def parse_args(argv):

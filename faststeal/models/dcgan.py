@@ -20,7 +20,7 @@ def stage_count(resolution: int) -> int:
     return stages
 
 
-def _init(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     """DCGAN's initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
@@ -43,7 +43,7 @@ class DCGANGenerator(nn.Module):
             c //= 2
         layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        self.apply(_init)
+        self.apply(init_weights)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.view(z.shape[0], -1, 1, 1))
@@ -62,7 +62,7 @@ class DCGANDiscriminator(nn.Module):
             c *= 2
         layers += [nn.Conv2d(c, 1, 4, 1, 0, bias=False)]
         self.net = nn.Sequential(*layers)
-        self.apply(_init)
+        self.apply(init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(-1)
