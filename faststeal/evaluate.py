@@ -12,6 +12,8 @@ only view of the target it has), and the target's FID and the accuracy need real
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 
 from .checkpoint import LoadedTarget, content_digest, load_generator
@@ -109,15 +111,22 @@ class Evaluator:
     """
     def __init__(self, fid_n: int, real: ImageSet | None, *, target: LoadedTarget | None = None, served=None,
                  progress: bool = True, real_error: str | None = None, target_error: str = NO_BASELINE):
-        self.fid_n, self.progress, self.target, self._floor = fid_n, progress, target, None
+        self.fid_n, self.progress, self.target, self._stand_in = fid_n, progress, target, served
+        self._floor = None
         self.real, self.real_error, self.target_error = real, real_error, target_error
-        if target is not None:
-            self.target_stats = generator_stats(target, fid_n, name="target", progress=progress, cache=True)
-        elif served is not None:
-            self.target_stats = image_stats(served.images[:fid_n], "served images", progress=progress)
-        else:
-            self.target_stats = None
-        self.real_stats = real_stats(real, fid_n, progress) if real is not None else None
+
+    @cached_property
+    def target_stats(self):
+        """The target's statistics (its samples in process, else the served images standing in), or None."""
+        if self.target is not None:
+            return generator_stats(self.target, self.fid_n, name="target", progress=self.progress, cache=True)
+        if self._stand_in is not None:
+            return image_stats(self._stand_in.images[:self.fid_n], "served images", progress=self.progress)
+        return None
+
+    @cached_property
+    def real_stats(self):
+        return real_stats(self.real, self.fid_n, self.progress) if self.real is not None else None
 
     def target_fid(self) -> float | None:
         if self.target_stats is None or self.real_stats is None:
@@ -134,21 +143,25 @@ class Evaluator:
             self._floor = fid(second, self.target_stats)
         return self._floor
 
-    def attack(self, checkpoint, served: torch.Tensor | None = None) -> dict:
-        """Fidelity and accuracy of an attack checkpoint, precision/recall/density/coverage against the target
-        and the real data, and fidelity's interval. With ``served`` (uint8 images the copy was trained on,
-        served through a defense): also what they cost honest users (utility = FID(served, real)), how far they
-        are from the target (served_vs_target, with precision/coverage) and the copy from them (attack_vs_served)."""
-        stats = generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
-        found = {"fidelity": fid(stats, self.target_stats) if self.target_stats is not None else None,
-                 "accuracy": fid(stats, self.real_stats) if self.real_stats is not None else None,
-                 "vs_target": coverage(self.target_stats, stats), "vs_real": coverage(self.real_stats, stats),
-                 "fidelity_ci": fid_interval(self.target_stats, stats)}
-        if served is not None:
-            shown = image_stats(served, "served", progress=self.progress)
-            anchored = self.target_stats is not None
-            found.update(utility=fid(shown, self.real_stats) if self.real_stats is not None else None,
-                         served_vs_target=fid(shown, self.target_stats) if anchored else None,
-                         served_vs_target_prdc=coverage(self.target_stats, shown) if anchored else None,
-                         attack_vs_served=fid(stats, shown))
-        return found
+    def copy_stats(self, checkpoint):
+        """Statistics of fid_n samples of an attack checkpoint: what ``attack`` and ``served`` compare."""
+        return generator_stats(checkpoint, self.fid_n, name="attack", progress=self.progress)
+
+    def attack(self, copy) -> dict:
+        """Fidelity and accuracy of a copy (its ``copy_stats``), precision/recall/density/coverage against the
+        target and the real data, and fidelity's interval."""
+        return {"fidelity": fid(copy, self.target_stats) if self.target_stats is not None else None,
+                "accuracy": fid(copy, self.real_stats) if self.real_stats is not None else None,
+                "vs_target": coverage(self.target_stats, copy), "vs_real": coverage(self.real_stats, copy),
+                "fidelity_ci": fid_interval(self.target_stats, copy)}
+
+    def served(self, images: torch.Tensor, copy) -> dict:
+        """What serving ``images`` (uint8, through a defense) costs honest users (utility = FID(served, real)),
+        how far they are from the target (served_vs_target, with precision/coverage), and how far the copy
+        trained on them (its ``copy_stats``) is from them (attack_vs_served)."""
+        shown = image_stats(images, "served", progress=self.progress)
+        anchored = self.target_stats is not None
+        return {"utility": fid(shown, self.real_stats) if self.real_stats is not None else None,
+                "served_vs_target": fid(shown, self.target_stats) if anchored else None,
+                "served_vs_target_prdc": coverage(self.target_stats, shown) if anchored else None,
+                "attack_vs_served": fid(copy, shown)}

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from faststeal import distributed
 from faststeal.data import DataError, ImageSet
-from faststeal.fileio import atomic_write, write_json
+from faststeal.fileio import UnreadableFile, atomic_write, read_numpy, write_json
 
 META = "meta.json"
 KNOWLEDGE = ("images", "latents")
@@ -55,8 +56,6 @@ def read_meta(folder: Path) -> dict | None:
         raise DataError(f"{path}: unreadable query-set metadata ({exc}); delete the folder to start over") from None
 
 
-
-
 def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "", progress: bool = True,
             knowledge: str = "images") -> dict:
     """Query the oracle until ``folder`` holds n images; resumes whatever is already there.
@@ -72,8 +71,6 @@ def collect(oracle, folder, n: int, *, chunk_size: int = 1000, target: str = "",
     if knowledge == "latents" and not getattr(oracle, "accepts_latents", True):
         raise DataError("the target does not accept latent codes (it serves images for a count only); "
                         "use --knowledge images")
-    from tqdm import tqdm
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sharded = distributed.active()
@@ -148,10 +145,10 @@ def load(folder, limit: int | None = None) -> ImageSet:
     for name in meta["chunks"]:
         if have >= want:
             break
-        arr = _load_array(folder / name)
-        parts.append(arr[: want - have])
-        if with_codes:
-            code_parts.append(_load_array(folder / code_file(name))[: want - have])
+        files = (name, code_file(name)) if with_codes else (name,)
+        arrays = [_load_array(folder / f)[: want - have] for f in files]
+        parts.append(arrays[0])
+        code_parts.extend(arrays[1:])
         have += parts[-1].shape[0]
     images = torch.from_numpy(np.concatenate(parts)) if parts else torch.empty(0, *meta["shape"], dtype=torch.uint8)
     codes = torch.from_numpy(np.concatenate(code_parts)).float() if code_parts else None
@@ -161,18 +158,8 @@ def load(folder, limit: int | None = None) -> ImageSet:
 
 
 def _load_array(path: Path) -> np.ndarray:
-    from faststeal.fileio import UnreadableFile, read_numpy
-
     try:
         return read_numpy(path)
     except UnreadableFile as exc:
         raise DataError(f"{exc}; delete the folder and query again") from None
 
-
-def changed_fraction(undefended_folder, folder, limit: int) -> float:
-    """Fraction of the pixels of the first ``limit`` images in ``folder`` that differ from the undefended answers
-    to the same positions of the owner's code stream (``undefended_folder``): 0 means whatever served the set
-    changed nothing."""
-    undefended, served = (load(f, limit=limit).images for f in (undefended_folder, folder))
-    m = min(len(undefended), len(served))
-    return float((undefended[:m] != served[:m]).float().mean()) if m else 0.0

@@ -37,14 +37,26 @@ def _compare(plan: DefendPlan, rows: list[dict], base: dict | None) -> None:
 
     Over HTTP the server draws codes from its own secret stream, so served and baseline images answer
     different codes and a pixel comparison means nothing: changed_pixels is n/a there."""
-    run, limit = plan.run, plan.opts.fid_n
+    limit = plan.opts.fid_n
+    undefended = _served(plan, base["queries_dir"], limit) if not plan.remote else None
     for r in rows:
         for key in ("utility", "fidelity", "accuracy"):
             r[f"{key}_change"] = (None if base is None or r[key] is None or base[key] is None
                                   else r[key] - base[key])
-        r["changed_pixels"] = (None if plan.remote else
-                               queryset.changed_fraction(run.file(base["queries_dir"]), run.file(r["queries_dir"]),
-                                                         limit))
+        r["changed_pixels"] = (None if undefended is None
+                               else changed_fraction(undefended, _served(plan, r["queries_dir"], limit)))
+
+
+def changed_fraction(undefended: torch.Tensor, served: torch.Tensor) -> float:
+    """Fraction of the pixels of ``served`` that differ from ``undefended``, the undefended answers to the same
+    positions of the owner's code stream: 0 means whatever served the set changed nothing."""
+    m = min(len(undefended), len(served))
+    return float((undefended[:m] != served[:m]).float().mean()) if m else 0.0
+
+
+def _served(plan: DefendPlan, queries_dir: str, limit: int) -> torch.Tensor:
+    """The first ``limit`` images of a setting's query set (``queries-<name>`` in the run folder)."""
+    return queryset.load(plan.run.file(queries_dir), limit=limit).images
 
 
 def _picture(plan: DefendPlan, setting: Setting, redraw: bool) -> str:
@@ -57,9 +69,9 @@ def _picture(plan: DefendPlan, setting: Setting, redraw: bool) -> str:
     if setting.pipeline is not None:
         left, right = _preview(plan, setting.pipeline, n=12 if setting.slow else 36)
     else:
-        right = queryset.load(run.file(f"queries-{setting.name}"), limit=36).images
+        right = _served(plan, f"queries-{setting.name}", 36)
         if setting.name == SERVED and opts.baseline:
-            left = queryset.load(run.file("queries-baseline"), limit=36).images
+            left = _served(plan, "queries-baseline", 36)
     if left is None:
         run.grid(right, name)
     else:

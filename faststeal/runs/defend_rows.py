@@ -59,7 +59,8 @@ def _row(plan: DefendPlan, setting: Setting) -> tuple[dict, bool]:
         train_attack(plan.attack, served, ckpt, progress=opts.progress)
         ev = exp.evaluator(served=stand_in)
         n_util = min(opts.fid_n, len(served))
-        return {"defense": spec, **ev.attack(ckpt, served=served.images[:n_util]), "utility_n": n_util,
+        copy = ev.copy_stats(ckpt)
+        return {"defense": spec, **ev.attack(copy), **ev.served(served.images[:n_util], copy), "utility_n": n_util,
                 "queries_dir": f"queries-{name}", "attack_checkpoint": ckpt.name, "target_fid": ev.target_fid(),
                 "real_note": None if ev.real_stats is not None else ev.real_error,
                 "target_note": None if ev.target_stats is not None else ev.target_error}

@@ -124,7 +124,7 @@ class Experiment:
                    "eval_data": self.eval_data, "sampler": SAMPLER_ID, "extractor": get_extractor().id,
                    "measures": MEASURES}
             rows.append(self.cached(f"{Path(checkpoint).stem}.measured.json", key,
-                                    lambda c=checkpoint: evaluator.attack(c)))
+                                    lambda c=checkpoint: evaluator.attack(evaluator.copy_stats(c))))
         return Measured(rows, evaluator.target_fid(), evaluator.fid_floor(), evaluator.real_error)
 
     def stored(self, name: str, key: dict):

@@ -1,16 +1,7 @@
 import pytest
 import torch
 
-from faststeal.models import build_discriminator, build_generator
-from faststeal.models.dcgan import DCGANDiscriminator, DCGANGenerator, stage_count
-
-
-@pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])
-def test_shapes_and_range(resolution, channels):
-    g, d = DCGANGenerator(resolution, channels, 16, 8), DCGANDiscriminator(resolution, channels, 8)
-    x = g(torch.randn(3, 16))
-    assert x.shape == (3, channels, resolution, resolution) and float(x.abs().max()) <= 1.0
-    assert d(x).shape == (3,)
+from faststeal.models.dcgan import DCGANGenerator, stage_count
 
 
 def test_codes_may_come_flat_or_as_maps():
@@ -29,8 +20,3 @@ def test_width_doubles_towards_the_code():
 def test_refuses_sizes_it_cannot_build():
     with pytest.raises(ValueError, match="power of two"):
         DCGANGenerator(48, 3, 16, 8)
-
-
-def test_registered_as_an_attack_architecture():
-    assert isinstance(build_generator("dcgan", 32, 1, 16, 8), DCGANGenerator)
-    assert isinstance(build_discriminator("dcgan", 32, 1, 8), DCGANDiscriminator)

@@ -1,16 +1,7 @@
-import pytest
 import torch
 
 from faststeal.models.layers import SpectralNormed
-from faststeal.models.sngan import SNGANDiscriminator, SNGANGenerator
-
-
-@pytest.mark.parametrize("resolution,channels", [(32, 1), (64, 3)])
-def test_shapes_and_range(resolution, channels):
-    g, d = SNGANGenerator(resolution, channels, 16, 16), SNGANDiscriminator(resolution, channels, 16)
-    x = g(torch.randn(3, 16))
-    assert x.shape == (3, channels, resolution, resolution) and float(x.abs().max()) <= 1.0
-    assert d(x).shape == (3,)
+from faststeal.models.sngan import SNGANDiscriminator
 
 
 def test_training_forward_advances_u_once_per_forward():
