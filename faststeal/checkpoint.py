@@ -6,6 +6,7 @@ resumable files optim_G, optim_D, loader, rng. Everything loads with ``torch.loa
 """
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -13,7 +14,9 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
+from faststeal import __version__
 from faststeal.errors import FaststealError
+from faststeal.models import build_discriminator, build_generator
 
 from .fileio import atomic_write
 
@@ -47,8 +50,6 @@ def resolve_path(path) -> Path:
 def content_digest(path) -> str:
     """First 16 hex digits of the SHA-256 of a checkpoint's bytes: what results derived from it are keyed
     on, so replacing the file behind a path never lets old results pass for the new target's."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(resolve_path(path), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -63,8 +64,6 @@ def atomic_torch_save(obj, path) -> Path:
 
 def save_checkpoint(state: dict, path) -> Path:
     state = dict(state)
-    from faststeal import __version__
-
     state.update(format=FORMAT, format_version=FORMAT_VERSION, faststeal_version=__version__)
     return atomic_torch_save(state, path)
 
@@ -112,8 +111,6 @@ def float_state(sd: dict) -> dict:
 
 
 def build_from_config(config: dict):
-    from faststeal.models import build_discriminator, build_generator
-
     g = build_generator(config["arch"], config["resolution"], config["channels"], config["latent_dim"],
                         config["width"])
     d = build_discriminator(config["arch"], config["resolution"], config["channels"], config["width"])

@@ -16,6 +16,9 @@ from __future__ import annotations
 import os
 import time
 
+import torch
+from threadpoolctl import threadpool_limits
+
 CHECK_SECONDS = 10.0      # how often the governor looks at the cores (a check costs microseconds)
 _governor: "ThreadGovernor | None" = None
 
@@ -93,8 +96,6 @@ class ThreadGovernor:
         others = self.others()
         if others is None:
             return None
-        import torch
-
         want = self.fair_threads(others)
         if want != torch.get_num_threads():
             set_threads(want)
@@ -146,8 +147,5 @@ def set_threads(n: int) -> None:
     thread count: eight jobs pinned to 2 threads each on 16 cores ran scipy with 16 threads each and spent
     minutes on a bootstrap that takes seconds alone (seen on a GPU machine, 2026-12-04).
     """
-    import torch
-    from threadpoolctl import threadpool_limits
-
     torch.set_num_threads(n)
     threadpool_limits(n)

@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 from faststeal.errors import FaststealError
+
+from .fileio import UnreadableFile, read_numpy
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -108,8 +111,6 @@ def read_image_file(path: Path) -> np.ndarray:
     Grey files stay 1-channel whatever their bit depth (16-bit and 32-bit grey are scaled to 8 bits, not
     clipped); everything else becomes RGB, transparency dropped.
     """
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             im.load()
@@ -151,8 +152,6 @@ def load_image_folder(folder: Path, limit: int | None = None) -> tuple[list[np.n
 
 def load_array_file(path: Path) -> np.ndarray:
     """A uint8 array (N, H, W), (N, H, W, C) or (N, C, H, W) from .npy or .npz (key 'images' or the only key)."""
-    from .fileio import UnreadableFile, read_numpy
-
     try:
         loaded = read_numpy(path)
     except UnreadableFile as exc:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .fileio import atomic_write
 
@@ -28,8 +29,6 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, pad_v
 
 def save_png(array: np.ndarray, path, upscale: int = 1) -> Path:
     """Write an HWC uint8 array as PNG atomically (temp file + rename); nearest upscale for tiny images."""
-    from PIL import Image
-
     if upscale > 1:
         array = array.repeat(upscale, axis=0).repeat(upscale, axis=1)
     img = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)

@@ -7,22 +7,22 @@ from __future__ import annotations
 
 import platform
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
+from . import __version__, distributed
 from .fileio import atomic_write, remove_stale_temps, write_json, write_text
 from .grid import make_grid, save_png
 
 
 def versions() -> dict:
-    import numpy
-
-    from . import __version__
-
     return {"faststeal": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": sys.version.split()[0], "platform": platform.platform(),
             "device": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
@@ -107,8 +107,6 @@ class RunFolder:
     @staticmethod
     def decide(fn, *args, **kwargs):
         """``fn``'s result as rank 0 computes it (a file's existence, a cached result), on every rank."""
-        from . import distributed
-
         return distributed.on_main(fn, *args, **kwargs)
 
     write = decide   # a write is a decision with a side effect: rank 0 performs it, every rank waits for it
@@ -129,8 +127,6 @@ class RunFolder:
 
         Rank 0 deletes; every rank waits until it has.
         """
-        import shutil
-
         if not fresh:
             return []
         def remove() -> list[str]:
@@ -191,12 +187,8 @@ def line_plot(path, series: dict[str, tuple], xlabel: str, ylabel: str, title: s
               logx: bool = False) -> Path:
     """A small PNG line chart (matplotlib, headless), written atomically. A series is (xs, ys), or
     (xs, ys, errors) for error bars (None where a point has no spread)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig = Figure(figsize=(6, 4), dpi=110)       # no pyplot: no backend or global state, safe in any process
+    ax = fig.subplots()
     for label, (xs, ys, *errors) in series.items():
         if errors and any(e is not None for e in errors[0]):
             ax.errorbar(xs, ys, yerr=[e or 0.0 for e in errors[0]], marker="o", capsize=3, label=label)
@@ -210,10 +202,7 @@ def line_plot(path, series: dict[str, tuple], xlabel: str, ylabel: str, title: s
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png"))
-    finally:
-        plt.close(fig)
+    return atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
 def flat_measures(row: dict) -> dict:

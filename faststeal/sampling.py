@@ -11,6 +11,8 @@ from typing import Iterator
 
 import torch
 
+from .data import to_uint8
+
 SAMPLE_SEED = 0          # default seed of every evaluation sample (fidelity, accuracy, the target's FID)
 FLOOR_SEED = 98765       # the target's second, independent sample behind the FID floor
 PROBE_SEED = 54321       # the samples of the fidelity probes drawn during training
@@ -47,8 +49,6 @@ def uint8_batches(generator, n: int, *, seed: int = SAMPLE_SEED, batch: int = 25
     """Batches of uint8 (b, C, H, W) samples on the CPU; codes go to ``device`` (default: the generator's).
 
     ``take`` filters the latent batches (e.g. a rank's own)."""
-    from .data import to_uint8
-
     device = generator_device(generator) if device is None else device
     batches = latent_batches(n, generator.latent_dim, batch, seed)
     if take is not None:

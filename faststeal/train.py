@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from faststeal.errors import FaststealError
 
@@ -444,8 +445,6 @@ class Trainer:
         """Train to ``config.kimg``. With ``probe`` (a callable scoring the EMA generator, see
         attack/curve.py) a point is added to ``self.curve`` every ``probe_kimg`` and at the end; the time
         spent probing is not counted as training time."""
-        from tqdm import tqdm
-
         total = int(self.config.kimg * 1000)
         next_snap = (math.floor(self.kimg / self.config.snapshot_kimg) + 1) * self.config.snapshot_kimg
         next_probe = None

@@ -42,7 +42,7 @@ def resolve_impl(impl: str, *tensors: torch.Tensor, family: str = "spectral_norm
 def eqlr_conv2d(x, weight, bias=None, *, impl: str = "auto", **kwargs):
     """Equalized-LR conv with fused up/down, bias, activation and pixel norm. See reference.eqlr_conv2d."""
     if resolve_impl(impl, x, weight, family="eqlr") == "triton":
-        from . import triton_conv
+        from . import triton_conv  # imports triton: only once a Triton launch is chosen
         kwargs.setdefault("gain", reference.DEFAULT_GAIN)
         return triton_conv.eqlr_conv2d(x, weight, bias, **kwargs)
     return reference.eqlr_conv2d(x, weight, bias, **kwargs)
@@ -51,7 +51,7 @@ def eqlr_conv2d(x, weight, bias=None, *, impl: str = "auto", **kwargs):
 def eqlr_linear(x, weight, bias=None, *, impl: str = "auto", **kwargs):
     """Equalized-LR dense layer with fused bias/activation/pixel norm. See reference.eqlr_linear."""
     if resolve_impl(impl, x, weight, family="eqlr") == "triton":
-        from . import triton_conv
+        from . import triton_conv  # imports triton: only once a Triton launch is chosen
         kwargs.setdefault("gain", reference.DEFAULT_GAIN)
         return triton_conv.eqlr_linear(x, weight, bias, **kwargs)
     return reference.eqlr_linear(x, weight, bias, **kwargs)
@@ -60,7 +60,7 @@ def eqlr_linear(x, weight, bias=None, *, impl: str = "auto", **kwargs):
 def spectral_norm(weight, u, *, impl: str = "auto", **kwargs):
     """Power-iteration spectral norm; returns (weight / sigma, sigma, u_new). See reference.spectral_norm."""
     if resolve_impl(impl, weight, u) == "triton":
-        from . import triton_sn
+        from . import triton_sn  # imports triton: only once a Triton launch is chosen
         return triton_sn.spectral_norm(weight, u, **kwargs)
     return reference.spectral_norm(weight, u, **kwargs)
 
@@ -68,6 +68,6 @@ def spectral_norm(weight, u, *, impl: str = "auto", **kwargs):
 def spectral_norm_multi(weights, us, *, impl: str = "auto", **kwargs):
     """Spectral norm of many layers in one call (one launch on Triton). Returns three lists."""
     if resolve_impl(impl, *weights, *us) == "triton":
-        from . import triton_sn
+        from . import triton_sn  # imports triton: only once a Triton launch is chosen
         return triton_sn.spectral_norm_multi(weights, us, **kwargs)
     return reference.spectral_norm_multi(weights, us, **kwargs)

@@ -13,33 +13,30 @@ from __future__ import annotations
 import warnings
 
 import torch
+from matplotlib.figure import Figure
 
 from faststeal.data import ImageSet
+from faststeal.fileio import atomic_write
+from faststeal.metrics import BiasedFIDWarning, get_extractor, kernel_inception_distance
 from faststeal.metrics.bootstrap import bootstrap_intervals
+from faststeal.metrics.frechet import frechet_distance_of_features
 from faststeal.sampling import FLOOR_SEED, PROBE_SEED, generate
 
 PROBE_RESAMPLES = 100     # per point; at n = 128 the whole bootstrap costs well under a second
 
 
 def _features(images: torch.Tensor, batch: int = 50) -> torch.Tensor:
-    from faststeal.metrics import get_extractor
-
     extractor = get_extractor()
     return torch.cat([extractor(images[i:i + batch]).cpu() for i in range(0, images.shape[0], batch)]).double()
 
 
 def _fid(a: torch.Tensor, b: torch.Tensor) -> float:
-    from faststeal.metrics import BiasedFIDWarning
-    from faststeal.metrics.frechet import frechet_distance_of_features
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BiasedFIDWarning)      # biased at small n by design; see the lines
         return frechet_distance_of_features(a, b)
 
 
 def _kid(a: torch.Tensor, b: torch.Tensor) -> float:
-    from faststeal.metrics import kernel_inception_distance
-
     return kernel_inception_distance(a, b, subsets=20)[0]
 
 
@@ -73,14 +70,8 @@ class FidelityProbe:
 def plot_curves(curves: dict[str, list[dict]], reference: dict, path, title: str = "") -> None:
     """Fidelity (probe FID and KID) against training seconds, one line per run with its bootstrap band where
     the points carry one, reference lines dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from faststeal.fileio import atomic_write
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))       # no pyplot: no backend or global state, safe in any process
+    axes = fig.subplots(1, 2)
     for label, points in curves.items():
         t = [p["train_seconds"] for p in points]
         for ax, key in ((axes[0], "fidelity_fid"), (axes[1], "fidelity_kid")):
@@ -102,4 +93,3 @@ def plot_curves(curves: dict[str, list[dict]], reference: dict, path, title: str
         fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)

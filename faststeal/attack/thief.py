@@ -13,6 +13,7 @@ import torch
 from faststeal.checkpoint import load_checkpoint
 from faststeal.data import ImageSet, load_dataset
 from faststeal.errors import FaststealError
+from faststeal.metrics.perceptual import StemFeatures
 from faststeal.report import RunFolder
 from faststeal.train import TrainConfig, Trainer
 
@@ -60,7 +61,6 @@ def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=N
     config.extra = {**config.extra, "init_from": str(init_from) if init_from else None}
     features = None
     if config.perceptual > 0:           # the perceptual term's network: the FID Inception's first layers
-        from faststeal.metrics.perceptual import StemFeatures
         features = StemFeatures()
     trainer = Trainer(config, data, checkpoint_path=path, run_dir=path.with_suffix(""), progress=progress,
                       features=features)

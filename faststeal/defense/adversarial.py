@@ -19,6 +19,9 @@ import math
 
 import torch
 
+from faststeal.metrics import get_extractor, protocol
+from faststeal.metrics.features import default_device
+
 from .base import Param, content_seeds, register
 from .image import ImageDefense
 
@@ -38,8 +41,6 @@ class AdversarialFeatures(ImageDefense):
         super().__init__(seed, **values)
         self.reference = None if reference is None else torch.as_tensor(reference, dtype=torch.float32)
         if device is None:
-            from faststeal.metrics.features import default_device
-
             device = default_device()
         self.device = torch.device(device)
         self._model = None
@@ -62,15 +63,11 @@ class AdversarialFeatures(ImageDefense):
 
     def model(self):
         if self._model is None:
-            from faststeal.metrics import get_extractor
-
             self._model = get_extractor(device=self.device).model
         return self._model
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable features of float (N, C, H, W) pixel values in [0, 255]."""
-        from faststeal.metrics import protocol
-
         return self.model()(protocol.finish(protocol.resize_299(x)))
 
     def apply(self, x):

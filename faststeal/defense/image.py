@@ -8,6 +8,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .base import Defense, Param, content_seeds, register
 
@@ -84,8 +85,6 @@ class JPEG(ImageDefense):
         return (100 - self.quality) / 99
 
     def apply(self, x):
-        from PIL import Image
-
         arr = x.permute(0, 2, 3, 1).contiguous().numpy()
         out = np.empty_like(arr)
         for i, img in enumerate(arr):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy.stats import chi2
 
 from .base import Defense, DefenseError, Param, register
 
@@ -105,8 +106,6 @@ class Region(LatentDefense):
         if self.shape == "halfspace":
             return float(_phi_inv(torch.tensor(1 - self.keep, dtype=torch.float64)))
         if self.shape == "ball":
-            from scipy.stats import chi2
-
             return math.sqrt(chi2.ppf(self.keep, dim))
         return float(_phi_inv(torch.tensor((1 + self.keep ** (1 / dim)) / 2, dtype=torch.float64)))
 
@@ -120,8 +119,6 @@ class Region(LatentDefense):
             s = z64 @ w
             s_new = squeeze_normal(s, b, math.inf)
             return (z64 + (s_new - s)[:, None] * w).to(z.dtype)
-        from scipy.stats import chi2
-
         r2 = z64.pow(2).sum(1)
         q = torch.from_numpy(chi2.cdf(r2.numpy(), dim)) * self.keep
         r2_new = torch.from_numpy(chi2.ppf(q.clamp(_EPS, 1 - _EPS).numpy(), dim)).clamp(max=b * b)

@@ -16,7 +16,7 @@ import torch
 
 from faststeal.ownership.pattern import Band, pattern
 
-from .base import Param, register
+from .base import DefenseError, Param, register
 from .image import ImageDefense
 
 
@@ -33,8 +33,6 @@ class Watermark(ImageDefense):
                     high=1024.0))
 
     def check(self) -> None:
-        from .base import DefenseError
-
         if not self.key:
             raise DefenseError("watermark: give the owner's key, e.g. watermark:key=SECRET")
         try:
@@ -65,8 +63,6 @@ class Watermark(ImageDefense):
             try:
                 self._patterns[shape] = pattern(self.key, channels, resolution, self.band).float()
             except ValueError as exc:
-                from .base import DefenseError
-
                 raise DefenseError(f"watermark: {exc}") from None
         return self._patterns[shape]
 

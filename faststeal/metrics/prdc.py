@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .stats import KEEP_ROWS
+
 K_PR = 3            # neighbourhood of precision / recall (Kynkaanniemi et al.)
 K_DC = 5            # neighbourhood of density / coverage (Naeem et al.)
 BLOCK_BYTES = 64 << 20   # one float64 distance block; a few such temporaries live at once
@@ -130,8 +132,6 @@ def prdc_of_stats(real_stats, fake_stats, k_pr: int = K_PR, k_dc: int = K_DC) ->
     Lets evaluation code that already holds the statistics of a small probe report PRDC without a second
     pass through the Inception network.
     """
-    from .stats import KEEP_ROWS
-
     rows = []
     for name, s in (("real", real_stats), ("fake", fake_stats)):
         if s.centered_rows() is None:

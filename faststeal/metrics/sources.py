@@ -21,10 +21,20 @@ from typing import Iterable, Iterator
 import torch
 
 from faststeal import distributed
-from faststeal.data import IMAGE_SUFFIXES, DataError, folder_fingerprint, image_files, read_image_file, source_kind
+from faststeal.checkpoint import load_generator
+from faststeal.data import (
+    IMAGE_SUFFIXES,
+    DataError,
+    folder_fingerprint,
+    image_files,
+    load_dataset,
+    read_image_file,
+    source_kind,
+)
 from faststeal.sampling import SAMPLE_SEED, uint8_batches
+from faststeal.targets import open_target
 
-from . import protocol
+from . import dali, protocol
 from .stats import FeatureStats
 
 DEFAULT_GENERATOR_N = 10_000
@@ -66,7 +76,6 @@ class Source:
         raise NotImplementedError
 
     def dali_batches(self, n: int, batch: int, device) -> Iterator[torch.Tensor]:
-        from . import dali
         return dali.external_batches(self.uint8_batches(n, batch, device), n, batch, device)
 
     def uint8_batches(self, n: int, batch: int, device) -> Iterator[torch.Tensor]:
@@ -115,8 +124,6 @@ class FolderSource(Source):
                 yield out.to(device, non_blocking=True)
 
     def dali_batches(self, n, batch, device):
-        from . import dali
-
         # Owned batches are full except perhaps the very last one, so re-batching their concatenation by
         # `batch` reproduces the same boundaries.
         files = [f for chunk in self._chunks(n, batch) for f in chunk]
@@ -130,8 +137,6 @@ class GeneratorSource(Source):
     def __init__(self, spec, seed: int = SAMPLE_SEED, target=None):
         super().__init__(spec, "generator", None, None)
         if target is None:
-            from faststeal.checkpoint import load_generator
-
             self.generator = load_generator(spec)
         else:
             self.generator = target.generator
@@ -160,12 +165,8 @@ def open_source(spec: str, hints=None) -> Source:
 
     ``gen:SPEC`` is any in-process target (TorchScript, .pt2, ONNX, py:, a checkpoint), with ``hints`` for
     what its probe cannot find."""
-    from faststeal.data import load_dataset
-
     spec = str(spec)
     if spec.startswith(GENERATED):
-        from faststeal.targets import open_target
-
         return GeneratorSource(spec, target=open_target(spec[len(GENERATED):], hints=hints))
     kind = source_kind(spec)
     if kind == "generator":

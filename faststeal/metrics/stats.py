@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faststeal import distributed
+from faststeal.fileio import UnreadableFile, atomic_write, read_numpy
+
 KEEP_ROWS = 2048     # samples up to this size (the default fid_n 2,000 included) keep their features:
                      # float32 as the network gives them, 16 MB at d = 2048, for the low-rank FID and PRDC
 
@@ -82,8 +85,6 @@ class FeatureStats:
 
         A rank that owned no batch contributes zeros, so every rank makes the same collective calls.
         """
-        from faststeal import distributed
-
         if distributed.active():
             if self.total is None:
                 self.total = torch.zeros(self.dim, dtype=torch.float64)
@@ -125,8 +126,6 @@ class FeatureStats:
 
     def save(self, path: str | Path) -> Path:
         """Atomic write of an .npz with mu, sigma, n and meta (JSON); under torchrun rank 0 writes, all wait."""
-        from faststeal.fileio import atomic_write
-
         # computed on every rank: too few samples fails everywhere, not on rank 0 alone before the barrier
         arrays = dict(mu=self.mu.cpu().numpy(), sigma=self.sigma.cpu().numpy(), n=np.int64(self.n),
                       meta=np.array(json.dumps(self.meta)))
@@ -148,8 +147,6 @@ class FeatureStats:
     @classmethod
     def load(cls, path: str | Path) -> "FeatureStats":
         """Read our .npz or a pytorch-fid one (mu, sigma only: n unknown, stored as 0 -> reported as -1)."""
-        from faststeal.fileio import UnreadableFile, read_numpy
-
         path = Path(path)
         z = read_numpy(path)
         if not isinstance(z, dict) or "mu" not in z or "sigma" not in z:

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faststeal import kernels
+from faststeal import distributed, kernels
 
 
 class EqualizedConv2d(nn.Module):
@@ -144,8 +144,6 @@ class RankSyncedBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from faststeal import distributed
-
         if not (self.training and distributed.active()):
             return super().forward(x)
         count = distributed.all_sum(x.new_tensor([float(x.shape[0] * x.shape[2] * x.shape[3])]))

@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 
 from faststeal.checkpoint import CheckpointError
-from faststeal.data import DataError
+from faststeal.data import DataError, load_dataset
+from faststeal.targets import TargetError, detect_kind, open_target
 
 from .detect import VerifyError, moment_image
 
@@ -16,8 +17,6 @@ MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".ts", ".pt2", ".onnx")   # a missing 
 
 def is_generator(spec: str) -> bool:
     """A generator of any target kind (file, builtin:, py:, URL), not images (a folder, .npy/.npz, a data set)."""
-    from faststeal.targets import TargetError, detect_kind
-
     path = Path(str(spec))
     if path.suffix.lower() in DATA_SUFFIXES:
         return False
@@ -34,8 +33,6 @@ def suspect_images(spec: str, n: int, seed: int = 0, api_key: str | None = None,
     """n uint8 images of the suspect: samples of a generator of any kind (z from ``seed``; a served suspect is
     asked for n images with ``api_key``), or the first n of a folder or .npy/.npz file (fewer if it holds
     fewer; the caller decides whether that is enough)."""
-    from faststeal.targets import TargetError, open_target
-
     spec = str(spec)
     try:
         if is_generator(spec):
@@ -43,8 +40,6 @@ def suspect_images(spec: str, n: int, seed: int = 0, api_key: str | None = None,
             if not target.in_process:
                 return target.oracle(n, seed=seed).query(n)
             return target.sample(n, seed=seed)
-        from faststeal.data import load_dataset
-
         return load_dataset(spec, limit=n).images[:n]
     except (CheckpointError, DataError, TargetError) as exc:
         raise VerifyError(f"suspect {exc}") from None

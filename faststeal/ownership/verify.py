@@ -4,6 +4,8 @@ from __future__ import annotations
 import secrets
 import time
 
+from scipy.stats import kstest
+
 from .detect import (  # noqa: F401 (MIN_IMAGES, EXACT_DRAWS: CLI)
     EXACT_DRAWS,
     MIN_IMAGES,
@@ -19,8 +21,6 @@ from .suspect import reference_moment, suspect_images
 def null_check(images, band: Band, reference, count: int, exact_draws: int = 0) -> dict:
     """p-values of ``count`` random wrong keys on the same images (exact ones with exact_draws, as the
     verdict's), and a KS test of their uniformity."""
-    from scipy.stats import kstest
-
     keys = [secrets.token_hex(8) for _ in range(count)]
     if exact_draws:
         z, exact = detect_many_keys(images, keys, band, reference, exact_draws=exact_draws)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import Figure
 from scipy.stats import norm
 
 from faststeal.defense import parse_pipeline
-from faststeal.fileio import write_text
+from faststeal.fileio import atomic_write, write_text
 from faststeal.grid import make_grid, save_png
 from faststeal.ownership.detect import INNOCENT_P, STOLEN_P
 from faststeal.report import fmt
@@ -40,11 +42,8 @@ def summary_table(s: dict) -> str:
 
 def statistic_plot(rows: list[dict], path: Path) -> Path:
     """z of every member by group, against the wrong-key null of all members (a histogram)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig = Figure(figsize=(8, 4.2))       # no pyplot: no backend or global state, safe in any process
+    ax = fig.subplots()
     null = [z for r in rows for z in r["null_z"]]
     if null:
         ax.hist(null, bins=60, density=True, color="0.8", label=f"wrong keys ({len(null)} tests)")
@@ -63,15 +62,11 @@ def statistic_plot(rows: list[dict], path: Path) -> Path:
     ax.set_title("Ownership verification: stolen vs innocent models")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def served_picture(target, serving: str, path: Path, n: int = 36) -> Path:
     """Left: the target's images; right: the same codes served with the mark."""
-    import numpy as np
-
     plain = TargetOracle(target, budget=n, seed=99).query(n)
     marked = TargetOracle(target, budget=n, seed=99, **parse_pipeline(serving).oracle_hooks()).query(n)
     a, b = make_grid(plain, 6), make_grid(marked, 6)

@@ -40,9 +40,14 @@ import uuid
 import numpy as np
 import torch
 from fastapi import Request  # at module level: FastAPI resolves the endpoints' annotations by name
+from PIL import Image
 
 from faststeal.cpu import set_threads
+from faststeal.defense import parse_pipeline
+from faststeal.grid import make_grid
 from faststeal.report import redact
+from faststeal.targets import open_target
+from faststeal.targets.oracle import TargetOracle
 
 from .ledger import BUSY_S, Ledger, LedgerError, body_digest, settings_digest
 
@@ -110,10 +115,6 @@ class ServedModel:
     """What a worker serves: a TargetOracle used only for its generation path (the budget is the ledger's)."""
 
     def __init__(self, settings: dict, ledger: Ledger):
-        from faststeal.defense import parse_pipeline
-        from faststeal.targets import open_target
-        from faststeal.targets.oracle import TargetOracle
-
         seed = settings.get("seed")
         self.secret = None if seed is not None else bytes.fromhex(ledger.secret(STREAM_SECRET))
         # The latent defenses' secret directions: from the secret too, unless the stream is public anyway.
@@ -233,6 +234,7 @@ def parse_body(raw: bytes, target: ServedModel, max_batch: int) -> tuple[str, in
 
 def create_app(settings: dict | None = None):
     """The FastAPI app for one worker; settings default to the JSON in $FASTSTEAL_SERVE."""
+    # the [serve] extra; imported by the worker that serves, not by every CLI command
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -392,10 +394,6 @@ def _npy(images: torch.Tensor) -> bytes:
 
 
 def _png(images: torch.Tensor) -> bytes:
-    from PIL import Image
-
-    from faststeal.grid import make_grid
-
     grid = make_grid(images, nrow=max(1, math.ceil(math.sqrt(images.shape[0]))))
     buf = io.BytesIO()
     Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid).save(buf, format="PNG")

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import click
 
+from faststeal.defense import DefenseError, parse_pipeline
 from faststeal.report import redact
+from faststeal.targets import Hints, TargetError, open_target
+from faststeal.targets.oracle import LatentPrior
+
+from .report import format_table, usage_over_time
 
 DEFAULT_DB = "ledger.sqlite"
 MISSING = "serving needs the [serve] extra: pip install 'faststeal[serve]'"
@@ -27,7 +32,7 @@ SEED_WARNING = ("warning: an explicit seed makes the served code stream public (
 
 def _ledger(db):
     try:
-        from .ledger import Ledger
+        from .ledger import Ledger  # the [serve] extra (sqlalchemy)
     except ImportError:
         raise click.ClickException(MISSING) from None
     try:
@@ -76,9 +81,6 @@ def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior
     ``seed``: None (the default) serves from the secret seed kept in the ledger; an integer serves the public
     stream of that seed (reproducible experiments). ``hints``: what a foreign generator's probe cannot find
     (targets.Hints fields); every worker opens the target with them."""
-    from faststeal.targets import TargetError, open_target
-    from faststeal.targets.oracle import LatentPrior
-
     if max_batch < 1:
         raise click.BadParameter(f"must be >= 1, got {max_batch}", param_hint="--max-batch")
     if max_body < 1024:
@@ -91,8 +93,6 @@ def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior
         raise click.BadParameter(str(exc), param_hint="--prior") from None
     check_seed(seed)
     if defense:
-        from faststeal.defense import DefenseError, parse_pipeline
-
         try:
             parse_pipeline(defense, seed=seed or 0)
         except DefenseError as exc:
@@ -102,7 +102,7 @@ def settings_for(target, defense, accept_latents, db, max_batch, max_body, prior
         raise TargetError(f"{target}: serve needs the model itself (a file or py: entry point), not a URL")
     ledger = _ledger(db)                               # tables exist before several workers open them
     if seed is None:
-        from .app import STREAM_SECRET
+        from .app import STREAM_SECRET  # the [serve] extra (fastapi), loaded only to serve
 
         ledger.secret(STREAM_SECRET)                   # made once, here, before the workers read it
     ledger.dispose()
@@ -148,12 +148,10 @@ def serve(target, target_latent_dim, output_range, num_classes, defense, publish
           config, host, port, workers, max_batch, max_body, prior, seed, threads):
     """Serve a target generator over HTTP behind API keys and a budget ledger (POST /v1/images)."""
     try:
-        import uvicorn
+        import uvicorn  # the [serve] extra
     except ImportError:
         raise click.ClickException(MISSING) from None
-    from faststeal.targets import Hints
-
-    from .app import SETTINGS_ENV
+    from .app import SETTINGS_ENV  # the [serve] extra (fastapi)
 
     given = read_config(config) if config else {}
     db = db or given.get("db") or DEFAULT_DB
@@ -189,7 +187,7 @@ _db = click.option("--db", default=DEFAULT_DB, show_default=True, envvar="FASTST
 @_db
 def keys_add(name, budget, rate, db):
     """Create key NAME; prints its bearer token once (only a hash is stored)."""
-    from .ledger import LedgerError, check_count, check_rate
+    from .ledger import LedgerError, check_count, check_rate  # the [serve] extra (sqlalchemy)
 
     try:                                   # every number checked before a secret exists
         check_count("budget", budget)
@@ -226,7 +224,7 @@ def keys_list(db):
 @_db
 def keys_revoke(name, db):
     """Revoke key NAME: its requests are refused from now on (its ledger rows stay)."""
-    from .ledger import LedgerError
+    from .ledger import LedgerError  # the [serve] extra (sqlalchemy)
 
     try:
         _ledger(db).revoke(name)
@@ -242,8 +240,6 @@ def keys_revoke(name, db):
 @_db
 def keys_report(every, only, as_json, db):
     """Per-key usage over time from the audit table: requests and images charged, served, replayed, refused."""
-    from .report import format_table, usage_over_time
-
     if every <= 0:
         raise click.BadParameter(f"must be > 0, got {every}", param_hint="--every")
     rows = usage_over_time(_ledger(db).audit_rows(only), every)

@@ -16,8 +16,10 @@ and reason, with the next write (or at the latest a minute later).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import json
 import math
 import re
 import secrets
@@ -153,8 +155,6 @@ def _sqlite_setup(engine, busy_s: float) -> None:
 
 def settings_digest(settings: dict) -> str:
     """The digest a request's record keeps of what served it: a replay under other settings is refused."""
-    import json
-
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -431,8 +431,6 @@ class Ledger:
 
     def _writing(self):
         """A write transaction that also writes the refusals counted so far; 503 ledger_busy if locked."""
-        import contextlib
-
         @contextlib.contextmanager
         def txn():
             try:

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from faststeal.checkpoint import CheckpointError, LoadedTarget, load_discriminator, load_target
+
 from .base import Hints, Target, TargetError
 from .foreign import ForeignGenerator, probe
 from .http import HttpOracle, is_url
@@ -75,8 +77,6 @@ def file_digest(path, extra: dict | None = None) -> str:
 
 # -- faststeal's own ----------------------------------------------------------------------------------------
 def open_faststeal(spec: str, hints: Hints) -> Target:
-    from faststeal.checkpoint import CheckpointError, load_discriminator, load_target
-
     if hints != Hints():
         raise TargetError(f"{spec}: a faststeal checkpoint declares its own shape; drop --latent-dim, "
                           f"--output-range and --num-classes")
@@ -97,8 +97,6 @@ def open_faststeal(spec: str, hints: Hints) -> Target:
 def _foreign(spec: str, kind: str, call, hints: Hints, digest_of, *, module=None, input_shape=None,
              cpu_only=False) -> Target:
     """Probe a foreign model and wrap it as an in-process Target."""
-    from faststeal.checkpoint import LoadedTarget
-
     first = None
     if module is not None:
         first = next((p.shape for p in module.parameters()), None)
@@ -151,7 +149,7 @@ def _export_input_shape(program) -> list | None:
 
 def open_onnx(spec: str, hints: Hints) -> Target:
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # the [onnx] extra
     except ImportError:
         raise TargetError("ONNX targets need onnxruntime: pip install 'faststeal[onnx]'") from None
     options = ort.SessionOptions()

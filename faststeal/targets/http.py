@@ -117,7 +117,7 @@ class HttpOracle:
 
     def _send(self, method: str, path: str, patience: float | None = None, **kwargs):
         """One request, retried while the server is unreachable, restarting or rate-limiting (same id)."""
-        import httpx
+        import httpx  # the [serve] extra
 
         patience = self.retry_for if patience is None else patience
         deadline, wait = time.monotonic() + patience, 0.2

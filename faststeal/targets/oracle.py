@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from faststeal import distributed
+from faststeal.checkpoint import LoadedTarget, load_target
 from faststeal.data import to_uint8
 from faststeal.errors import FaststealError
 
@@ -104,8 +105,6 @@ class TargetOracle:
 
     def __init__(self, checkpoint, budget: int, prior="normal", seed: int = 0, *, batch: int = 256,
                  latent_transform=None, image_transform=None, served: int = 0, accept_latents: bool = True):
-        from faststeal.checkpoint import LoadedTarget, load_target
-
         if budget < 0:
             raise ValueError(f"budget must be >= 0, got {budget}")
         target = checkpoint if isinstance(checkpoint, LoadedTarget) else load_target(checkpoint)
