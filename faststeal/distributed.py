@@ -17,6 +17,7 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 def launched() -> bool:
@@ -182,8 +183,6 @@ def data_parallel(module: torch.nn.Module) -> torch.nn.Module:
     """
     if world() == 1:
         return module
-    from torch.nn.parallel import DistributedDataParallel  # only under torchrun
-
     on = device()
     return DistributedDataParallel(module, device_ids=[on.index] if on.type == "cuda" else None,
                                    find_unused_parameters=True, forward_sync_buffers=False)
