@@ -114,7 +114,8 @@ def _default_length(params: dict) -> float | None:
     if params.get("attack"):
         return ARCH_SIZES[params["attack"]].kimg
     try:
-        return thief_size(open_target(params["target"]).resolution).kimg
+        target = open_target(params["target"])
+        return thief_size(target.resolution, target_arch=target.arch).kimg
     except (FaststealError, OSError, ValueError):       # not there yet (a target a planned run trains)
         return None
 

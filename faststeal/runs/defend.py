@@ -33,7 +33,7 @@ def run_defend(opts: DefendOptions, run=None, target=None, baseline=None) -> dic
     target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
     if baseline is None and opts.baseline:
         baseline = open_target(opts.baseline)
-    opts.sized_for(target.resolution)
+    opts.sized_for(target.resolution, target.arch)
     plan = plan_defend(opts, target, baseline, run)
     rows, measured_now = measure_rows(plan)
     return report_defend(plan, rows, redraw=measured_now)

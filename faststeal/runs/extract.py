@@ -34,7 +34,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
 
     ``target``: the Target, opened once by the caller (with its hints and key); default: ``opts.target``."""
     target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
-    opts.sized_for(target.resolution)
+    opts.sized_for(target.resolution, target.arch)
     remote = not target.in_process      # an HTTP target: nothing below loads its weights
     if opts.target_discriminator and not target.has_discriminator:
         target.discriminator()          # one line: which formats have one

@@ -38,16 +38,26 @@ class ThiefSize:
 ARCH_SIZES = {"fast": ThiefSize("fast", 64, 16), "pggan": ThiefSize("pggan", 64, 32),
               "sngan": ThiefSize("sngan", 64, 32), "dcgan": ThiefSize("dcgan", 32, 64, 400.0)}
 # dcgan's cap is far: on a 2-core CPU its 20 minutes end at ~160 kimg, and its copies were still improving there
-# By the target's resolution: the architecture of the default thief (docs/guides/steal.md, "The thief at each
-# target size", has the measurements). Targets up to SMALL_TARGET pixels wide get the fast thief.
+# The default thief (docs/guides/steal.md, "The thief at each target size", has the measurements): up to
+# SMALL_TARGET pixels wide the fast thief; above, the thief of the target's own family when faststeal trained it
+# (the fast thief copied the 64x64 icons PGGAN far better than a DCGAN did), else a DCGAN (it copied a foreign
+# 64x64 DCGAN far better than the fast thief did).
 SMALL_TARGET = 32
-DEFAULT_ATTACK = {"small": "fast", "large": "dcgan"}
+LARGE_THIEF = {"pggan": "fast", "fast": "fast", "sngan": "fast", "dcgan": "dcgan"}   # by the target's arch
+FOREIGN_THIEF = "dcgan"
 
 
-def thief_size(resolution: int, attack: str | None = None) -> ThiefSize:
-    """The sizes an attack GAN trains with against a target of this resolution (``attack``: the one asked for;
-    None: the default thief at that size)."""
-    return ARCH_SIZES[attack or DEFAULT_ATTACK["small" if resolution <= SMALL_TARGET else "large"]]
+def default_attack(resolution: int, target_arch: str | None = None) -> str:
+    """The attack GAN's architecture when --attack is not given, from the target's size and family."""
+    if resolution <= SMALL_TARGET:
+        return "fast"
+    return LARGE_THIEF.get(target_arch, FOREIGN_THIEF)
+
+
+def thief_size(resolution: int, attack: str | None = None, target_arch: str | None = None) -> ThiefSize:
+    """The sizes an attack GAN trains with against a target of this resolution and architecture (``attack``:
+    the one asked for; None: the default thief for that target)."""
+    return ARCH_SIZES[attack or default_attack(resolution, target_arch)]
 
 
 def at_least(value, low, flag: str, note: str = "") -> None:
@@ -137,12 +147,13 @@ class AttackOptions(FromParams):
     def sized(self) -> bool:
         return None not in (self.attack, self.attack_width, self.batch, self.attack_kimg)
 
-    def sized_for(self, resolution: int) -> None:
-        """Fill what the flags left open from the target's resolution (thief_size): the architecture, its width,
-        batch and length cap, and the default time budget when no length was given. Idempotent."""
+    def sized_for(self, resolution: int, target_arch: str | None = None) -> None:
+        """Fill what the flags left open from the target's resolution and architecture (thief_size; a foreign
+        target's is its format): the attack GAN's architecture, width, batch and length cap, and the default
+        time budget when no length was given. Idempotent."""
         if self.sized:
             return
-        size = thief_size(resolution, self.attack)
+        size = thief_size(resolution, self.attack, target_arch)
         if self.attack_kimg is None and self.minutes is None:
             self.minutes = DEFAULT_MINUTES
         self.attack = size.attack

@@ -22,7 +22,7 @@ def run_sweep(opts: ExtractOptions, budgets: list[int], run=None, target=None) -
     inputs did not change (train_attack's config check, Experiment.measure's key). ``target``: as in
     run_extract."""
     target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
-    opts.sized_for(target.resolution)
+    opts.sized_for(target.resolution, target.arch)
     budgets = sorted(set(int(b) for b in budgets))
     if not budgets or budgets[0] <= 0:
         raise ValueError(f"query budgets must be positive integers, got {budgets}")

@@ -91,6 +91,12 @@ class Target:
         return int(self.config["resolution"])
 
     @property
+    def arch(self) -> str | None:
+        """The generator's architecture as faststeal names it (pggan, sngan, dcgan), a foreign file's format
+        (torchscript, onnx, ...), or None when the target does not say."""
+        return self.config.get("arch")
+
+    @property
     def channels(self) -> int:
         return int(self.config["channels"])
 

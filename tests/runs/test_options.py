@@ -17,9 +17,9 @@ from faststeal.runs.options import (
 from faststeal.runs.train_target import TrainTargetOptions
 
 
-def sized(resolution=32, **kw) -> AttackOptions:
+def sized(resolution=32, target_arch=None, **kw) -> AttackOptions:
     opts = AttackOptions(target="t", **kw)
-    opts.sized_for(resolution)
+    opts.sized_for(resolution, target_arch)
     return opts
 
 
@@ -42,6 +42,10 @@ def test_the_thief_is_sized_for_the_target_unless_told():
     assert (large.attack, large.attack_width, large.batch) == ("dcgan", 32, 64)
     assert (large.attack_kimg, large.minutes) == (400.0, DEFAULT_MINUTES)     # the time budget binds first
     assert sized(128).attack == "dcgan"
+    # above 32 pixels the thief follows the family of a target faststeal trained; a foreign one gets a DCGAN
+    assert [sized(64, arch).attack for arch in ("pggan", "sngan", "dcgan", "torchscript", None)] == \
+        ["fast", "fast", "dcgan", "dcgan", "dcgan"]
+    assert sized(32, "dcgan").attack == "fast"
     # a named architecture keeps its own sizes at any resolution; a named width or batch is kept
     assert (sized(64, attack="fast").attack_width, sized(64, attack="fast").batch) == (64, 16)
     assert (sized(32, attack="sngan").batch, sized(64, attack_width=48).attack_width) == (32, 48)

@@ -11,6 +11,7 @@ FORMATS = ("python", "torchscript", "export", "onnx")
 def test_every_format_gives_the_eager_modules_images(dcgan_specs, kind):
     target = open_target(dcgan_specs[kind])
     assert target.kind == kind and target.in_process and not target.has_discriminator
+    assert target.arch == kind                   # a foreign file's architecture is unknown: its format stands in
     assert (target.resolution, target.channels, target.latent_dim) == (64, 3, NZ)
     assert target.probed["latent_shape"] == "(N, d, 1, 1)" and target.probed["output_range"] == "-1,1"
     z = torch.randn(5, NZ, generator=torch.Generator().manual_seed(3))
@@ -129,6 +130,10 @@ def test_values_far_outside_the_declared_range_are_refused():
     assert images.min() >= -1 and images.max() <= 1 and images.std() > 0.1
     with pytest.raises(TargetError, match="far outside the range -1,1 declared"):
         open_target(spec, hints=Hints(output_range="-1,1"))
+
+
+def test_a_faststeal_target_names_its_architecture():
+    assert [open_target(f"builtin:{a}-fmnist32").arch for a in ("pggan", "sngan")] == ["pggan", "sngan"]
 
 
 def test_builtin_targets_refuse_foreign_hints():
