@@ -46,6 +46,9 @@ def test_the_thief_is_sized_for_the_target_unless_told():
     assert [sized(64, arch).attack for arch in ("pggan", "sngan", "dcgan", "torchscript", None)] == \
         ["fast", "fast", "dcgan", "dcgan", "dcgan"]
     assert sized(32, "dcgan").attack == "fast"
+    big = sized(64, "pggan")
+    assert (big.attack_width, big.batch, big.attack_kimg, big.minutes) == (64, 16, 200.0, DEFAULT_MINUTES)
+    assert sized(32).attack_kimg == sized(64, attack="fast").attack_kimg == DEFAULT_ATTACK_KIMG
     # a named architecture keeps its own sizes at any resolution; a named width or batch is kept
     assert (sized(64, attack="fast").attack_width, sized(64, attack="fast").batch) == (64, 16)
     assert (sized(32, attack="sngan").batch, sized(64, attack_width=48).attack_width) == (32, 48)
