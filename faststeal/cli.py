@@ -263,10 +263,11 @@ def attack_size_options(f):
         click.option("--attack", type=click.Choice(["fast", "pggan", "sngan", "dcgan"]), default=None,
                      help="the adversary's GAN (independent of the target's): fast = PGGAN networks at full "
                           "resolution, logistic loss, lazy R1, DiffAugment; pggan/sngan = the paper's attackers; "
-                          "dcgan = transposed convolutions with batch norm [default: fast up to 32x32 targets, "
-                          "dcgan above]"),
+                          "dcgan = transposed convolutions with batch norm [default: fast up to 32x32 targets and "
+                          "for a larger faststeal PGGAN/SNGAN, dcgan for a larger DCGAN or foreign generator]"),
         click.option("--attack-kimg", type=float, default=None,
-                     help="thousands of images the attack GAN trains on [default: 80; 400 for dcgan]"),
+                     help="thousands of images the attack GAN trains on [default: 80; 200 for the default fast "
+                          "thief above 32x32; 400 for dcgan]"),
         click.option("--minutes", type=float, default=None,
                      help="also stop each attack GAN after this many minutes of training (whichever of this and "
                           "--attack-kimg comes first; the report says which); runs then differ across machines "
