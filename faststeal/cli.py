@@ -40,6 +40,7 @@ from .runs.transfer import TransferOptions, run_transfer
 from .runs.verify_eval import EvalOptions, default_plan, run_eval
 from .serve.commands import keys, serve
 from .targets import OUTPUT_RANGES, Hints, detect_kind, open_target
+from .train import PRECISIONS
 
 
 class FriendlyGroup(click.Group):
@@ -275,7 +276,7 @@ def attack_size_options(f):
         click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
-        click.option("--attack-precision", type=click.Choice(["float32", "bf16"]), default="float32",
+        click.option("--attack-precision", type=click.Choice(PRECISIONS), default="float32",
                      show_default=True,
                      help="bf16: the attack GAN's forward passes under bfloat16 autocast (for a GPU; weights, "
                           "losses and penalties stay float32; not yet measured on a GPU)"),

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -23,7 +22,7 @@ from .grid import make_grid, save_png
 
 
 def versions() -> dict:
-    return {"faststeal": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+    return {"faststeal": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": sys.version.split()[0], "platform": platform.platform(),
             "device": (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                        else f"cpu ({torch.get_num_threads()} threads)")}

@@ -43,8 +43,11 @@ def _compare(plan: DefendPlan, rows: list[dict], base: dict | None) -> None:
         for key in ("utility", "fidelity", "accuracy"):
             r[f"{key}_change"] = (None if base is None or r[key] is None or base[key] is None
                                   else r[key] - base[key])
-        r["changed_pixels"] = (None if undefended is None
-                               else changed_fraction(undefended, _served(plan, r["queries_dir"], limit)))
+        if undefended is None:
+            r["changed_pixels"] = None
+        else:     # the baseline's own set is already loaded
+            served = undefended if r is base else _served(plan, r["queries_dir"], limit)
+            r["changed_pixels"] = changed_fraction(undefended, served)
 
 
 def changed_fraction(undefended: torch.Tensor, served: torch.Tensor) -> float:
