@@ -276,10 +276,10 @@ def attack_size_options(f):
         click.option("--knowledge", type=click.Choice(["images", "latents"]), default="images", show_default=True,
                      help="images: the owner draws the codes; latents: the adversary chooses them and distils "
                           "its copy on (code, image) pairs"),
-        click.option("--attack-precision", type=click.Choice(PRECISIONS), default="float32",
-                     show_default=True,
-                     help="bf16: the attack GAN's forward passes under bfloat16 autocast (for a GPU; weights, "
-                          "losses and penalties stay float32; not yet measured on a GPU)"),
+        click.option("--attack-precision", type=click.Choice(PRECISIONS), default=None,
+                     help="bf16: the attack GAN's forward passes under bfloat16 autocast (weights, losses and "
+                          "penalties stay float32) [default: bf16 for the default thief above 32x32 where it is "
+                          "native (a CPU with AMX, a CUDA GPU with bf16), else float32]"),
         click.option("--attack-width", type=int, default=None,
                      help="the attack GAN's base width [default: 64; 32 for dcgan]"),
         click.option("--batch", type=int, default=None,
@@ -322,7 +322,8 @@ def _thief_line(opts, target) -> str:
     """What the thief will train, sized to the target (said before the long work starts)."""
     r, c = target.resolution, target.channels
     return (f"thief: {opts.attack} GAN at {r}x{r}x{c}, width {opts.attack_width}, batch {opts.batch}, "
-            f"{opts.attack_kimg:g} kimg on {opts.queries} queries (knowledge: {opts.knowledge})")
+            f"{opts.attack_kimg:g} kimg, {opts.attack_precision} on {opts.queries} queries "
+            f"(knowledge: {opts.knowledge})")
 
 
 def _set_threads(threads):

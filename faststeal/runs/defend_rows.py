@@ -24,7 +24,8 @@ from .experiment import MEASURES
 from .options import DEFAULT_MINUTES, AttackOptions
 
 KNOBS = ("attack_lr", "r1_gamma", "augment", "ema_kimg", "attack_precision", "perceptual", "minutes")
-KNOB_DEFAULTS = {f.name: f.default for f in fields(AttackOptions) if f.name in KNOBS} | {"minutes": DEFAULT_MINUTES}
+KNOB_DEFAULTS = ({f.name: f.default for f in fields(AttackOptions) if f.name in KNOBS}
+                 | {"minutes": DEFAULT_MINUTES, "attack_precision": "float32"})
 
 
 def measure_rows(plan: DefendPlan) -> tuple[list[dict], set[str]]:

@@ -57,6 +57,19 @@ def test_the_thief_is_sized_for_the_target_unless_told():
     assert once.attack == "dcgan" and once.attack_width == 32
 
 
+def test_the_large_fast_thief_trains_in_bf16_only_where_the_hardware_runs_it_natively(monkeypatch):
+    from faststeal.runs import options
+
+    for native in (True, False):
+        monkeypatch.setattr(options, "native_bf16", lambda device, native=native: native)
+        assert sized(64, "pggan").attack_precision == ("bf16" if native else "float32")
+        # the 32x32 default, a DCGAN thief and a named architecture were measured in float32 and keep it
+        assert {sized(32).attack_precision, sized(64, "dcgan").attack_precision,
+                sized(64, "pggan", attack="fast").attack_precision} == {"float32"}
+        assert sized(64, "pggan", attack_precision="float32").attack_precision == "float32"
+        assert sized(32, attack_precision="bf16").attack_precision == "bf16"     # asked for, kept
+
+
 def test_options_take_clicks_parameters_and_gather_the_target_hints():
     params = {"a": "fashion-mnist", "b": "gen:g.onnx", "n": 100, "metric": "all", "target_latent_dim": 64,
               "output_range": None, "num_classes": 0, "threads": 2}       # threads belongs to the CLI, not fid
