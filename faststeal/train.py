@@ -251,9 +251,9 @@ class Trainer:
         return bool(self.config.minutes) and self.train_seconds >= self.config.minutes * 60
 
     def _mixed(self):
-        """bfloat16 autocast around the networks' forward passes when config.precision is "bf16"; their outputs
-        are cast back, so losses, the perceptual term and the R1/GP penalties (which call D themselves, outside
-        this context) stay in float32, as do the weights and the optimiser."""
+        """bfloat16 autocast around the networks' forward passes (G, D and the perceptual term's features) when
+        config.precision is "bf16"; their outputs are cast back, so the losses and the R1/GP penalties (which
+        call D themselves, outside this context) stay in float32, as do the weights and the optimiser."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
 
     def _full(self, t: torch.Tensor) -> torch.Tensor:
@@ -352,7 +352,9 @@ class Trainer:
         self.last_paired = float(l1.detach())
         loss = self.config.distill * l1
         if self.features is not None and fake.shape[-1] >= 32:
-            loss = loss + self.config.perceptual * self.features.distance(fake, target)
+            with self._mixed():             # the feature network is a forward pass like the others
+                distance = self._full(self.features.distance(fake, target))
+            loss = loss + self.config.perceptual * distance
         return loss
 
     def _finish_step(self, loss_d: torch.Tensor, loss_g: torch.Tensor) -> dict:

@@ -50,3 +50,14 @@ def test_the_trainer_refuses_a_perceptual_term_without_distillation_or_network()
     with pytest.raises(ValueError, match="perceptual"):
         Trainer(TrainConfig(arch="fast", resolution=32, latent_dim=4, distill=1.0, perceptual=1.0), data,
                 checkpoint_path="unused.pt")
+
+
+def test_under_bf16_autocast_the_distance_stays_close_to_float32(stem):
+    """The fast path the trainer takes with precision bf16, against the float32 reference."""
+    x, y = _images(size=64), _images(size=64, seed=3)
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+    reference = [stem.distance(blurred, x).item(), stem.distance(y, x).item()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = [stem.distance(blurred, x).float().item(), stem.distance(y, x).float().item()]
+    assert fast == pytest.approx(reference, rel=0.05)
+    assert fast[0] < fast[1]                        # it still ranks a blurred copy above other images
