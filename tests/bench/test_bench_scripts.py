@@ -21,6 +21,8 @@ SMALLEST = {
     "attack_speed.py": ["--seconds", "1", "--queries", "64", "--fid-n", "8", "--batch", "8", "--width", "8",
                         "--threads", "1"],
     "prdc.py": ["--n", "8", "--dim", "4", "--repeats", "1", "--threads", "1"],
+    "train_precision.py": ["--resolution", "16", "--width", "8", "--batch", "4", "--steps", "1", "--rounds", "1",
+                           "--threads", "1"],
 }
 
 
