@@ -52,7 +52,7 @@ PRECISIONS = ("float32", "bf16")
 
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast runs on matrix units here: a CUDA GPU with bf16, or a CPU with AMX tiles (on one,
-    the fast thief's 64x64 steps ran 1.6-1.8x faster: docs/results/speed.md). Elsewhere bf16 is emulated and
+    the fast thief's 64x64 steps ran 1.4-1.7x faster: docs/results/speed.md). Elsewhere bf16 is emulated and
     may be slower than float32, so nothing turns it on there by default."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -58,8 +58,8 @@ def default_attack(resolution: int, target_arch: str | None = None) -> str:
 
 # The default fast thief above SMALL_TARGET gets a farther cap: with chosen latents its 20 minutes reached 175 kimg
 # against the 64x64 icons PGGAN on a 2-core CPU, still improving (80 kimg is the 32x32 default's length).
-# It also trains under bf16 autocast where that is native: 1.6-1.8x the steps per minute on an AMX CPU, with no
-# loss of fidelity measured against the icons PGGAN (docs/results/extraction.md).
+# It also trains under bf16 autocast where that is native: 1.4-1.7x the images per second on an AMX CPU, and no
+# worse per image seen against the icons PGGAN (docs/results/extraction.md).
 LARGE_SIZES = {"fast": ThiefSize("fast", 64, 16, 200.0, bf16=True), "dcgan": ARCH_SIZES["dcgan"]}
 
 
