@@ -1,7 +1,7 @@
 """Training speed of one attack GAN in float32 and under bf16 autocast, side by side in one process.
 
     python bench/train_precision.py [--arch fast] [--resolution 64] [--channels 3] [--width 64] [--batch 16]
-                                    [--steps 40] [--threads 2] [--out FILE.json]
+                                    [--steps 40] [--rounds 2] [--threads 2] [--out FILE.json]
 
 Each contender runs the same training steps (adversarial steps, then distillation-only steps, which train G
 alone on paired codes) on the same seeded random images, after two untimed warm-up steps; the order
@@ -25,21 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import results_path  # noqa: E402
+from attack_speed import warmup_speed  # noqa: E402  (images/s after two untimed steps)
 
 from faststeal.data import ImageSet  # noqa: E402
-from faststeal.train import PRECISIONS, TrainConfig, Trainer, native_bf16  # noqa: E402
+from faststeal.train import PRECISIONS, TrainConfig, native_bf16  # noqa: E402
 
 PHASES = ("adversarial", "distill-only")
-
-
-def step_speed(config: TrainConfig, data: ImageSet, steps: int) -> float:
-    """Images per second over ``steps`` training steps after two untimed ones."""
-    t = Trainer(config, data, checkpoint_path=os.devnull, progress=False)
-    t.step(), t.step()
-    start, seen = time.perf_counter(), t.images_seen
-    for _ in range(steps):
-        t.step()
-    return (t.images_seen - seen) / (time.perf_counter() - start)
 
 
 def main(argv=None) -> dict:
@@ -77,7 +68,7 @@ def main(argv=None) -> dict:
             for phase in PHASES:
                 cfg = TrainConfig(arch=a.arch, resolution=a.resolution, channels=a.channels, width=a.width,
                                   batch=a.batch, kimg=1e9, grow=False, precision=prec, **phase_config[phase])
-                speeds[prec, phase].append(step_speed(cfg, data, a.steps))
+                speeds[prec, phase].append(warmup_speed(cfg, data, a.steps))
                 print(f"  round {r + 1} {prec:<8} {phase:<13} {speeds[prec, phase][-1]:8.1f} img/s", flush=True)
     rows = {f"{prec}/{phase}": sum(v) / len(v) for (prec, phase), v in speeds.items()}
     ratios = {phase: rows[f"bf16/{phase}"] / rows[f"float32/{phase}"] for phase in PHASES}
