@@ -351,6 +351,9 @@ def _set_threads(threads):
 @click.option("--perceptual", type=float, default=0.0, show_default=True,
               help="with --knowledge latents: weight of a perceptual distance (the FID Inception's first "
                    "layers, channel-normalised) beside the paired L1; 0: off")
+@click.option("--perceptual-images", type=int, default=0, show_default=True,
+              help="with --perceptual: take the perceptual distance on this many images of each batch, a "
+                   "cheaper estimate of the same term (0: the whole batch)")
 @click.option("--curve-n", type=int, default=128, show_default=True,
               help="samples per fidelity probe during training (0: no curve)")
 @click.option("--out", default=None, help="run folder; default runs/extract-<target>-<attack>-<queries>")

@@ -83,6 +83,7 @@ class TrainConfig:
     distill: float = 0.0               # > 0: weight of the paired L1 loss G(code) ~ served image (chosen latents)
     distill_only_kimg: float = 0.0     # distillation: first train G on the paired loss alone (no D) this long
     perceptual: float = 0.0            # distillation: weight of a perceptual distance beside the paired L1
+    perceptual_images: int = 0         # images of each batch the perceptual distance is taken on; 0: all
     gp_lambda: float = 10.0
     drift: float = 0.001
     seed: int = 0
@@ -174,6 +175,9 @@ class Trainer:
         if config.perceptual > 0 and config.resolution < 32:
             raise ValueError(f"the perceptual term needs images of at least 32x32 pixels, the model makes "
                              f"{config.resolution}x{config.resolution}")
+        if not 0 <= config.perceptual_images <= config.batch:
+            raise ValueError(f"perceptual_images must be between 0 (the whole batch) and the batch "
+                             f"({config.batch}), got {config.perceptual_images}")
         if config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
         if data.resolution != config.resolution or data.channels != config.channels:
@@ -347,13 +351,16 @@ class Trainer:
     def _paired_loss(self, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The weighted distillation loss: L1 between copy and served image, plus the perceptual distance
         where it is set and the images are at least 32 pixels wide (a growing PGGAN starts smaller). The
-        unweighted L1 is kept for the progress bar and the curve (last_paired)."""
+        perceptual distance is a mean over images, so on part of the batch (perceptual_images) it estimates
+        the same term with more noise, for that part of its cost. The unweighted L1 is kept for the progress
+        bar and the curve (last_paired)."""
         l1 = losses.paired_l1(fake, target)
         self.last_paired = float(l1.detach())
         loss = self.config.distill * l1
         if self.features is not None and fake.shape[-1] >= 32:
+            k = self.config.perceptual_images or fake.shape[0]     # batches are shuffled: the first k are a sample
             with self._mixed():             # the feature network is a forward pass like the others
-                distance = self._full(self.features.distance(fake, target))
+                distance = self._full(self.features.distance(fake[:k], target[:k]))
             loss = loss + self.config.perceptual * distance
         return loss
 

@@ -149,6 +149,34 @@ def test_distillation_lowers_the_paired_loss():
     assert sum(last) / 3 < 0.6 * sum(first) / 3, (first, last)
 
 
+def test_the_perceptual_term_sees_only_the_images_it_is_given():
+    from faststeal.metrics.perceptual import StemFeatures
+
+    class Recorded(StemFeatures):
+        """The real feature network, noting how many images each distance was taken on."""
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def distance(self, student, teacher):
+            self.sizes.append((student.shape[0], teacher.shape[0]))
+            return super().distance(student, teacher)
+
+    data = _pairs(n=16, res=32)
+    for k, want in ((0, 8), (3, 3)):
+        features = Recorded()
+        cfg = config("fast", resolution=32, distill=1.0, perceptual=1.0, perceptual_images=k, batch=8,
+                     distill_only_kimg=0.008)
+        t = Trainer(cfg, data, checkpoint_path="unused.pt", progress=False, features=features)
+        t.step()        # a regression step
+        t.step()        # an adversarial step with the paired loss
+        assert features.sizes == [(want, want)] * 2
+        assert t.settings["perceptual_images"] == k
+    with pytest.raises(ValueError, match="perceptual_images"):
+        Trainer(config("fast", resolution=32, distill=1.0, perceptual=1.0, perceptual_images=9, batch=8), data,
+                checkpoint_path="unused.pt", progress=False, features=Recorded())
+
+
 def test_distillation_needs_codes():
     with pytest.raises(ValueError, match="latent codes"):
         Trainer(config("fast", distill=1.0), tiny_data(), checkpoint_path="unused.pt", progress=False)

@@ -20,7 +20,8 @@ from faststeal.train import TrainConfig, Trainer
 # What a stored attack checkpoint must share with this run's settings to be reused or resumed. Its length
 # (kimg) may be shorter: the run then resumes it.
 REUSE_KEYS = ("arch", "resolution", "channels", "latent_dim", "width", "batch", "lr", "n_dis", "seed", "loss",
-              "r1_gamma", "augment", "distill", "distill_only_kimg", "perceptual", "ema_kimg", "grow", "phase_kimg",
+              "r1_gamma", "augment", "distill", "distill_only_kimg", "perceptual", "perceptual_images",
+              "ema_kimg", "grow", "phase_kimg",
               "gp_lambda", "drift", "precision")
 
 

@@ -26,7 +26,7 @@ from .options import ExtractOptions, attack_config, knowledge_settings
 
 # How the copy was trained, recorded in metrics.json (defaults resolved): what the thief's knobs were set to.
 ATTACK_SETTINGS = ("width", "batch", "lr", "r1_gamma", "augment", "ema_kimg", "latent_dim", "perceptual",
-                   "precision")
+                   "perceptual_images", "precision")
 
 
 def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
@@ -38,6 +38,9 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     remote = not target.in_process      # an HTTP target: nothing below loads its weights
     if opts.target_discriminator and not target.has_discriminator:
         target.discriminator()          # one line: which formats have one
+    if opts.perceptual_images > opts.batch:
+        raise OptionError(f"{opts.perceptual_images} is more than the thief's batch ({opts.batch}); give at most "
+                          f"the batch, or 0 for all of it", "--perceptual-images")
     if opts.perceptual > 0 and target.resolution < 32:
         raise OptionError(f"the perceptual term needs images of at least 32x32 pixels; {opts.target} makes "
                           f"{target.resolution}x{target.resolution}", "--perceptual")

@@ -136,6 +136,7 @@ class AttackOptions(FromParams):
     distill: float = 10.0               # weight of the paired L1 loss with knowledge "latents"
     distill_only: float = 0.75          # fraction of attack_kimg trained on the paired loss alone (no D)
     perceptual: float = 0.0             # weight of the perceptual distance beside the paired L1 (latents only)
+    perceptual_images: int = 0          # images per batch the perceptual distance is taken on; 0: the batch
     curve_n: int = 128                  # samples per fidelity probe during training (0: no curve)
     curve_points: int = 6               # probes spread over training (plus one at the start and the end)
     attack_width: int | None = None
@@ -189,6 +190,13 @@ class AttackOptions(FromParams):
         if self.perceptual > 0 and self.knowledge != "latents":
             raise OptionError("the perceptual term compares the copy's image with the served one for the same "
                               "code: it needs --knowledge latents", "--perceptual")
+        at_least(self.perceptual_images, 0, "--perceptual-images")
+        if self.perceptual_images and not self.perceptual:
+            raise OptionError("sets how many images of each batch the perceptual term sees: give --perceptual W "
+                              "too, or leave it out", "--perceptual-images")
+        if self.perceptual_images and self.batch and self.perceptual_images > self.batch:
+            raise OptionError(f"{self.perceptual_images} is more than the batch ({self.batch}); give at most "
+                              f"the batch, or 0 for all of it", "--perceptual-images")
         positive(self.attack_lr, "--attack-lr")
         positive(self.ema_kimg, "--ema-kimg")
         at_least(self.r1_gamma, 0, "--r1-gamma")
@@ -269,13 +277,15 @@ def check_sources(remote: bool, defenses: list[str], baseline_given: bool) -> No
 
 def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: float, *, grow: bool = True,
                   seed_offset: int = 0, latent_dim: int | None = None, distill: float = 0.0,
-                  distill_only_kimg: float = 0.0, perceptual: float = 0.0) -> TrainConfig:
+                  distill_only_kimg: float = 0.0, perceptual: float = 0.0,
+                  perceptual_images: int = 0) -> TrainConfig:
     """The attack GAN's TrainConfig for these options at the target's shape."""
     opts.sized_for(resolution)
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
                        latent_dim=latent_dim or opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch,
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
                        distill=distill, distill_only_kimg=distill_only_kimg, perceptual=perceptual,
+                       perceptual_images=perceptual_images,
                        minutes=opts.minutes,
                        lr=opts.attack_lr, r1_gamma=opts.r1_gamma, augment=opts.augment, ema_kimg=opts.ema_kimg,
                        precision=opts.attack_precision)
@@ -285,7 +295,8 @@ def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
     """attack_config keywords for the adversary's knowledge: a distilled copy takes the target's code size."""
     if opts.knowledge == "latents":
         return {"latent_dim": target_config["latent_dim"], "distill": opts.distill,
-                "distill_only_kimg": opts.distill_only * opts.attack_kimg, "perceptual": opts.perceptual}
+                "distill_only_kimg": opts.distill_only * opts.attack_kimg, "perceptual": opts.perceptual,
+                "perceptual_images": opts.perceptual_images}
     return {}
 
 

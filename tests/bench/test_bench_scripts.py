@@ -20,6 +20,8 @@ SMALLEST = {
     "target_formats.py": ["--n", "4", "--batch", "2", "--repeats", "1", "--ngf", "4", "--threads", "1"],
     "attack_speed.py": ["--seconds", "1", "--queries", "64", "--fid-n", "8", "--batch", "8", "--width", "8",
                         "--threads", "1"],
+    "perceptual_cost.py": ["--resolution", "32", "--width", "8", "--batch", "4", "--images", "2", "--steps", "1",
+                           "--rounds", "1", "--threads", "1"],
     "prdc.py": ["--n", "8", "--dim", "4", "--repeats", "1", "--threads", "1"],
     "train_precision.py": ["--resolution", "16", "--width", "8", "--batch", "4", "--steps", "1", "--rounds", "1",
                            "--threads", "1"],

@@ -99,7 +99,7 @@ def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_tar
     first = run_extract(ExtractOptions(attack="fast", **base))
     assert first["attack_settings"] == {"width": 8, "batch": 8, "lr": 0.002, "r1_gamma": 0.1,
                                         "augment": "translation", "ema_kimg": 5.0, "latent_dim": 8,
-                                        "perceptual": 0.0, "precision": "float32"}
+                                        "perceptual": 0.0, "perceptual_images": 0, "precision": "float32"}
     for change in ({"attack": "pggan"}, {"attack": "fast", "attack_width": 16}, {"attack": "fast", "seed": 1},
                    {"r1_gamma": 1.0}, {"augment": "translation,color"}, {"attack_lr": 0.001}, {"ema_kimg": 2.0},
                    {"attack_precision": "bf16"}):
@@ -110,6 +110,10 @@ def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_tar
     from faststeal.errors import OptionError
     with pytest.raises(OptionError, match="at least 32x32"):
         run_extract(ExtractOptions(**{**base, "knowledge": "latents", "perceptual": 1.0, "out": str(tmp_path / "p")}))
+    assert not (tmp_path / "p" / "queries").exists()
+    with pytest.raises(OptionError, match="more than the thief's batch"):     # the batch is known once sized
+        run_extract(ExtractOptions(**{**base, "knowledge": "latents", "perceptual": 1.0, "perceptual_images": 9,
+                                      "out": str(tmp_path / "p")}))
     assert not (tmp_path / "p" / "queries").exists()
     # --fresh starts the run over with the new settings; a file the user keeps in the folder stays.
     (tmp_path / "run" / "notes.txt").write_text("mine")

@@ -70,6 +70,17 @@ def test_the_large_fast_thief_trains_in_bf16_only_where_the_hardware_runs_it_nat
         assert sized(32, attack_precision="bf16").attack_precision == "bf16"     # asked for, kept
 
 
+def test_perceptual_images_needs_the_perceptual_term_and_fits_the_batch():
+    with pytest.raises(OptionError, match="--perceptual W") as err:
+        AttackOptions(target="t", knowledge="latents", perceptual_images=4).check()
+    assert err.value.flag == "--perceptual-images"
+    with pytest.raises(OptionError, match="more than the batch"):
+        AttackOptions(target="t", knowledge="latents", perceptual=1.0, perceptual_images=9, batch=8).check()
+    with pytest.raises(OptionError, match="must be"):
+        AttackOptions(target="t", knowledge="latents", perceptual=1.0, perceptual_images=-1).check()
+    AttackOptions(target="t", knowledge="latents", perceptual=1.0, perceptual_images=4).check()
+
+
 def test_options_take_clicks_parameters_and_gather_the_target_hints():
     params = {"a": "fashion-mnist", "b": "gen:g.onnx", "n": 100, "metric": "all", "target_latent_dim": 64,
               "output_range": None, "num_classes": 0, "threads": 2}       # threads belongs to the CLI, not fid
