@@ -60,6 +60,11 @@ def native_bf16(device: torch.device) -> bool:
     return bool(capabilities.get("amx_bf16"))
 
 
+def mean_threads(thread_seconds: float, train_seconds: float) -> float | None:
+    """Time-weighted torch thread count of a run (Trainer.mean_threads), None when none was recorded."""
+    return thread_seconds / train_seconds if thread_seconds > 0 and train_seconds > 0 else None
+
+
 class TrainingDiverged(FaststealError, RuntimeError):
     """A loss became NaN/inf; the last good checkpoint on disk is untouched."""
 
@@ -215,6 +220,7 @@ class Trainer:
         self.d_steps = 0
         self.last_paired = None
         self.train_seconds = 0.0
+        self.thread_seconds = 0.0            # CPU: torch threads x step time, to report the threads a run had
         self.curve: list[dict] = []          # fidelity probes during training (see run(probe=...))
         self.last_losses = {"loss_D": float("nan"), "loss_G": float("nan")}
         self.grid_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
@@ -385,6 +391,7 @@ class Trainer:
             "data_fingerprint": self.data.fingerprint,
             "progress": {"images_seen": self.images_seen, "steps": self.steps, "kimg": self.kimg,
                          "level": level, "alpha": alpha, "train_seconds": self.train_seconds, "d_steps": self.d_steps,
+                         "thread_seconds": self.thread_seconds,
                          "stopped": self.stopped(), **self.last_losses},
             "curve": self.curve,
             "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
@@ -440,6 +447,7 @@ class Trainer:
         self.steps = int(state["progress"]["steps"])
         self.d_steps = int(state["progress"].get("d_steps", self.steps * self.settings["n_dis"]))
         self.train_seconds = float(state["progress"].get("train_seconds", 0.0))
+        self.thread_seconds = float(state["progress"].get("thread_seconds", 0.0))
         self.curve = list(state.get("curve", []))
 
     # ----- samples --------------------------------------------------------------------------------
@@ -479,7 +487,10 @@ class Trainer:
             before = self.images_seen
             tick = time.perf_counter()
             out = self.step()
-            self.train_seconds += time.perf_counter() - tick     # probes and snapshots are not training time
+            took = time.perf_counter() - tick
+            self.train_seconds += took     # probes and snapshots are not training time
+            if self.device.type == "cpu":
+                self.thread_seconds += torch.get_num_threads() * took
             if self.config.minutes and distributed.active():
                 self.train_seconds = self._main_clock()
             bar.update(self.images_seen - before)
@@ -507,6 +518,12 @@ class Trainer:
         return {"kimg": self.kimg, "steps": self.steps, "seconds": elapsed, "train_seconds": self.train_seconds,
                 "images_per_s": (self.images_seen - start_seen) / max(elapsed, 1e-9), "stopped": self.stopped(),
                 **self.last_losses}
+
+    @property
+    def mean_threads(self) -> float | None:
+        """Torch CPU threads averaged over training time: what the thread governor gave this run, the first
+        thing to look at when a run trained fewer images than its budget promised. None on a GPU."""
+        return mean_threads(self.thread_seconds, self.train_seconds)
 
     def stopped(self) -> str | None:
         """Why training ended: "kimg" (the length was reached), "minutes" (the time budget ran out), or None."""

@@ -301,6 +301,9 @@ def test_a_time_budget_stops_training_and_says_so(tmp_path):
     longer = TrainConfig(**{**config.__dict__, "minutes": 0.03})
     more = train_attack(longer, data, tmp_path / "a.pt", progress=False)       # a bigger budget resumes it
     assert more["kimg"] > first["kimg"] and more["train_seconds"] >= 1.8
+    # the threads the run had, averaged over its training time, survive the reuse and the resume
+    threads = torch.get_num_threads()
+    assert first["threads"] == again["threads"] == pytest.approx(threads) and more["threads"] == pytest.approx(threads)
 
 
 def test_distillation_keeps_its_share_of_a_time_budget(tmp_path):

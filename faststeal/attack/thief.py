@@ -15,7 +15,7 @@ from faststeal.data import ImageSet, load_dataset
 from faststeal.errors import FaststealError
 from faststeal.metrics.perceptual import StemFeatures
 from faststeal.report import RunFolder
-from faststeal.train import TrainConfig, Trainer
+from faststeal.train import TrainConfig, Trainer, mean_threads
 
 # What a stored attack checkpoint must share with this run's settings to be reused or resumed. Its length
 # (kimg) may be shorter: the run then resumes it.
@@ -33,7 +33,8 @@ def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=N
                  probe=None, probe_kimg=None) -> dict:
     """Train (resume, or reuse if ``path`` already finished) one attack GAN.
 
-    Returns {"checkpoint", "train_seconds", "curve"}. A stored file is reused only when every setting that
+    Returns {"checkpoint", "train_seconds", "threads" (CPU threads on average, None on a GPU), "curve", "kimg",
+    "stopped"}. A stored file is reused only when every setting that
     shaped it (REUSE_KEYS), its initialisation and its training data match; otherwise StaleCheckpoint says
     which one differs. Rank 0 decides whether the file exists (RunFolder.decide), so every rank takes the
     same branch under torchrun.
@@ -57,6 +58,7 @@ def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=N
         out_of_time = config.minutes and progress.get("train_seconds", 0.0) >= config.minutes * 60
         if progress["kimg"] >= config.kimg or out_of_time:
             return {"checkpoint": path, "train_seconds": progress.get("train_seconds"),
+                    "threads": mean_threads(progress.get("thread_seconds", 0.0), progress.get("train_seconds", 0.0)),
                     "curve": state.get("curve", []), "kimg": progress["kimg"],
                     "stopped": "kimg" if progress["kimg"] >= config.kimg else "minutes"}
     config.extra = {**config.extra, "init_from": str(init_from) if init_from else None}
@@ -70,7 +72,8 @@ def train_attack(config: TrainConfig, data: ImageSet, path: Path, *, init_from=N
     elif init_from is not None:
         trainer.init_weights(init_from)
     result = trainer.run(probe=probe, probe_kimg=probe_kimg)
-    return {"checkpoint": path, "train_seconds": trainer.train_seconds, "curve": trainer.curve,
+    return {"checkpoint": path, "train_seconds": trainer.train_seconds, "threads": trainer.mean_threads,
+            "curve": trainer.curve,
             "kimg": trainer.kimg, "stopped": result["stopped"]}
 
 

@@ -86,7 +86,8 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
                "fidelity_ci": base.get("fidelity_ci"),
                "vs_target": base.get("vs_target"), "vs_real": base.get("vs_real"),
                "target_fid": measured.target_fid, "fid_floor": measured.fid_floor, "attack_kimg": opts.attack_kimg,
-               "seed": opts.seed, "train_seconds": trained["train_seconds"], "curve": trained["curve"],
+               "seed": opts.seed, "train_seconds": trained["train_seconds"],
+               "train_threads": trained.get("threads"), "curve": trained["curve"],
                "minutes": opts.minutes, "attack_kimg_reached": trained["kimg"], "stopped": trained["stopped"],
                "curve_reference": probe.reference if probe is not None else None,
                "attack_settings": {k: base_cfg.resolved()[k] for k in ATTACK_SETTINGS}, "variants": rows}
@@ -107,7 +108,8 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
         ("Result", f"{summary_line(metrics)}\n\n{coverage_line(metrics)}\n\n"
                    f"{opts.queries} queries ({opts.prior} prior, knowledge: "
                    f"{opts.knowledge}), attack trained for {_length(metrics)} "
-                   f"({fmt(metrics['train_seconds'], '.0f')} s of training; {_settings(metrics)}), FID on "
+                   f"({fmt(metrics['train_seconds'], '.0f')} s of training{_threads(metrics)}; "
+                   f"{_settings(metrics)}), FID on "
                    f"{opts.fid_n} images per side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
         ("Target", target.summary()),
         ("Variants (same query budget)", table),
@@ -176,6 +178,13 @@ def _length(m: dict) -> str:
     reached, why = m["attack_kimg_reached"], m["stopped"]
     limit = f"the {m['minutes']:g}-minute budget" if why == "minutes" else f"the {m['attack_kimg']:g}-kimg cap"
     return f"{reached:.1f} kimg (stopped by {limit})"
+
+
+def _threads(m: dict) -> str:
+    """' on 1.4 CPU threads on average' where the run trained on a CPU; a run that got fewer threads than
+    the machine has cores trained fewer images in its time budget."""
+    threads = m.get("train_threads")
+    return "" if threads is None else f" on {threads:.1f} CPU threads on average"
 
 
 def _settings(m: dict) -> str:

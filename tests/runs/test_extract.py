@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from faststeal.runs.extract import run_extract
 from faststeal.runs.options import ExtractOptions
@@ -88,6 +89,8 @@ def test_chosen_latent_extraction_records_its_curve(tiny_target, tmp_path):
         assert p["fidelity_fid_ci"][0] <= p["fidelity_fid_ci"][1] and p["fidelity_kid_ci"][0] <= p["fidelity_kid_ci"][1]
     assert (tmp_path / "run" / "curve.png").stat().st_size > 1000
     assert "FID floor" in (tmp_path / "run" / "report.md").read_text()
+    assert saved["train_threads"] == pytest.approx(torch.get_num_threads())
+    assert f"on {torch.get_num_threads():.1f} CPU threads on average" in (tmp_path / "run" / "report.md").read_text()
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
