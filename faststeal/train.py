@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from faststeal.errors import FaststealError
 
-from . import augment, cpu, distributed, losses
+from . import allocator, augment, cpu, distributed, losses
 from .checkpoint import CheckpointError, float_state, load_checkpoint, save_checkpoint
 from .data import ImageSet, InfiniteBatches, to_uint8
 from .grid import save_grid
@@ -480,6 +480,8 @@ class Trainer:
             next_probe = (math.floor(self.kimg / probe_kimg) + 1) * probe_kimg
             if not self.curve:
                 self._probe(probe)
+        if self.device.type == "cpu":
+            allocator.keep_freed_memory()       # a step's buffers are reused, not faulted in again each time
         bar = tqdm(total=total, initial=self.images_seen, unit="img", unit_scale=True, disable=not self.progress,
                    desc=f"train {self.config.arch}", dynamic_ncols=True, smoothing=0.05)
         start, start_seen = time.perf_counter(), self.images_seen

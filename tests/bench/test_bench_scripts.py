@@ -18,6 +18,8 @@ SMALLEST = {
     "scaling.py": ["--procs", "2", "--fid-n", "4", "--kimg", "0.05"],
     "serve.py": ["--clients", "1,2", "--batches", "8", "--images", "16", "--rounds", "1", "--threads", "1"],
     "target_formats.py": ["--n", "4", "--batch", "2", "--repeats", "1", "--ngf", "4", "--threads", "1"],
+    "allocator.py": ["--resolution", "16", "--width", "8", "--batch", "4", "--steps", "1", "--rounds", "1",
+                     "--threads", "1"],
     "attack_speed.py": ["--seconds", "1", "--queries", "64", "--fid-n", "8", "--batch", "8", "--width", "8",
                         "--threads", "1"],
     "perceptual_cost.py": ["--resolution", "32", "--width", "8", "--batch", "4", "--images", "2", "--steps", "1",
