@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import results_path  # noqa: E402
+from _thief_options import add_thief_options, parse_thief_options  # noqa: E402
 
 from faststeal import allocator  # noqa: E402
 from faststeal.data import ImageSet  # noqa: E402
@@ -55,20 +56,10 @@ def child(a) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
+    add_thief_options(p, steps=60, steps_help="timed steps per contender and round")
     p.add_argument("--precision", default="bf16", choices=PRECISIONS)
-    p.add_argument("--steps", type=int, default=60, help="timed steps per contender and round")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
     p.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)     # internal: one contender
-    a = p.parse_args(argv)
-    for name in ("resolution", "channels", "width", "batch", "steps", "rounds", "threads"):
-        if getattr(a, name) <= 0:
-            p.error(f"--{name} must be > 0")
+    a = parse_thief_options(p, argv)
     if a.child:
         print(json.dumps(child(a)))
         return {}

@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import results_path  # noqa: E402
+from _thief_options import add_thief_options, parse_thief_options  # noqa: E402
 
 from faststeal.data import ImageSet  # noqa: E402
 from faststeal.metrics.perceptual import StemFeatures  # noqa: E402
@@ -44,20 +45,10 @@ def steps_per_second(config: TrainConfig, data: ImageSet, features, steps: int) 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
+    add_thief_options(p, steps=40, steps_help="timed steps per contender and round")
     p.add_argument("--images", default="4,8", help="comma-separated counts of images the distance is taken on")
     p.add_argument("--precision", default="bf16", choices=PRECISIONS)
-    p.add_argument("--steps", type=int, default=40, help="timed steps per contender and round")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
-    a = p.parse_args(argv)
-    for name in ("resolution", "channels", "width", "batch", "steps", "rounds", "threads"):
-        if getattr(a, name) <= 0:
-            p.error(f"--{name} must be > 0")
+    a = parse_thief_options(p, argv)
     if a.resolution < 32:
         p.error("--resolution must be at least 32 (the perceptual term's smallest images)")
     try:

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import results_path  # noqa: E402
+from _thief_options import add_thief_options, parse_thief_options  # noqa: E402
 from attack_speed import warmup_speed  # noqa: E402  (images/s after two untimed steps)
 
 from faststeal.data import ImageSet  # noqa: E402
@@ -36,18 +37,8 @@ PHASES = ("adversarial", "distill-only")
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="fast", choices=("fast", "dcgan"))
-    p.add_argument("--resolution", type=int, default=64)
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=40, help="timed steps per contender, phase and round")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
-    a = p.parse_args(argv)
-    for name in ("resolution", "channels", "width", "batch", "steps", "rounds", "threads"):
-        if getattr(a, name) <= 0:
-            p.error(f"--{name} must be > 0")
+    add_thief_options(p, steps=40, steps_help="timed steps per contender, phase and round")
+    a = parse_thief_options(p, argv)
     torch.set_num_threads(a.threads)
     device = torch.device("cpu")
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
