@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A module, or a package counted as one (all its files share the package's layer).
 LAYERS = {
-    "errors": 1, "distributed": 1, "cpu": 1, "losses": 1, "augment": 1, "kernels": 1,
+    "errors": 1, "distributed": 1, "cpu": 1, "allocator": 1, "losses": 1, "augment": 1, "kernels": 1,
     "fileio": 2, "models": 2,
     "data": 3, "checkpoint": 3, "grid": 3,
     "train": 4, "sampling": 4, "report": 4,
