@@ -4,8 +4,8 @@ A training step allocates and frees the same few megabyte-sized activation buffe
 malloc serves blocks that large with fresh mmap()s, or trims them off the heap when freed, so every step
 faults its buffers in again page by page and the kernel zeroes each page: 4,203 page faults per step of the
 64x64 fast thief on two threads (tens of millions per 20-minute run). Raising the two thresholds below keeps
-those blocks in the heap for reuse (115 faults per step, 1.04x the images per second, docs/results/speed.md). The cost is that the process holds on to memory it freed, up to ``limit``;
-``bench/allocator.py`` measures both the faults and the speed.
+those blocks in the heap for reuse: 115 faults per step, 1.04x the images per second (``bench/allocator.py``,
+docs/results/speed.md). The cost is that the process holds on to memory it freed, up to ``limit``.
 """
 from __future__ import annotations
 
