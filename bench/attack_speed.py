@@ -36,9 +36,11 @@ from faststeal.train import TrainConfig, Trainer  # noqa: E402
 CONTENDERS = ("pggan", "fast")
 
 
-def warmup_speed(config: TrainConfig, data, steps: int = 6) -> float:
-    """Images/s at full resolution after two untimed steps (used to size PGGAN's growing schedule)."""
-    t = Trainer(TrainConfig(**{**config.__dict__, "grow": False}), data, checkpoint_path=os.devnull, progress=False)
+def warmup_speed(config: TrainConfig, data, steps: int = 6, features=None) -> float:
+    """Images/s at full resolution after two untimed steps (used to size PGGAN's growing schedule);
+    ``features``: the perceptual term's network, for a config with perceptual > 0."""
+    t = Trainer(TrainConfig(**{**config.__dict__, "grow": False}), data, checkpoint_path=os.devnull, progress=False,
+                features=features)
     t.step(), t.step()
     start, seen = time.perf_counter(), t.images_seen
     for _ in range(steps):

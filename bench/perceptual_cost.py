@@ -27,20 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import results_path  # noqa: E402
 from _thief_options import add_thief_options, parse_thief_options  # noqa: E402
+from attack_speed import warmup_speed  # noqa: E402  (images/s after two untimed steps)
 
 from faststeal.data import ImageSet  # noqa: E402
 from faststeal.metrics.perceptual import StemFeatures  # noqa: E402
-from faststeal.train import PRECISIONS, TrainConfig, Trainer  # noqa: E402
-
-
-def steps_per_second(config: TrainConfig, data: ImageSet, features, steps: int) -> float:
-    """Images/s over ``steps`` distillation-only steps, after two untimed ones."""
-    t = Trainer(config, data, checkpoint_path=os.devnull, progress=False, features=features)
-    t.step(), t.step()
-    start, seen = time.perf_counter(), t.images_seen
-    for _ in range(steps):
-        t.step()
-    return (t.images_seen - seen) / (time.perf_counter() - start)
+from faststeal.train import PRECISIONS, TrainConfig  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -76,7 +67,7 @@ def main(argv=None) -> dict:
             cfg = TrainConfig(arch="fast", resolution=a.resolution, channels=a.channels, width=a.width,
                               batch=a.batch, kimg=1e9, grow=False, precision=a.precision, distill=10.0,
                               distill_only_kimg=1e9, perceptual=weight, perceptual_images=k)
-            speeds[name].append(steps_per_second(cfg, data, features if weight else None, a.steps))
+            speeds[name].append(warmup_speed(cfg, data, a.steps, features=features if weight else None))
             print(f"  round {r + 1} {name:<20} {speeds[name][-1]:8.1f} img/s", flush=True)
     rows = {name: sum(v) / len(v) for name, v in speeds.items()}
     cost = {name: rows["L1 alone"] / rows[name] for name in rows}       # time per image relative to L1 alone
