@@ -286,6 +286,9 @@ def attack_size_options(f):
                      help="the attack GAN's batch [default: 16 for fast, 32 for pggan/sngan, 64 for dcgan]"),
         click.option("--attack-lr", type=float, default=None,
                      help="the attack GAN's learning rate [default: 0.002 fast, 0.001 pggan, 0.0002 sngan]"),
+        click.option("--lr-decay", type=float, default=0.0, show_default=True,
+                     help="let the attack's learning rate fall by this fraction over training, along a half "
+                          "cosine (with --knowledge latents: over each of its two phases); 0: flat"),
         click.option("--r1-gamma", type=float, default=None,
                      help="weight of the fast thief's R1 penalty on real images [default: 0.1]"),
         click.option("--augment", default=None,

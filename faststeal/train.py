@@ -60,6 +60,12 @@ def native_bf16(device: torch.device) -> bool:
     return bool(capabilities.get("amx_bf16"))
 
 
+def lr_scale(progress: float, decay: float) -> float:
+    """The learning rate's factor at ``progress`` (0 to 1) through a phase: a half cosine from 1 to 1 - decay."""
+    p = min(max(progress, 0.0), 1.0)
+    return 1.0 - decay * (1.0 - math.cos(math.pi * p)) / 2.0
+
+
 def mean_threads(thread_seconds: float, train_seconds: float) -> float | None:
     """Time-weighted torch thread count of a run (Trainer.mean_threads), None when none was recorded."""
     return thread_seconds / train_seconds if thread_seconds > 0 and train_seconds > 0 else None
@@ -79,6 +85,7 @@ class TrainConfig:
     batch: int = 32
     kimg: float = 100.0
     lr: float | None = None            # None: the architecture's default (PGGAN 1e-3, SNGAN 2e-4)
+    lr_decay: float = 0.0              # the learning rate falls by this fraction over each phase (cosine); 0: flat
     n_dis: int | None = None           # None: PGGAN 1, SNGAN 5
     ema_kimg: float = 5.0              # EMA half-life in thousands of images
     phase_kimg: float | None = None    # PGGAN: kimg per fade and per stable phase; None: split evenly
@@ -183,6 +190,9 @@ class Trainer:
         if not 0 <= config.perceptual_images <= config.batch:
             raise ValueError(f"perceptual_images must be between 0 (the whole batch) and the batch "
                              f"({config.batch}), got {config.perceptual_images}")
+        if not 0 <= config.lr_decay <= 1:
+            raise ValueError(f"lr_decay is the fraction the learning rate falls by, from 0 (flat) to 1 (to zero), "
+                             f"got {config.lr_decay}")
         if config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
         if data.resolution != config.resolution or data.channels != config.channels:
@@ -252,6 +262,35 @@ class Trainer:
             return self.train_seconds < share * self.config.minutes * 60
         return True
 
+    def run_progress(self) -> float:
+        """How far training is toward its end, 0 to 1: the kimg cap or the time budget, whichever is nearer."""
+        done = self.kimg / max(self.config.kimg, 1e-9)
+        if self.config.minutes:
+            done = max(done, self.train_seconds / (self.config.minutes * 60))
+        return min(done, 1.0)
+
+    def phase_progress(self) -> float:
+        """How far the current phase is toward its end, 0 to 1. Distillation's two phases (paired loss alone,
+        then with the discriminator) end where in_paired_phase says, at the same fraction of the run; any other
+        run is one phase."""
+        done = self.run_progress()
+        share = min(self.config.distill_only_kimg / max(self.config.kimg, 1e-9), 1.0) if self.config.distill > 0 else 0
+        if share <= 0:
+            return done
+        if self.in_paired_phase():
+            return min(done / share, 1.0)
+        return 1.0 if share >= 1 else max(done - share, 0.0) / (1 - share)
+
+    def _set_learning_rate(self) -> None:
+        """Both optimisers at the phase's point on the cosine fall (lr_decay): a regression's loss keeps falling
+        once the steps shrink below the noise of a batch of 16, where a flat rate leaves it on a plateau."""
+        if not self.config.lr_decay:
+            return
+        scale = lr_scale(self.phase_progress(), self.config.lr_decay)
+        for opt in (self.opt_G, self.opt_D):
+            for group in opt.param_groups:
+                group["lr"] = self.settings["lr"] * scale
+
     def _main_clock(self) -> float:
         """Rank 0's training time on every rank: time-budget decisions (phase, stop) must agree across ranks."""
         t = torch.tensor([self.train_seconds if distributed.is_main() else 0.0], dtype=torch.float64)
@@ -279,6 +318,7 @@ class Trainer:
 
     def step(self) -> dict:
         """n_dis critic updates then one generator update; returns float losses."""
+        self._set_learning_rate()
         if self.config.distill > 0 and self.in_paired_phase():
             return self._regression_step()
         level, alpha = self.level_alpha()

@@ -3,7 +3,7 @@ import torch
 
 from faststeal.checkpoint import load_checkpoint
 from faststeal.data import ImageSet
-from faststeal.train import TrainConfig, Trainer, TrainingDiverged, downscale_reals, pggan_schedule
+from faststeal.train import TrainConfig, Trainer, TrainingDiverged, downscale_reals, lr_scale, pggan_schedule
 
 
 def tiny_data(n=64, res=8):
@@ -175,6 +175,52 @@ def test_the_perceptual_term_sees_only_the_images_it_is_given():
     with pytest.raises(ValueError, match="perceptual_images"):
         Trainer(config("fast", resolution=32, distill=1.0, perceptual=1.0, perceptual_images=9, batch=8), data,
                 checkpoint_path="unused.pt", progress=False, features=Recorded())
+
+
+def test_lr_scale_falls_along_a_half_cosine():
+    assert lr_scale(0.0, 0.9) == 1.0
+    assert lr_scale(1.0, 0.9) == pytest.approx(0.1)
+    assert lr_scale(0.5, 0.9) == pytest.approx(0.55)
+    assert lr_scale(2.0, 0.5) == pytest.approx(0.5) and lr_scale(-1.0, 0.5) == 1.0     # clamped
+    falling = [lr_scale(p / 10, 1.0) for p in range(11)]
+    assert falling == sorted(falling, reverse=True)
+    assert all(lr_scale(p / 10, 0.0) == 1.0 for p in range(11))
+
+
+def _rates(trainer, steps):
+    """The learning rate each step trained with (G's and D's must agree)."""
+    seen = []
+    for _ in range(steps):
+        trainer.step()
+        g, d = trainer.opt_G.param_groups[0]["lr"], trainer.opt_D.param_groups[0]["lr"]
+        assert g == d
+        seen.append(g)
+    return seen
+
+
+def test_lr_decay_falls_over_each_distillation_phase_and_over_a_plain_run():
+    # 8 steps of 4 images: 4 regression steps, then 4 adversarial ones, each phase falling from lr on its own
+    cfg = config("fast", distill=1.0, distill_only_kimg=0.016, kimg=0.032, lr=0.01, lr_decay=0.9)
+    rates = _rates(Trainer(cfg, _pairs(), checkpoint_path="unused.pt", progress=False), 8)
+    want = [0.01 * lr_scale(i / 4, 0.9) for i in range(4)] * 2
+    assert rates == pytest.approx(want)
+    plain = _rates(Trainer(config("fast", lr=0.01, lr_decay=0.5), tiny_data(), checkpoint_path="unused.pt",
+                           progress=False), 8)
+    assert plain == pytest.approx([0.01 * lr_scale(i / 8, 0.5) for i in range(8)])
+    flat = _rates(Trainer(config("fast", lr=0.01), tiny_data(), checkpoint_path="unused.pt", progress=False), 3)
+    assert flat == [0.01] * 3
+
+
+def test_under_a_time_budget_the_phases_follow_the_clock():
+    cfg = config("fast", distill=1.0, distill_only_kimg=0.75 * 100, kimg=100, minutes=10, lr_decay=0.9)
+    t = Trainer(cfg, _pairs(), checkpoint_path="unused.pt", progress=False)
+    t.train_seconds = 0.5 * 600           # half the budget gone, few images seen: the clock decides
+    assert t.run_progress() == pytest.approx(0.5)
+    assert t.in_paired_phase() and t.phase_progress() == pytest.approx(0.5 / 0.75)
+    t.train_seconds = 0.875 * 600         # halfway through the adversarial quarter
+    assert not t.in_paired_phase() and t.phase_progress() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="lr_decay"):
+        Trainer(config("fast", lr_decay=1.5), tiny_data(), checkpoint_path="unused.pt", progress=False)
 
 
 def test_distillation_needs_codes():

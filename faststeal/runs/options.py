@@ -143,6 +143,7 @@ class AttackOptions(FromParams):
     attack_latent_dim: int = 128
     batch: int | None = None
     attack_lr: float | None = None      # the attack GAN's training knobs; None: its architecture's default
+    lr_decay: float = 0.0               # fraction the learning rate falls by over each phase (cosine); 0: flat
     r1_gamma: float | None = None       # (train.ARCH_DEFAULTS); R1 is the fast thief's regulariser only
     augment: str | None = None          # DiffAugment policy: "translation,color,cutout" or "none"
     ema_kimg: float = 5.0               # half-life of the copy's weight average, thousands of images
@@ -198,6 +199,9 @@ class AttackOptions(FromParams):
             raise OptionError(f"{self.perceptual_images} is more than the batch ({self.batch}); give at most "
                               f"the batch, or 0 for all of it", "--perceptual-images")
         positive(self.attack_lr, "--attack-lr")
+        if not 0 <= self.lr_decay <= 1:
+            raise OptionError(f"is the fraction the learning rate falls by: between 0 (flat) and 1 (to zero), "
+                              f"got {self.lr_decay}", "--lr-decay")
         positive(self.ema_kimg, "--ema-kimg")
         at_least(self.r1_gamma, 0, "--r1-gamma")
         if self.r1_gamma is not None and self.attack and ARCH_DEFAULTS[self.attack]["loss"] != "logistic-r1":
@@ -286,8 +290,8 @@ def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: flo
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
                        distill=distill, distill_only_kimg=distill_only_kimg, perceptual=perceptual,
                        perceptual_images=perceptual_images,
-                       minutes=opts.minutes,
-                       lr=opts.attack_lr, r1_gamma=opts.r1_gamma, augment=opts.augment, ema_kimg=opts.ema_kimg,
+                       minutes=opts.minutes, lr=opts.attack_lr, lr_decay=opts.lr_decay,
+                       r1_gamma=opts.r1_gamma, augment=opts.augment, ema_kimg=opts.ema_kimg,
                        precision=opts.attack_precision)
 
 

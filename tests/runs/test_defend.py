@@ -91,5 +91,5 @@ def test_a_stored_row_is_keyed_by_the_thiefs_knobs_when_they_are_set():
     default = key()
     assert "attack_lr" not in default and "minutes" not in default      # rows stored before still match
     for changed in (key(attack_lr=1e-3), key(augment="none"), key(attack_precision="bf16"), key(minutes=5.0),
-                    key(ema_kimg=2.0)):
+                    key(ema_kimg=2.0), key(lr_decay=0.9)):
         assert changed != default

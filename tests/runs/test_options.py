@@ -81,6 +81,14 @@ def test_perceptual_images_needs_the_perceptual_term_and_fits_the_batch():
     AttackOptions(target="t", knowledge="latents", perceptual=1.0, perceptual_images=4).check()
 
 
+def test_lr_decay_is_a_fraction():
+    for bad in (-0.1, 1.5):
+        with pytest.raises(OptionError, match="between 0") as err:
+            AttackOptions(target="t", lr_decay=bad).check()
+        assert err.value.flag == "--lr-decay"
+    AttackOptions(target="t", lr_decay=0.9).check()
+
+
 def test_options_take_clicks_parameters_and_gather_the_target_hints():
     params = {"a": "fashion-mnist", "b": "gen:g.onnx", "n": 100, "metric": "all", "target_latent_dim": 64,
               "output_range": None, "num_classes": 0, "threads": 2}       # threads belongs to the CLI, not fid
