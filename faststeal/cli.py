@@ -351,6 +351,9 @@ def _set_threads(threads):
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--distill", type=float, default=10.0, show_default=True,
               help="weight of the paired L1 loss with --knowledge latents")
+@click.option("--distill-only", type=float, default=0.75, show_default=True,
+              help="with --knowledge latents: the fraction of training (of --attack-kimg, or of --minutes, "
+                   "whichever ends first) spent on the paired loss alone, before the discriminator joins")
 @click.option("--perceptual", type=float, default=0.0, show_default=True,
               help="with --knowledge latents: weight of a perceptual distance (the FID Inception's first "
                    "layers, channel-normalised) beside the paired L1; 0: off")

@@ -187,6 +187,10 @@ class AttackOptions(FromParams):
         positive(self.attack_kimg, "--attack-kimg")
         positive(self.minutes, "--minutes")
         at_least(self.distill, 0, "--distill")
+        if not 0 <= self.distill_only <= 1:
+            raise OptionError(f"is the fraction of training spent on the paired loss alone: between 0 (adversarial "
+                              f"from the start) and 1 (no discriminator at all), got {self.distill_only}",
+                              "--distill-only")
         at_least(self.perceptual, 0, "--perceptual")
         if self.perceptual > 0 and self.knowledge != "latents":
             raise OptionError("the perceptual term compares the copy's image with the served one for the same "

@@ -81,6 +81,14 @@ def test_perceptual_images_needs_the_perceptual_term_and_fits_the_batch():
     AttackOptions(target="t", knowledge="latents", perceptual=1.0, perceptual_images=4).check()
 
 
+def test_distill_only_is_a_fraction():
+    for bad in (-0.5, 1.2):
+        with pytest.raises(OptionError, match="between 0") as err:
+            AttackOptions(target="t", knowledge="latents", distill_only=bad).check()
+        assert err.value.flag == "--distill-only"
+    AttackOptions(target="t", knowledge="latents", distill_only=0.5).check()
+
+
 def test_lr_decay_is_a_fraction():
     for bad in (-0.1, 1.5):
         with pytest.raises(OptionError, match="between 0") as err:
