@@ -282,8 +282,9 @@ class Trainer:
         return 1.0 if share >= 1 else max(done - share, 0.0) / (1 - share)
 
     def _set_learning_rate(self) -> None:
-        """Both optimisers at the phase's point on the cosine fall (lr_decay): a regression's loss keeps falling
-        once the steps shrink below the noise of a batch of 16, where a flat rate leaves it on a plateau."""
+        """Both optimisers at the phase's point on the cosine fall (lr_decay): smaller steps late in a phase
+        average out the noise of small batches. An option, off by default: on the 64x64 icons target it did not
+        bring the copy closer (docs/results/extraction.md)."""
         if not self.config.lr_decay:
             return
         scale = lr_scale(self.phase_progress(), self.config.lr_decay)
