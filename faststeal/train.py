@@ -258,9 +258,12 @@ class Trainer:
         if self.kimg >= self.config.distill_only_kimg:
             return False
         if self.config.minutes:
-            share = self.config.distill_only_kimg / max(self.config.kimg, 1e-9)
-            return self.train_seconds < share * self.config.minutes * 60
+            return self.train_seconds < self._paired_share() * self.config.minutes * 60
         return True
+
+    def _paired_share(self) -> float:
+        """The fraction of the run (of its kimg, or of its minutes) that distillation trains on the paired loss."""
+        return self.config.distill_only_kimg / max(self.config.kimg, 1e-9)
 
     def run_progress(self) -> float:
         """How far training is toward its end, 0 to 1: the kimg cap or the time budget, whichever is nearer."""
@@ -274,7 +277,7 @@ class Trainer:
         then with the discriminator) end where in_paired_phase says, at the same fraction of the run; any other
         run is one phase."""
         done = self.run_progress()
-        share = min(self.config.distill_only_kimg / max(self.config.kimg, 1e-9), 1.0) if self.config.distill > 0 else 0
+        share = min(self._paired_share(), 1.0) if self.config.distill > 0 else 0
         if share <= 0:
             return done
         if self.in_paired_phase():
