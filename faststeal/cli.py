@@ -294,6 +294,10 @@ def attack_size_options(f):
         click.option("--augment", default=None,
                      help="DiffAugment policy for the attack's discriminator: a comma list of translation, color, "
                           "cutout, or none [default: translation for fast, none for pggan/sngan]"),
+        click.option("--ada-target", type=float, default=0.0, show_default=True,
+                     help="adapt the --augment policy's strength: each transform applies to a share p of the "
+                          "images, raised while the discriminator calls more than this share of the real images "
+                          "real and lowered otherwise (0.6 as in ADA); 0: every image, always"),
         click.option("--ema-kimg", type=float, default=5.0, show_default=True,
                      help="half-life of the copy's weight average (EMA), thousands of images"),
         click.option("--fid-n", type=int, default=2000, show_default=True, help="images per side for each FID"),

@@ -92,6 +92,8 @@ class TrainConfig:
     grow: bool = True                  # PGGAN: False trains at full resolution from the start (fine-tuning)
     r1_gamma: float | None = None      # fast: R1 weight; None: the architecture's default
     augment: str | None = None         # DiffAugment policy ("translation,cutout", "none"); None: arch default
+    ada_target: float = 0.0            # > 0: the policy applies to a share p of images, steered so that D calls
+                                       # this share of the reals real (augment.AdaptiveStrength); 0: always all
     distill: float = 0.0               # > 0: weight of the paired L1 loss G(code) ~ served image (chosen latents)
     distill_only_kimg: float = 0.0     # distillation: first train G on the paired loss alone (no D) this long
     perceptual: float = 0.0            # distillation: weight of a perceptual distance beside the paired L1
@@ -193,6 +195,9 @@ class Trainer:
         if not 0 <= config.lr_decay <= 1:
             raise ValueError(f"lr_decay is the fraction the learning rate falls by, from 0 (flat) to 1 (to zero), "
                              f"got {config.lr_decay}")
+        if not 0 <= config.ada_target < 1:
+            raise ValueError(f"ada_target is the share of real images D may call real before augmentation "
+                             f"strengthens, between 0 and 1 (0: off), got {config.ada_target}")
         if config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
         if data.resolution != config.resolution or data.channels != config.channels:
@@ -203,6 +208,10 @@ class Trainer:
         self.device = distributed.device()
         self.world = distributed.world()
         self.augment = augment.parse_policy(self.settings["augment"])
+        if config.ada_target and not self.augment:
+            raise ValueError("an adaptive augmentation (ada_target > 0) needs an augment policy to adapt; "
+                             "give one, e.g. translation,color,cutout")
+        self.ada = augment.AdaptiveStrength(config.ada_target, config.batch) if config.ada_target else None
         self.objective = losses.objective(self.settings["loss"], gp_lambda=config.gp_lambda, drift=config.drift,
                                           r1_gamma=self.settings["r1_gamma"])
         self.levels = level_count(config.resolution) if config.arch == "pggan" else None   # progressive growing
@@ -341,8 +350,8 @@ class Trainer:
             with torch.no_grad(), self._mixed():
                 fake = self._full(self.G(codes, **kw))
             with self._mixed():
-                d_real = self._full(D(augment.diff_augment(real, self.augment), **kw))
-                d_fake = self._full(D(augment.diff_augment(fake, self.augment), **kw))
+                d_real = self._full(D(augment.diff_augment(real, self.augment, self.augment_p), **kw))
+                d_fake = self._full(D(augment.diff_augment(fake, self.augment, self.augment_p), **kw))
             loss_d = self.objective.critic_loss(D, real, fake, d_real, d_fake, draw_eps=self._interpolation_weights,
                                                 critic_step=self.d_steps, **kw)
             self.opt_D.zero_grad(set_to_none=True)
@@ -350,6 +359,7 @@ class Trainer:
             self.opt_D.step()
             self.d_steps += 1
             self.images_seen += self.config.batch
+            self._adapt_augment(d_real)
         self.D.requires_grad_(False)
         if paired:
             target, codes = (t.to(self.device) for t in next(self.batches))
@@ -357,7 +367,7 @@ class Trainer:
             codes = self._latents()
         with self._mixed():
             fake = self._full(G(codes, **kw))
-            d_fake = self._full(self.D(augment.diff_augment(fake, self.augment), **kw))
+            d_fake = self._full(self.D(augment.diff_augment(fake, self.augment, self.augment_p), **kw))
         loss_g = self.objective.generator_loss(d_fake)
         if paired:
             if level is not None:
@@ -371,6 +381,23 @@ class Trainer:
                                                 self.settings["ema_rampup"]))
         self.steps += 1
         return self._finish_step(loss_d, loss_g)
+
+    @property
+    def augment_p(self) -> float:
+        """The share of images each augmentation applies to: adapted with ada_target, else all of them."""
+        return self.ada.p if self.ada is not None else 1.0
+
+    def _adapt_augment(self, d_real: torch.Tensor) -> None:
+        """Feed D's outputs on the reals to the adaptive augmentation; every few steps move its strength, from
+        the signs summed over all ranks so that every rank keeps the same p."""
+        if self.ada is None:
+            return
+        self.ada.observe(d_real)
+        if self.ada.due():
+            both = torch.stack([torch.as_tensor(self.ada.signs, dtype=torch.float64).cpu(),
+                                torch.tensor(float(self.ada.count), dtype=torch.float64)])
+            distributed.all_sum(both)
+            self.ada.update(float(both[0]), float(both[1]))
 
     def _regression_step(self) -> dict:
         """Distillation without a discriminator: G(code) regressed onto the served image (L1).
@@ -437,6 +464,7 @@ class Trainer:
                          "level": level, "alpha": alpha, "train_seconds": self.train_seconds, "d_steps": self.d_steps,
                          "thread_seconds": self.thread_seconds,
                          "stopped": self.stopped(), **self.last_losses},
+            **({"adaptive_augment": self.ada.state()} if self.ada is not None else {}),
             "curve": self.curve,
             "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
             "optim_G": self.opt_G.state_dict(), "optim_D": self.opt_D.state_dict(),
@@ -493,6 +521,11 @@ class Trainer:
         self.train_seconds = float(state["progress"].get("train_seconds", 0.0))
         self.thread_seconds = float(state["progress"].get("thread_seconds", 0.0))
         self.curve = list(state.get("curve", []))
+        if self.ada is not None:
+            if "adaptive_augment" not in state:
+                raise CheckpointError(f"{path}: was trained without the adaptive augmentation; resume it without "
+                                      f"ada_target, or start over")
+            self.ada.load_state(state["adaptive_augment"])
 
     # ----- samples --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -546,6 +579,8 @@ class Trainer:
                 post["L1"] = f"{float(self.last_paired):.3f}"
             if level is not None:
                 post["res"] = f"{2 ** (level + 2)}" + (f" a={alpha:.2f}" if alpha < 1 else "")
+            if self.ada is not None:
+                post["p"] = f"{self.ada.p:.2f}"
             if self.curve:
                 post["fid@" + str(probe.n if probe is not None else "")] = f"{self.curve[-1]['fidelity_fid']:.1f}"
             bar.set_postfix(post, refresh=False)
@@ -583,5 +618,8 @@ class Trainer:
                  **probe(self.G_ema)}
         if self.last_paired is not None:
             point["paired_l1"] = float(self.last_paired)
+        if self.ada is not None:
+            point["augment_p"] = round(self.ada.p, 4)
+            point["d_real_sign"] = None if math.isnan(self.ada.last_r) else round(self.ada.last_r, 4)
         self.curve.append(point)
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from faststeal.augment import diff_augment, parse_policy
+from faststeal.augment import AdaptiveStrength, diff_augment, parse_policy
 
 
 def test_parse_policy():
@@ -43,3 +43,44 @@ def test_cutout_blanks_a_quarter_of_each_image_inside_the_frame():
     y = diff_augment(torch.ones(32, 1, 16, 16), ("cutout",))
     zeros = (y == 0).flatten(1).sum(1)
     assert zeros.max() <= 64 and zeros.min() >= 16       # an 8x8 square, possibly clipped by the border
+
+
+def test_a_share_p_of_the_images_is_augmented_each_drawn_apart():
+    x = torch.ones(400, 1, 16, 16)
+    assert diff_augment(x, ("cutout",), p=0.0) is x
+    torch.manual_seed(3)
+    cut = (diff_augment(x, ("cutout",), p=0.25) == 0).flatten(1).any(1)
+    assert 0.15 < cut.float().mean() < 0.35                    # about a quarter, not all or none
+    torch.manual_seed(4)
+    full = diff_augment(x, ("cutout",), p=1.0)
+    torch.manual_seed(4)
+    assert torch.equal(full, diff_augment(x, ("cutout",)))     # p = 1 draws exactly what a fixed policy draws
+    y = torch.rand(8, 3, 16, 16, requires_grad=True)
+    diff_augment(y, ("color", "translation", "cutout"), p=0.5).sum().backward()
+    assert y.grad.abs().sum() > 0
+
+
+def test_adaptive_strength_rises_while_d_is_sure_of_the_reals_and_falls_otherwise():
+    ada = AdaptiveStrength(0.6, batch=16, ramp_kimg=0.64, interval=4)     # one update moves p by 64/640
+    sure, unsure = torch.full((16, 1), 3.0), torch.cat([torch.full((8, 1), 1.0), torch.full((8, 1), -1.0)])
+    for _ in range(4):
+        assert not ada.due()
+        ada.observe(sure)
+    assert ada.due()
+    ada.update(ada.signs, ada.count)
+    assert ada.p == pytest.approx(0.1) and ada.last_r == 1.0 and not ada.due()
+    for _ in range(40):                                         # capped at 1
+        for _ in range(4):
+            ada.observe(sure)
+        ada.update(ada.signs, ada.count)
+    assert ada.p == 1.0
+    for _ in range(4):
+        ada.observe(unsure)                                     # half the reals called real: below 0.6
+    ada.update(ada.signs, ada.count)
+    assert ada.p == pytest.approx(0.9) and ada.last_r == 0.0
+    ada.observe(sure)
+    again = AdaptiveStrength(0.6, batch=16, ramp_kimg=0.64, interval=4)
+    again.load_state(ada.state())
+    assert again.state() == ada.state()
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        AdaptiveStrength(1.0, batch=16)

@@ -94,6 +94,36 @@ def test_resume_rejects_any_training_setting_but_length(tmp_path, change):
     longer.resume(tmp_path / "f.pt")                 # length and snapshots may change
 
 
+def test_the_adaptive_augmentation_resumes_exactly_and_is_part_of_the_settings(tmp_path):
+    def probe(generator):
+        return {"fidelity_fid": 1.0, "fidelity_kid": 0.0}
+
+    probe.n = 4
+    ada = dict(augment="translation,color,cutout", ada_target=0.6)
+    a = Trainer(config("fast", kimg=0.064, **ada), tiny_data(), checkpoint_path=tmp_path / "a.pt", progress=False)
+    a.ada.ramp_kimg = 0.032                 # fast enough to move p visibly in 16 steps
+    a.run(probe=probe, probe_kimg=0.032)
+    assert 0 < a.ada.p <= 1 and a.curve[-1]["augment_p"] == round(a.ada.p, 4)
+    assert -1 <= a.curve[-1]["d_real_sign"] <= 1
+    c = Trainer(config("fast", kimg=0.032, **ada), tiny_data(), checkpoint_path=tmp_path / "c.pt", progress=False)
+    c.ada.ramp_kimg = 0.032
+    c.run()
+    d = Trainer(config("fast", kimg=0.064, **ada), tiny_data(), checkpoint_path=tmp_path / "c.pt", progress=False)
+    d.ada.ramp_kimg = 0.032
+    d.resume(tmp_path / "c.pt")
+    d.run()
+    assert d.ada.p == a.ada.p
+    for (k, p), q in zip(a.G.state_dict().items(), d.G.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=k)
+    plain = Trainer(config("fast", augment="translation,color,cutout"), tiny_data(), checkpoint_path=tmp_path / "o.pt",
+                    progress=False)
+    with pytest.raises(ValueError, match="trained with ada_target=0.6"):
+        plain.resume(tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="needs an augment policy"):
+        Trainer(config("fast", augment="none", ada_target=0.6), tiny_data(), checkpoint_path=tmp_path / "n.pt",
+                progress=False)
+
+
 def test_resume_with_a_longer_run_keeps_pggan_growth_phases(tmp_path):
     t = Trainer(config("pggan", phase_kimg=None), tiny_data(), checkpoint_path=tmp_path / "p.pt", progress=False)
     t.save()                                          # two levels: phases of kimg / 4 = 0.008

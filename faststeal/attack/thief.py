@@ -20,9 +20,8 @@ from faststeal.train import TrainConfig, Trainer, mean_threads
 # What a stored attack checkpoint must share with this run's settings to be reused or resumed. Its length
 # (kimg) may be shorter: the run then resumes it.
 REUSE_KEYS = ("arch", "resolution", "channels", "latent_dim", "width", "batch", "lr", "lr_decay", "n_dis", "seed",
-              "loss", "r1_gamma", "augment", "distill", "distill_only_kimg", "perceptual", "perceptual_images",
-              "ema_kimg", "grow", "phase_kimg",
-              "gp_lambda", "drift", "precision")
+              "loss", "r1_gamma", "augment", "ada_target", "distill", "distill_only_kimg", "perceptual",
+              "perceptual_images", "ema_kimg", "grow", "phase_kimg", "gp_lambda", "drift", "precision")
 
 
 class StaleCheckpoint(FaststealError, ValueError):

@@ -146,6 +146,7 @@ class AttackOptions(FromParams):
     lr_decay: float = 0.0               # fraction the learning rate falls by over each phase (cosine); 0: flat
     r1_gamma: float | None = None       # (train.ARCH_DEFAULTS); R1 is the fast thief's regulariser only
     augment: str | None = None          # DiffAugment policy: "translation,color,cutout" or "none"
+    ada_target: float = 0.0             # > 0: the policy's strength adapts to D's sureness on reals; 0: fixed
     ema_kimg: float = 5.0               # half-life of the copy's weight average, thousands of images
     attack_precision: str | None = None  # "bf16": forward passes under bfloat16 autocast; None: sized_for
     fid_n: int = 2000
@@ -213,9 +214,18 @@ class AttackOptions(FromParams):
                               f"has no R1 term",
                               "--r1-gamma")
         try:
-            parse_policy(self.augment)
+            policy = parse_policy(self.augment)
         except ValueError as exc:
             raise OptionError(str(exc), "--augment") from None
+        if not 0 <= self.ada_target < 1:
+            raise OptionError(f"is the share of real images the discriminator may call real before the "
+                              f"augmentation strengthens: between 0 and 1 (0.6 is usual; 0: off), got "
+                              f"{self.ada_target}", "--ada-target")
+        no_policy = self.augment is not None and not policy or (
+            self.augment is None and self.attack and not parse_policy(ARCH_DEFAULTS[self.attack]["augment"]))
+        if self.ada_target and no_policy:
+            raise OptionError("adapts how often the --augment policy applies, and this thief has none: give "
+                              "--augment too, e.g. translation,color,cutout", "--ada-target")
         if self.curve_n == 1 or self.curve_n < 0:
             raise OptionError(f"must be 0 (no curve) or >= 2, got {self.curve_n}", "--curve-n")
         try:
@@ -295,7 +305,8 @@ def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: flo
                        distill=distill, distill_only_kimg=distill_only_kimg, perceptual=perceptual,
                        perceptual_images=perceptual_images,
                        minutes=opts.minutes, lr=opts.attack_lr, lr_decay=opts.lr_decay,
-                       r1_gamma=opts.r1_gamma, augment=opts.augment, ema_kimg=opts.ema_kimg,
+                       r1_gamma=opts.r1_gamma, augment=opts.augment, ada_target=opts.ada_target,
+                       ema_kimg=opts.ema_kimg,
                        precision=opts.attack_precision)
 
 

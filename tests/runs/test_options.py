@@ -97,6 +97,19 @@ def test_lr_decay_is_a_fraction():
     AttackOptions(target="t", lr_decay=0.9).check()
 
 
+def test_the_adaptive_augmentation_needs_a_target_share_and_a_policy_to_adapt():
+    for bad in (-0.1, 1.0):
+        with pytest.raises(OptionError, match="between 0 and 1") as err:
+            AttackOptions(target="t", ada_target=bad).check()
+        assert err.value.flag == "--ada-target"
+    for no_policy in (dict(augment="none"), dict(attack="pggan")):      # named none, or the thief's default none
+        with pytest.raises(OptionError, match="give --augment too") as err:
+            AttackOptions(target="t", ada_target=0.6, **no_policy).check()
+        assert err.value.flag == "--ada-target"
+    AttackOptions(target="t", ada_target=0.6, augment="translation,color,cutout").check()
+    AttackOptions(target="t", ada_target=0.6, attack="fast").check()        # the fast thief's translation
+
+
 def test_options_take_clicks_parameters_and_gather_the_target_hints():
     params = {"a": "fashion-mnist", "b": "gen:g.onnx", "n": 100, "metric": "all", "target_latent_dim": 64,
               "output_range": None, "num_classes": 0, "threads": 2}       # threads belongs to the CLI, not fid
