@@ -101,15 +101,15 @@ def test_the_adaptive_augmentation_resumes_exactly_and_is_part_of_the_settings(t
     probe.n = 4
     ada = dict(augment="translation,color,cutout", ada_target=0.6)
     a = Trainer(config("fast", kimg=0.064, **ada), tiny_data(), checkpoint_path=tmp_path / "a.pt", progress=False)
-    a.ada.ramp_kimg = 0.032                 # fast enough to move p visibly in 16 steps
+    a.ada.ramp_kimg, a.ada.p = 0.32, 0.5    # start half way, each update moves p by 0.05 (either way)
     a.run(probe=probe, probe_kimg=0.032)
-    assert 0 < a.ada.p <= 1 and a.curve[-1]["augment_p"] == round(a.ada.p, 4)
+    assert 0.29 < a.ada.p < 0.71 and a.ada.p != 0.5 and a.curve[-1]["augment_p"] == round(a.ada.p, 4)
     assert -1 <= a.curve[-1]["d_real_sign"] <= 1
     c = Trainer(config("fast", kimg=0.032, **ada), tiny_data(), checkpoint_path=tmp_path / "c.pt", progress=False)
-    c.ada.ramp_kimg = 0.032
+    c.ada.ramp_kimg, c.ada.p = 0.32, 0.5
     c.run()
     d = Trainer(config("fast", kimg=0.064, **ada), tiny_data(), checkpoint_path=tmp_path / "c.pt", progress=False)
-    d.ada.ramp_kimg = 0.032
+    d.ada.ramp_kimg = 0.32
     d.resume(tmp_path / "c.pt")
     d.run()
     assert d.ada.p == a.ada.p
