@@ -195,9 +195,6 @@ class Trainer:
         if not 0 <= config.lr_decay <= 1:
             raise ValueError(f"lr_decay is the fraction the learning rate falls by, from 0 (flat) to 1 (to zero), "
                              f"got {config.lr_decay}")
-        if not 0 <= config.ada_target < 1:
-            raise ValueError(f"ada_target is the share of real images D may call real before augmentation "
-                             f"strengthens, between 0 and 1 (0: off), got {config.ada_target}")
         if config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
         if data.resolution != config.resolution or data.channels != config.channels:
