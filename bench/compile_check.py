@@ -1,6 +1,6 @@
 """Compile every Triton launch the models can make for real GPUs, on a machine without one, and check the fit.
 
-    python bench/compile_check.py [--arch 80,86,89,90] [--json FILE]
+    python bench/compile_check.py [--arch 80,86,89,90] [--jobs N] [--json FILE]
 
 Triton's CPU interpreter runs the kernels but never meets a GPU's limits. The triton wheel ships ptxas, so
 ``triton.compile`` can build the cubin for any architecture here and report its shared memory; ptxas reports
@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import multiprocessing
 import os
 import re
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 ARCHS = (80, 86, 89, 90)
 RESOLUTIONS = (32, 64, 128)
@@ -154,14 +156,25 @@ def missing_tools(archs) -> str | None:
     return None
 
 
-def run(archs=ARCHS, resolutions=RESOLUTIONS, widths=WIDTHS, log=print) -> list[dict]:
-    """Compile every distinct launch for each architecture; the rows of the report."""
+def arch_rows(arch: int, resolutions=RESOLUTIONS, widths=WIDTHS) -> list[dict]:
+    """Compile every distinct launch for one architecture; its rows of the report."""
     specs, n_sn = layer_specs(resolutions, widths)
+    return [compile_one(launch, args, arch) for launch, args in launches(arch, specs, n_sn).values()]
+
+
+def run(archs=ARCHS, resolutions=RESOLUTIONS, widths=WIDTHS, jobs: int = 1, log=print) -> list[dict]:
+    """The rows of the report, architecture by architecture. Each compile is one thread of work, so with
+    jobs > 1 the architectures compile side by side in fresh processes (spawned: no Triton or OpenMP state is
+    inherited); the rows come back in the order of ``archs`` either way."""
+    if jobs <= 1 or len(archs) == 1:
+        results = (arch_rows(arch, resolutions, widths) for arch in archs)
+    else:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(archs)), mp_context=multiprocessing.get_context("spawn"))
+        with pool:
+            results = list(pool.map(arch_rows, archs, [resolutions] * len(archs), [widths] * len(archs)))
     rows = []
-    for arch in archs:
-        found = launches(arch, specs, n_sn)
-        for launch, args in found.values():
-            row = compile_one(launch, args, arch)
+    for arch_part in results:
+        for row in arch_part:
             rows.append(row)
             log(format_row(row))
     return rows
@@ -191,7 +204,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=_archs, default=list(ARCHS), help="comma-separated, e.g. 80,86,89,90")
     ap.add_argument("--json", default=None, help="write the rows to this JSON file")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="architectures compiled side by side, one process each (default: one per core)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("error: TRITON_INTERPRET=1 makes the kernels interpreted; unset it to compile them", file=sys.stderr)
         return 2
@@ -202,7 +219,7 @@ def main(argv=None) -> int:
         return EXIT_MISSING
     os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="faststeal-compile-"))
     t0 = time.perf_counter()
-    rows = run(args.arch)
+    rows = run(args.arch, jobs=args.jobs)
     bad = [r for r in rows if not r["fits"]]
     print(f"{len(rows)} launches compiled for {', '.join(f'sm_{a}' for a in args.arch)} in "
           f"{time.perf_counter() - t0:.0f} s; {len(bad)} do not fit")

@@ -17,18 +17,25 @@ import torch
 
 from . import protocol
 
-try:  # guarded: DALI is an optional extra
-    from nvidia.dali import fn, pipeline_def, types
-    HAVE_DALI = True
-except ImportError:  # pragma: no cover - exercised where DALI is absent
-    HAVE_DALI = False
+# DALI is an optional extra, and importing it takes ~0.6 s: it is looked for on first use, so a command that
+# computes no FID (or only asks for --help) never pays for it. None: not looked for yet.
+HAVE_DALI: bool | None = None
 
 
 def available() -> bool:
+    global HAVE_DALI
+    if HAVE_DALI is None:
+        try:
+            import nvidia.dali  # noqa: F401
+            HAVE_DALI = True
+        except ImportError:  # pragma: no cover - exercised where DALI is absent
+            HAVE_DALI = False
     return HAVE_DALI
 
 
 def _resize(images):
+    from nvidia.dali import fn, types
+
     return fn.resize(images, resize_x=protocol.SIZE, resize_y=protocol.SIZE, interp_type=types.INTERP_LINEAR,
                      antialias=True, dtype=types.FLOAT)
 
@@ -52,8 +59,10 @@ def _to_torch(out, device: torch.device) -> torch.Tensor:
 def external_batches(uint8_batches: Iterator[torch.Tensor], n: int, batch: int,
                      device) -> Iterator[torch.Tensor]:
     """Resize uint8 NCHW batches (any size, 1 or 3 channels) with DALI; yields protocol-resized floats."""
-    if not HAVE_DALI:
+    if not available():
         raise RuntimeError("DALI is not installed: pip install nvidia-dali-cuda120 (or use loader='torch')")
+    from nvidia.dali import fn, pipeline_def
+
     device = torch.device(device)
     on_gpu = device.type == "cuda"
 
@@ -75,8 +84,10 @@ def external_batches(uint8_batches: Iterator[torch.Tensor], n: int, batch: int,
 
 def folder_batches(files, batch: int, device) -> Iterator[torch.Tensor]:
     """Read, decode (as RGB: grey files get repeated channels) and resize image files with DALI."""
-    if not HAVE_DALI:
+    if not available():
         raise RuntimeError("DALI is not installed: pip install nvidia-dali-cuda120 (or use loader='torch')")
+    from nvidia.dali import fn, pipeline_def, types
+
     device = torch.device(device)
     on_gpu = device.type == "cuda"
     n = len(files)

@@ -1,6 +1,6 @@
 """FID/KID under torch.distributed: two gloo ranks must give the single-process numbers.
 
-Each rank extracts only its round-robin batches (uneven here: batch 7 of 30 leaves a partial last batch),
+Each rank extracts only its round-robin batches (uneven here: batch 4 of 17 leaves a partial last batch),
 so a wrong split, a lost batch or a misordered gather shows up as a difference from one process. The
 ranks run once per module (spawning and loading Inception dominate the cost); the tests read the results.
 """
@@ -17,8 +17,8 @@ from multiproc import free_port, run_ranks
 
 from faststeal.metrics import compute_features, compute_stats, kernel_inception_distance
 
-N, BATCH = 30, 7          # batches 7, 7, 7, 7, 2: rank 0 gets three of them, rank 1 two
-KID_N, KID_BATCH = 16, 5
+N, BATCH = 17, 4          # batches 4, 4, 4, 4, 1: rank 0 gets three of them, rank 1 two
+KID_N, KID_BATCH = 9, 4
 
 
 def _digest(t: torch.Tensor) -> str:
@@ -158,10 +158,10 @@ def test_sources_split_batches_round_robin(monkeypatch, tmp_path, tiny_target):
 def test_cli_under_torchrun_prints_the_single_process_fid(tmp_path):
     rng = np.random.default_rng(1)
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
-    np.save(a, rng.integers(0, 256, (40, 1, 28, 28), dtype=np.uint8))
-    np.save(b, rng.integers(0, 128, (40, 1, 28, 28), dtype=np.uint8))
+    np.save(a, rng.integers(0, 256, (16, 1, 28, 28), dtype=np.uint8))
+    np.save(b, rng.integers(0, 128, (16, 1, 28, 28), dtype=np.uint8))
     # on the CPU in both runs: two ranks on a one-GPU machine compute on the CPU, and GPU convolutions differ
-    args = ["fid", str(a), str(b), "-n", "40", "--batch", "8", "--json", "--loader", "torch", "--device", "cpu"]
+    args = ["fid", str(a), str(b), "-n", "16", "--batch", "5", "--json", "--loader", "torch", "--device", "cpu"]
 
     def run(launcher, cache):
         env = dict(os.environ, OMP_NUM_THREADS="1", FASTSTEAL_CACHE=str(tmp_path / cache))
@@ -177,5 +177,5 @@ def test_cli_under_torchrun_prints_the_single_process_fid(tmp_path):
     multi, stdout = run(torchrun, "cache2")
     assert len(single) == 1 and len(multi) == 1 and stdout.count("FID ") == 1, stdout  # rank 1 is silent
     one, two = json.loads(single[0]), json.loads(multi[0])
-    assert two["n1"] == two["n2"] == 40
+    assert two["n1"] == two["n2"] == 16
     assert two["fid"] == pytest.approx(one["fid"], rel=1e-9)

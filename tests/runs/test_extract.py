@@ -49,14 +49,14 @@ def test_extract_under_torchrun_matches_one_process(tiny_target, tmp_path):
     np.save(tmp_path / "real.npy", np.random.default_rng(0).integers(0, 256, (64, 8, 8), dtype=np.uint8))
     real = str(tmp_path / "real.npy")
     opts = ExtractOptions(target=str(tiny_target), attack="pggan", queries=48, attack_kimg=0.032, attack_width=8,
-                          batch=8, fid_n=16, real=real, real_count=16, target_discriminator=True,
-                          finetune_kimg=0.016, eval_data=real, curve_n=8, out=str(tmp_path / "one"), progress=False)
+                          batch=8, fid_n=8, real=real, real_count=16, target_discriminator=True,
+                          finetune_kimg=0.016, eval_data=real, curve_n=4, out=str(tmp_path / "one"), progress=False)
     one = run_extract(opts)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "faststeal", "extract", "--target", str(tiny_target), "--attack", "pggan", "--queries", "48",
            "--attack-kimg", "0.032",
-           "--attack-width", "8", "--batch", "8", "--fid-n", "16", "--real", real, "--real-count", "16",
-           "--target-discriminator", "--finetune-kimg", "0.016", "--eval-data", real, "--curve-n", "8",
+           "--attack-width", "8", "--batch", "8", "--fid-n", "8", "--real", real, "--real-count", "16",
+           "--target-discriminator", "--finetune-kimg", "0.016", "--eval-data", real, "--curve-n", "4",
            "--out", str(tmp_path / "two")]
     env = dict(os.environ, OMP_NUM_THREADS="1", FASTSTEAL_CACHE=str(tmp_path / "cache2"))
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

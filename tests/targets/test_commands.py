@@ -9,7 +9,7 @@ from faststeal.cli import main
 
 FORMATS = ("python", "torchscript", "export", "onnx")
 SIZES = ["--queries", "16", "--attack", "sngan", "--attack-kimg", "0.008", "--attack-width", "8", "--batch", "8",
-         "--fid-n", "8", "--threads", "1"]
+         "--fid-n", "8"]
 
 
 @pytest.fixture(scope="module")
