@@ -11,7 +11,7 @@ the same release as the running one (a CPU wheel on the local disk), the other d
 registry. Without a registry (no network) the install tests skip with the reason, except under CI (CI set), where
 they fail: CI must cover the wheel. Building the wheel needs no network (--no-build-isolation).
 
-Time on 2 busy cores: about 3 minutes for the CLI test (most of it the venv install and `extract`'s FID), under a
+Time on 2 cores: about 2.5 minutes for the CLI test (most of it the venv install and `extract`'s FID), about a
 minute for the extras.
 """
 import json
