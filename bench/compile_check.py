@@ -156,9 +156,8 @@ def missing_tools(archs) -> str | None:
     return None
 
 
-def arch_rows(arch: int, resolutions=RESOLUTIONS, widths=WIDTHS) -> list[dict]:
-    """Compile every distinct launch for one architecture; its rows of the report."""
-    specs, n_sn = layer_specs(resolutions, widths)
+def arch_rows(arch: int, specs, n_sn: int) -> list[dict]:
+    """Compile every distinct launch of the layers ``specs`` (layer_specs) for one architecture; its rows."""
     return [compile_one(launch, args, arch) for launch, args in launches(arch, specs, n_sn).values()]
 
 
@@ -166,12 +165,13 @@ def run(archs=ARCHS, resolutions=RESOLUTIONS, widths=WIDTHS, jobs: int = 1, log=
     """The rows of the report, architecture by architecture. Each compile is one thread of work, so with
     jobs > 1 the architectures compile side by side in fresh processes (spawned: no Triton or OpenMP state is
     inherited); the rows come back in the order of ``archs`` either way."""
+    specs, n_sn = layer_specs(resolutions, widths)     # plain tuples: read once, sent to every process
     if jobs <= 1 or len(archs) == 1:
-        results = (arch_rows(arch, resolutions, widths) for arch in archs)
+        results = (arch_rows(arch, specs, n_sn) for arch in archs)
     else:
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(archs)), mp_context=multiprocessing.get_context("spawn"))
-        with pool:
-            results = list(pool.map(arch_rows, archs, [resolutions] * len(archs), [widths] * len(archs)))
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(archs)), mp_context=spawn) as pool:
+            results = list(pool.map(arch_rows, archs, [specs] * len(archs), [n_sn] * len(archs)))
     rows = []
     for arch_part in results:
         for row in arch_part:
