@@ -24,6 +24,8 @@ SMALLEST = {
                         "--threads", "1"],
     "perceptual_cost.py": ["--resolution", "32", "--width", "8", "--batch", "4", "--images", "2", "--steps", "1",
                            "--rounds", "1", "--threads", "1"],
+    "distill_regression.py": ["--widths", "8", "--batch", "4", "--queries", "16", "--held-out", "8", "--seconds",
+                              "0.5", "--slice", "0.5", "--threads", "1"],
     "prdc.py": ["--n", "8", "--dim", "4", "--repeats", "1", "--threads", "1"],
     "train_precision.py": ["--resolution", "16", "--width", "8", "--batch", "4", "--steps", "1", "--rounds", "1",
                            "--threads", "1"],
