@@ -36,7 +36,7 @@ from _results import results_path  # noqa: E402
 from faststeal.attack.queryset import chosen_codes  # noqa: E402
 from faststeal.data import ImageSet, to_float  # noqa: E402
 from faststeal.targets import open_target  # noqa: E402
-from faststeal.train import TrainConfig, Trainer  # noqa: E402
+from faststeal.train import PRECISIONS, TrainConfig, Trainer, native_bf16  # noqa: E402
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "experiments" / "targets" / "icons64-pggan.pt"
 HELD_OUT_SEED = 1_000_003        # another stream than any thief seed's bought codes
@@ -72,6 +72,8 @@ def main(argv=None) -> dict:
     p.add_argument("--slice", type=float, default=60.0, help="seconds per turn (and between measurements)")
     p.add_argument("--seeds", default="0", help="comma-separated thief seeds (each buys its own codes)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="default: bf16 where it is native (as the 64x64 default thief trains), else float32")
     p.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
     a = p.parse_args(argv)
     widths, seeds = numbers(a.widths, "--widths", p), numbers(a.seeds, "--seeds", p)
@@ -81,6 +83,9 @@ def main(argv=None) -> dict:
             p.error(f"{flag} must be > 0")
     if min(widths) < 1 or min(seeds) < 0:
         p.error("--widths must be >= 1 and --seeds >= 0")
+    if HELD_OUT_SEED in seeds:
+        p.error(f"--seeds: {HELD_OUT_SEED} draws the held-out codes; choose another seed")
+    precision = a.precision or ("bf16" if native_bf16(torch.device("cpu")) else "float32")
     target = open_target(a.target)          # refuses a missing or unreadable file with a one-line error
     if not target.in_process:
         p.error(f"{a.target}: the script queries the generator in process; give a file, not a URL")
@@ -92,7 +97,8 @@ def main(argv=None) -> dict:
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     print(f"distillation regression on {a.target} ({ch}x{res}x{res}), {os.cpu_count()}-core CPU "
           f"({caps.get('cpu_name') or platform.machine()}), {a.threads} threads, torch {torch.__version__}; "
-          f"widths {widths}, seeds {seeds}, batch {a.batch}, {a.queries} pairs, {a.seconds:g} s each", flush=True)
+          f"widths {widths}, seeds {seeds}, batch {a.batch}, {precision}, {a.queries} pairs, {a.seconds:g} s each",
+          flush=True)
     held_codes = chosen_codes(HELD_OUT_SEED, 0, a.held_out, dim)
     held_images = oracle.query(held_codes)
     contenders = []
@@ -102,7 +108,8 @@ def main(argv=None) -> dict:
         data = ImageSet(oracle.query(codes), None, "queries", a.target, codes=codes)
         for width in widths:
             cfg = TrainConfig(arch="fast", resolution=res, channels=ch, latent_dim=dim, width=width, batch=a.batch,
-                              kimg=1e9, grow=False, distill=10.0, distill_only_kimg=1e9, seed=seed)
+                              kimg=1e9, grow=False, distill=10.0, distill_only_kimg=1e9, seed=seed,
+                              precision=precision)
             trainer = Trainer(cfg, data, checkpoint_path=Path(scratch.name) / f"w{width}-s{seed}.pt", progress=False)
             contenders.append({"width": width, "seed": seed, "trainer": trainer, "seconds": 0.0, "curve": []})
     bought = min(a.held_out, a.queries)
@@ -136,7 +143,8 @@ def main(argv=None) -> dict:
               + (f" ± {spread:.4f} over {len(ends)} seeds" if spread is not None else " (one seed: no spread)")
               + f", {final[width]['held_out_l1'] / final[widths[0]]['held_out_l1']:.3f}x width {widths[0]}'s")
     report = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "torch": torch.__version__, "cpu": dict(caps), "args": vars(a), "final": final,
+              "torch": torch.__version__, "cpu": dict(caps), "precision": precision,
+              "args": vars(a), "final": final,
               "runs": [{k: c[k] for k in ("width", "seed", "curve")} for c in contenders]}
     scratch.cleanup()
     out = results_path("distill_regression", a.out)
