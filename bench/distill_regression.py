@@ -35,6 +35,7 @@ from _results import results_path  # noqa: E402
 
 from faststeal.attack.queryset import chosen_codes  # noqa: E402
 from faststeal.data import ImageSet, to_float  # noqa: E402
+from faststeal.losses import paired_l1  # noqa: E402
 from faststeal.targets import open_target  # noqa: E402
 from faststeal.train import PRECISIONS, TrainConfig, Trainer, native_bf16  # noqa: E402
 
@@ -52,12 +53,13 @@ def numbers(text: str, flag: str, parser: argparse.ArgumentParser) -> list[int]:
     return values
 
 
-def paired_l1(generator, codes: torch.Tensor, images: torch.Tensor, batch: int = 250) -> float:
-    """Mean absolute difference between the copy and the served images, in the [-1, 1] range training uses."""
+def copy_l1(generator, codes: torch.Tensor, images: torch.Tensor, batch: int = 250) -> float:
+    """The training loss (losses.paired_l1) between the copy and the served images, over a whole set in batches."""
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(codes), batch):
-            total += float((generator(codes[i:i + batch]) - to_float(images[i:i + batch])).abs().sum())
+            served = to_float(images[i:i + batch])
+            total += float(paired_l1(generator(codes[i:i + batch]), served)) * served.numel()
     return total / images.numel()
 
 
@@ -117,8 +119,8 @@ def main(argv=None) -> dict:
     def measure(c):
         t = c["trainer"]
         c["curve"].append({"seconds": round(c["seconds"], 1), "kimg": round(t.kimg, 2),
-                           "held_out_l1": paired_l1(t.G_ema, held_codes, held_images),
-                           "bought_l1": paired_l1(t.G_ema, t.data.codes[:bought], t.data.images[:bought])})
+                           "held_out_l1": copy_l1(t.G_ema, held_codes, held_images),
+                           "bought_l1": copy_l1(t.G_ema, t.data.codes[:bought], t.data.images[:bought])})
 
     for c in contenders:
         measure(c)
