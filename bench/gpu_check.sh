@@ -176,7 +176,7 @@ json.dump(info, open(sys.argv[1], "w") if len(sys.argv) > 1 else sys.stdout, ind
 
 IGNORE_CPU_ONLY=(--ignore=tests/bench/test_compile_check.py)
 ENV_UNSET_TEST=tests/kernels/test_dispatch.py::test_forced_triton_not_installed_raises
-PYTEST=(-m pytest -q -p no:cacheprovider "${IGNORE_CPU_ONLY[@]}")
+PYTEST=(-m pytest -q -n 0 -p no:cacheprovider "${IGNORE_CPU_ONLY[@]}")  # one process: one GPU, timed steps
 FID_ARGS=(fashion-mnist:test fashion-mnist:train -n 2000 --batch 200 --device cuda --no-cache --json)
 
 if [ "$DRY" = 0 ]; then
