@@ -2,19 +2,19 @@
 against seconds of training, the contenders side by side.
 
     python bench/distill_regression.py [--target experiments/targets/icons64-pggan.pt] [--widths 48,64,96]
-                                       [--batch 16] [--queries 10000] [--held-out 1000] [--seconds 600]
-                                       [--slice 60] [--seeds 0] [--threads 2] [--out FILE.json]
+                                       [--lrs 2e-3] [--batch 16] [--queries 10000] [--held-out 1000]
+                                       [--seconds 600] [--slice 60] [--seeds 0] [--threads 2] [--out FILE.json]
 
 With chosen latents the thief first trains its generator alone on the bought (code, image) pairs (L1, no
-discriminator; 75% of the budget by default), so which thief learns that regression fastest per second decides
-how far a time budget gets. A wider thief learns more per image and trains fewer images per second. Each
-contender (a width and a seed) trains in turns of --slice seconds, round robin, in one process with the same
-threads, so a drift in the machine's speed falls on all alike. After each turn the L1 of its weight-averaged
-(EMA) generator is taken on --held-out codes the thief never bought (how close the copy is where it will be
-sampled) and on as many bought ones (the gap between the two is what it memorised). Prints the held-out L1 of
-every contender at each turn and, at the end, its mean over seeds with the spread; writes a JSON file under
-bench/results/ unless --out names one. Whether a lower regression L1 ends in a closer copy after the adversarial
-phase is for extraction runs to show, not this script.
+discriminator; 75% of the budget by default), so which thief learns that regression fastest per second decides how
+far a time budget gets. A wider thief learns more per image and trains fewer images per second; --lrs compares
+learning rates (--attack-lr) the same way. Each contender (a width, a learning rate and a seed) trains in turns of
+--slice seconds, round robin, in one process with the same threads, so a drift in the machine's speed falls on all
+alike. After each turn the L1 of its weight-averaged (EMA) generator is taken on --held-out codes the thief never
+bought (how close the copy is where it will be sampled) and on as many bought ones (the gap between the two is what
+it memorised). Prints the held-out L1 of every contender at each turn and, at the end, its mean over seeds with the
+spread; writes a JSON file under bench/results/ unless --out names one. Whether a lower regression L1 ends in a
+closer copy after the adversarial phase is for extraction runs to show, not this script.
 """
 from __future__ import annotations
 
@@ -37,20 +37,25 @@ from faststeal.attack.queryset import chosen_codes  # noqa: E402
 from faststeal.data import ImageSet, to_float  # noqa: E402
 from faststeal.losses import paired_l1  # noqa: E402
 from faststeal.targets import open_target  # noqa: E402
-from faststeal.train import PRECISIONS, TrainConfig, Trainer, native_bf16  # noqa: E402
+from faststeal.train import ARCH_DEFAULTS, PRECISIONS, TrainConfig, Trainer, native_bf16  # noqa: E402
 
 DEFAULT_TARGET = Path(__file__).resolve().parents[1] / "experiments" / "targets" / "icons64-pggan.pt"
 HELD_OUT_SEED = 1_000_003        # another stream than any thief seed's bought codes
 
 
-def numbers(text: str, flag: str, parser: argparse.ArgumentParser) -> list[int]:
+def numbers(text: str, flag: str, parser: argparse.ArgumentParser, kind=int) -> list:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        parser.error(f"{flag} takes comma-separated whole numbers, got {text!r}")
+        parser.error(f"{flag} takes comma-separated {'whole ' if kind is int else ''}numbers, got {text!r}")
     if not values:
         parser.error(f"{flag} is empty")
     return values
+
+
+def name(width: int, lr: float, lrs: list[float]) -> str:
+    """A contender's label: its width, and its learning rate where several are compared."""
+    return f"w{width}" + (f"/lr{lr:g}" if len(lrs) > 1 else "")
 
 
 def copy_l1(generator, codes: torch.Tensor, images: torch.Tensor, batch: int = 250) -> float:
@@ -67,6 +72,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default=str(DEFAULT_TARGET), help="a target that accepts latent codes")
     p.add_argument("--widths", default="48,64,96", help="comma-separated thief widths (--attack-width)")
+    p.add_argument("--lrs", default=str(ARCH_DEFAULTS["fast"]["lr"]),
+                   help="comma-separated learning rates (--attack-lr); default: the fast thief's")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--queries", type=int, default=10000, help="bought (code, image) pairs")
     p.add_argument("--held-out", type=int, default=1000, help="fresh codes the L1 is measured on")
@@ -79,6 +86,9 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=None, help="JSON file to write (default: a new file under bench/results/)")
     a = p.parse_args(argv)
     widths, seeds = numbers(a.widths, "--widths", p), numbers(a.seeds, "--seeds", p)
+    lrs = numbers(a.lrs, "--lrs", p, float)
+    if min(lrs) <= 0:
+        p.error("--lrs must be > 0")
     for flag, value in (("--batch", a.batch), ("--queries", a.queries), ("--held-out", a.held_out),
                         ("--seconds", a.seconds), ("--slice", a.slice), ("--threads", a.threads)):
         if value <= 0:
@@ -99,7 +109,8 @@ def main(argv=None) -> dict:
     caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     print(f"distillation regression on {a.target} ({ch}x{res}x{res}), {os.cpu_count()}-core CPU "
           f"({caps.get('cpu_name') or platform.machine()}), {a.threads} threads, torch {torch.__version__}; "
-          f"widths {widths}, seeds {seeds}, batch {a.batch}, {precision}, {a.queries} pairs, {a.seconds:g} s each",
+          f"widths {widths}, learning rates {lrs}, seeds {seeds}, batch {a.batch}, {precision}, {a.queries} pairs, "
+          f"{a.seconds:g} s each",
           flush=True)
     held_codes = chosen_codes(HELD_OUT_SEED, 0, a.held_out, dim)
     held_images = oracle.query(held_codes)
@@ -109,11 +120,14 @@ def main(argv=None) -> dict:
         codes = chosen_codes(seed, 0, a.queries, dim)
         data = ImageSet(oracle.query(codes), None, "queries", a.target, codes=codes)
         for width in widths:
-            cfg = TrainConfig(arch="fast", resolution=res, channels=ch, latent_dim=dim, width=width, batch=a.batch,
-                              kimg=1e9, grow=False, distill=10.0, distill_only_kimg=1e9, seed=seed,
-                              precision=precision)
-            trainer = Trainer(cfg, data, checkpoint_path=Path(scratch.name) / f"w{width}-s{seed}.pt", progress=False)
-            contenders.append({"width": width, "seed": seed, "trainer": trainer, "seconds": 0.0, "curve": []})
+            for lr in lrs:
+                cfg = TrainConfig(arch="fast", resolution=res, channels=ch, latent_dim=dim, width=width, lr=lr,
+                                  batch=a.batch, kimg=1e9, grow=False, distill=10.0, distill_only_kimg=1e9, seed=seed,
+                                  precision=precision)
+                trainer = Trainer(cfg, data, checkpoint_path=Path(scratch.name) / f"w{width}-lr{lr:g}-s{seed}.pt",
+                                  progress=False)
+                contenders.append({"width": width, "lr": lr, "seed": seed, "label": name(width, lr, lrs),
+                                   "trainer": trainer, "seconds": 0.0, "curve": []})
     bought = min(a.held_out, a.queries)
 
     def measure(c):
@@ -134,20 +148,23 @@ def main(argv=None) -> dict:
                 c["seconds"] += time.perf_counter() - start
             measure(c)
         print(f"  after {a.seconds * (turn + 1) / turns:6.0f} s: " + "  ".join(
-            f"w{c['width']}/s{c['seed']} {c['curve'][-1]['held_out_l1']:.4f} ({c['curve'][-1]['kimg']:.1f} kimg)"
+            f"{c['label']}/s{c['seed']} {c['curve'][-1]['held_out_l1']:.4f} ({c['curve'][-1]['kimg']:.1f} kimg)"
             for c in contenders), flush=True)
     final = {}
     for width in widths:
-        ends = [c["curve"][-1]["held_out_l1"] for c in contenders if c["width"] == width]
-        spread = statistics.stdev(ends) if len(ends) > 1 else None
-        final[width] = {"held_out_l1": statistics.mean(ends), "spread": spread, "runs": ends}
-        print(f"width {width}: held-out L1 {final[width]['held_out_l1']:.4f}"
-              + (f" ± {spread:.4f} over {len(ends)} seeds" if spread is not None else " (one seed: no spread)")
-              + f", {final[width]['held_out_l1'] / final[widths[0]]['held_out_l1']:.3f}x width {widths[0]}'s")
+        for lr in lrs:
+            ends = [c["curve"][-1]["held_out_l1"] for c in contenders if (c["width"], c["lr"]) == (width, lr)]
+            spread = statistics.stdev(ends) if len(ends) > 1 else None
+            label, first = name(width, lr, lrs), name(widths[0], lrs[0], lrs)
+            final[label] = {"width": width, "lr": lr, "held_out_l1": statistics.mean(ends), "spread": spread,
+                            "runs": ends}
+            print(f"{label}: held-out L1 {final[label]['held_out_l1']:.4f}"
+                  + (f" ± {spread:.4f} over {len(ends)} seeds" if spread is not None else " (one seed: no spread)")
+                  + f", {final[label]['held_out_l1'] / final[first]['held_out_l1']:.3f}x {first}'s")
     report = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "torch": torch.__version__, "cpu": dict(caps), "precision": precision,
               "args": vars(a), "final": final,
-              "runs": [{k: c[k] for k in ("width", "seed", "curve")} for c in contenders]}
+              "runs": [{k: c[k] for k in ("width", "lr", "seed", "curve")} for c in contenders]}
     scratch.cleanup()
     out = results_path("distill_regression", a.out)
     Path(out).write_text(json.dumps(report, indent=2))
