@@ -35,9 +35,16 @@ def _faults_per_step(mode: str) -> dict:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings exist on Linux only")
 def test_a_cpu_run_reuses_freed_memory_instead_of_faulting_it_in_every_step():
-    default, kept = _faults_per_step("default"), _faults_per_step("kept")
-    if not kept["kept"]:
-        pytest.skip("this C library's malloc has no thresholds to set (not glibc)")
-    assert not default["kept"]
-    assert default["faults"] > 20, default          # the default faults a step's buffers in again (75 measured)
-    assert kept["faults"] < default["faults"] / 4, (default, kept)
+    """Page faults also depend on what else the machine runs (beside another test worker, once: 298 default, 90
+    kept; alone, 1,700-2,400 and 0.2), so the pair is measured again, up to three times, until one shows it: a
+    setting that kept nothing fails every time."""
+    pairs = []
+    for _ in range(3):
+        default, kept = _faults_per_step("default"), _faults_per_step("kept")
+        if not kept["kept"]:
+            pytest.skip("this C library's malloc has no thresholds to set (not glibc)")
+        assert not default["kept"]
+        pairs.append((default["faults"], kept["faults"]))
+        if default["faults"] > 20 and kept["faults"] < default["faults"] / 4:
+            return                                  # the default faults a step's buffers in again; kept reuses them
+    pytest.fail(f"kept memory did not cut page faults per step to a quarter: (default, kept) = {pairs}")
