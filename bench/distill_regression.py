@@ -150,12 +150,12 @@ def main(argv=None) -> dict:
         print(f"  after {a.seconds * (turn + 1) / turns:6.0f} s: " + "  ".join(
             f"{c['label']}/s{c['seed']} {c['curve'][-1]['held_out_l1']:.4f} ({c['curve'][-1]['kimg']:.1f} kimg)"
             for c in contenders), flush=True)
-    final = {}
+    final, first = {}, name(widths[0], lrs[0], lrs)      # every contender is compared with the first
     for width in widths:
         for lr in lrs:
             ends = [c["curve"][-1]["held_out_l1"] for c in contenders if (c["width"], c["lr"]) == (width, lr)]
             spread = statistics.stdev(ends) if len(ends) > 1 else None
-            label, first = name(width, lr, lrs), name(widths[0], lrs[0], lrs)
+            label = name(width, lr, lrs)
             final[label] = {"width": width, "lr": lr, "held_out_l1": statistics.mean(ends), "spread": spread,
                             "runs": ends}
             print(f"{label}: held-out L1 {final[label]['held_out_l1']:.4f}"
