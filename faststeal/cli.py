@@ -358,6 +358,9 @@ def _set_threads(threads):
 @click.option("--distill-only", type=float, default=0.75, show_default=True,
               help="with --knowledge latents: the fraction of training (of --attack-kimg, or of --minutes, "
                    "whichever ends first) spent on the paired loss alone, before the discriminator joins")
+@click.option("--distill-lr", type=float, default=None,
+              help="with --knowledge latents: the copy's learning rate while it trains on the paired loss alone "
+                   "(the adversarial phase keeps --attack-lr) [default: --attack-lr's]")
 @click.option("--perceptual", type=float, default=0.0, show_default=True,
               help="with --knowledge latents: weight of a perceptual distance (the FID Inception's first "
                    "layers, channel-normalised) beside the paired L1; 0: off")

@@ -96,6 +96,7 @@ class TrainConfig:
                                        # this share of the reals real (augment.AdaptiveStrength); 0: always all
     distill: float = 0.0               # > 0: weight of the paired L1 loss G(code) ~ served image (chosen latents)
     distill_only_kimg: float = 0.0     # distillation: first train G on the paired loss alone (no D) this long
+    distill_lr: float | None = None    # distillation: G's learning rate in that first phase; None: lr
     perceptual: float = 0.0            # distillation: weight of a perceptual distance beside the paired L1
     perceptual_images: int = 0         # images of each batch the perceptual distance is taken on; 0: all
     gp_lambda: float = 10.0
@@ -192,6 +193,8 @@ class Trainer:
         if not 0 <= config.perceptual_images <= config.batch:
             raise ValueError(f"perceptual_images must be between 0 (the whole batch) and the batch "
                              f"({config.batch}), got {config.perceptual_images}")
+        if config.distill_lr is not None and not config.distill_lr > 0:
+            raise ValueError(f"distill_lr must be positive (or None: lr), got {config.distill_lr}")
         if not 0 <= config.lr_decay <= 1:
             raise ValueError(f"lr_decay is the fraction the learning rate falls by, from 0 (flat) to 1 (to zero), "
                              f"got {config.lr_decay}")
@@ -290,16 +293,24 @@ class Trainer:
             return min(done / share, 1.0)
         return 1.0 if share >= 1 else max(done - share, 0.0) / (1 - share)
 
+    def phase_lr(self) -> float:
+        """The current phase's learning rate before any fall: distill_lr in distillation's paired phase (a
+        regression takes larger steps than an adversarial game stays stable with), lr otherwise."""
+        if self.config.distill_lr is not None and self.config.distill > 0 and self.in_paired_phase():
+            return self.config.distill_lr
+        return self.settings["lr"]
+
     def _set_learning_rate(self) -> None:
-        """Both optimisers at the phase's point on the cosine fall (lr_decay): smaller steps late in a phase
-        average out the noise of small batches. An option, off by default: on the 64x64 icons target it did not
-        bring the copy closer (docs/results/extraction.md)."""
-        if not self.config.lr_decay:
+        """Both optimisers at the phase's rate (phase_lr), at the phase's point on the cosine fall (lr_decay):
+        smaller steps late in a phase average out the noise of small batches. The fall is an option, off by
+        default: on the 64x64 icons target it did not bring the copy closer (docs/results/extraction.md)."""
+        if not self.config.lr_decay and self.config.distill_lr is None:
             return
-        scale = lr_scale(self.phase_progress(), self.config.lr_decay)
+        scale = lr_scale(self.phase_progress(), self.config.lr_decay) if self.config.lr_decay else 1.0
+        rate = self.phase_lr() * scale
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
-                group["lr"] = self.settings["lr"] * scale
+                group["lr"] = rate
 
     def _main_clock(self) -> float:
         """Rank 0's training time on every rank: time-budget decisions (phase, stop) must agree across ranks."""

@@ -241,6 +241,19 @@ def test_lr_decay_falls_over_each_distillation_phase_and_over_a_plain_run():
     assert flat == [0.01] * 3
 
 
+def test_distillation_s_paired_phase_takes_its_own_rate_and_the_adversarial_phase_keeps_lr():
+    # 4 regression steps at distill_lr, then 4 adversarial ones at lr; with a fall, each from its own rate
+    cfg = config("fast", distill=1.0, distill_only_kimg=0.016, kimg=0.032, lr=0.01, distill_lr=0.03)
+    assert _rates(Trainer(cfg, _pairs(), checkpoint_path="unused.pt", progress=False), 8) == [0.03] * 4 + [0.01] * 4
+    cfg = config("fast", distill=1.0, distill_only_kimg=0.016, kimg=0.032, lr=0.01, distill_lr=0.03, lr_decay=0.5)
+    rates = _rates(Trainer(cfg, _pairs(), checkpoint_path="unused.pt", progress=False), 8)
+    assert rates == pytest.approx([r * lr_scale(i / 4, 0.5) for r in (0.03, 0.01) for i in range(4)])
+    for bad in (0.0, -1e-3):
+        with pytest.raises(ValueError, match="distill_lr"):
+            Trainer(config("fast", distill=1.0, distill_only_kimg=0.016, kimg=0.032, distill_lr=bad), _pairs(),
+                    checkpoint_path="unused.pt", progress=False)
+
+
 def test_under_a_time_budget_the_phases_follow_the_clock():
     cfg = config("fast", distill=1.0, distill_only_kimg=0.75 * 100, kimg=100, minutes=10, lr_decay=0.9)
     t = Trainer(cfg, _pairs(), checkpoint_path="unused.pt", progress=False)

@@ -135,6 +135,7 @@ class AttackOptions(FromParams):
     knowledge: str = "images"           # "latents": the adversary chooses the codes and distils on the pairs
     distill: float = 10.0               # weight of the paired L1 loss with knowledge "latents"
     distill_only: float = 0.75          # fraction of attack_kimg trained on the paired loss alone (no D)
+    distill_lr: float | None = None     # the copy's learning rate in that paired phase; None: the attack's
     perceptual: float = 0.0             # weight of the perceptual distance beside the paired L1 (latents only)
     perceptual_images: int = 0          # images per batch the perceptual distance is taken on; 0: the batch
     curve_n: int = 128                  # samples per fidelity probe during training (0: no curve)
@@ -192,6 +193,10 @@ class AttackOptions(FromParams):
             raise OptionError(f"is the fraction of training spent on the paired loss alone: between 0 (adversarial "
                               f"from the start) and 1 (no discriminator at all), got {self.distill_only}",
                               "--distill-only")
+        positive(self.distill_lr, "--distill-lr")
+        if self.distill_lr is not None and self.knowledge != "latents":
+            raise OptionError("sets the learning rate of distillation's paired phase, which only chosen latents "
+                              "have: give --knowledge latents too, or leave it out", "--distill-lr")
         at_least(self.perceptual, 0, "--perceptual")
         if self.perceptual > 0 and self.knowledge != "latents":
             raise OptionError("the perceptual term compares the copy's image with the served one for the same "
@@ -295,14 +300,15 @@ def check_sources(remote: bool, defenses: list[str], baseline_given: bool) -> No
 
 def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: float, *, grow: bool = True,
                   seed_offset: int = 0, latent_dim: int | None = None, distill: float = 0.0,
-                  distill_only_kimg: float = 0.0, perceptual: float = 0.0,
+                  distill_only_kimg: float = 0.0, distill_lr: float | None = None, perceptual: float = 0.0,
                   perceptual_images: int = 0) -> TrainConfig:
     """The attack GAN's TrainConfig for these options at the target's shape."""
     opts.sized_for(resolution)
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
                        latent_dim=latent_dim or opts.attack_latent_dim, width=opts.attack_width, batch=opts.batch,
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
-                       distill=distill, distill_only_kimg=distill_only_kimg, perceptual=perceptual,
+                       distill=distill, distill_only_kimg=distill_only_kimg, distill_lr=distill_lr,
+                       perceptual=perceptual,
                        perceptual_images=perceptual_images,
                        minutes=opts.minutes, lr=opts.attack_lr, lr_decay=opts.lr_decay,
                        r1_gamma=opts.r1_gamma, augment=opts.augment, ada_target=opts.ada_target,
@@ -314,7 +320,8 @@ def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
     """attack_config keywords for the adversary's knowledge: a distilled copy takes the target's code size."""
     if opts.knowledge == "latents":
         return {"latent_dim": target_config["latent_dim"], "distill": opts.distill,
-                "distill_only_kimg": opts.distill_only * opts.attack_kimg, "perceptual": opts.perceptual,
+                "distill_only_kimg": opts.distill_only * opts.attack_kimg, "distill_lr": opts.distill_lr,
+                "perceptual": opts.perceptual,
                 "perceptual_images": opts.perceptual_images}
     return {}
 

@@ -100,9 +100,10 @@ def test_a_rerun_with_other_attack_settings_never_reuses_the_old_attack(tiny_tar
     base = dict(target=str(tiny_target), queries=32, attack_kimg=0.016, attack_width=8, attack_latent_dim=8,
                 batch=8, fid_n=8, curve_n=0, out=str(tmp_path / "run"), progress=False)
     first = run_extract(ExtractOptions(attack="fast", **base))
-    assert first["attack_settings"] == {"width": 8, "batch": 8, "lr": 0.002, "lr_decay": 0.0, "r1_gamma": 0.1,
-                                        "augment": "translation", "ada_target": 0.0, "ema_kimg": 5.0, "latent_dim": 8,
-                                        "perceptual": 0.0, "perceptual_images": 0, "precision": "float32"}
+    assert first["attack_settings"] == {"width": 8, "batch": 8, "lr": 0.002, "distill_lr": None, "lr_decay": 0.0,
+                                        "r1_gamma": 0.1, "augment": "translation", "ada_target": 0.0, "ema_kimg": 5.0,
+                                        "latent_dim": 8, "perceptual": 0.0, "perceptual_images": 0,
+                                        "precision": "float32"}
     for change in ({"attack": "pggan"}, {"attack": "fast", "attack_width": 16}, {"attack": "fast", "seed": 1},
                    {"r1_gamma": 1.0}, {"augment": "translation,color"}, {"attack_lr": 0.001}, {"lr_decay": 0.5},
                    {"ema_kimg": 2.0}, {"attack_precision": "bf16"}, {"ada_target": 0.6}):

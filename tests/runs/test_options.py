@@ -89,6 +89,16 @@ def test_distill_only_is_a_fraction():
     AttackOptions(target="t", knowledge="latents", distill_only=0.5).check()
 
 
+def test_the_paired_phase_s_learning_rate_is_positive_and_needs_chosen_latents():
+    with pytest.raises(OptionError, match="--knowledge latents") as err:
+        AttackOptions(target="t", distill_lr=4e-3).check()
+    assert err.value.flag == "--distill-lr"
+    with pytest.raises(OptionError) as err:
+        AttackOptions(target="t", knowledge="latents", distill_lr=0.0).check()
+    assert err.value.flag == "--distill-lr"
+    AttackOptions(target="t", knowledge="latents", distill_lr=4e-3).check()
+
+
 def test_lr_decay_is_a_fraction():
     for bad in (-0.1, 1.5):
         with pytest.raises(OptionError, match="between 0") as err:
