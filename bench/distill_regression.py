@@ -50,6 +50,9 @@ def numbers(text: str, flag: str, parser: argparse.ArgumentParser, kind=int) -> 
         parser.error(f"{flag} takes comma-separated {'whole ' if kind is int else ''}numbers, got {text!r}")
     if not values:
         parser.error(f"{flag} is empty")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:        # a repeat would train the same contender twice and count it as another seed
+        parser.error(f"{flag} names {repeated[0]:g} twice; give each value once")
     return values
 
 

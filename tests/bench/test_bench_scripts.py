@@ -49,3 +49,11 @@ def test_bench_script_runs_to_the_end(script, tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     assert json.loads(out.read_text())
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("flag, values", [("--widths", "8,16,8"), ("--lrs", "2e-3,2e-3")])
+def test_distill_regression_refuses_a_contender_named_twice(flag, values, tmp_path):
+    res = subprocess.run([sys.executable, str(BENCH / "distill_regression.py"), flag, values,
+                          "--out", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "twice" in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "r.json").exists()
