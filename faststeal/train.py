@@ -102,7 +102,8 @@ class TrainConfig:
     gp_lambda: float = 10.0
     drift: float = 0.001
     seed: int = 0
-    snapshot_kimg: float = 10.0        # checkpoint + sample grid every this many kimg
+    snapshot_kimg: float = 10.0        # checkpoint + sample grid every this many kimg (under a time budget,
+                                       # also every same fraction of the minutes)
     minutes: float | None = None       # also stop once this many minutes of training steps ran (kimg: the cap)
     precision: str = "float32"         # "bf16": the networks' forward passes under bfloat16 autocast
     extra: dict = field(default_factory=dict)   # provenance added by callers (data source, command, ...)
@@ -554,15 +555,17 @@ class Trainer:
 
     # ----- the loop -------------------------------------------------------------------------------
     def run(self, probe=None, probe_kimg: float | None = None) -> dict:
-        """Train to ``config.kimg``. With ``probe`` (a callable scoring the EMA generator, see
-        attack/curve.py) a point is added to ``self.curve`` every ``probe_kimg`` and at the end; the time
-        spent probing is not counted as training time."""
+        """Train to ``config.kimg`` (or ``config.minutes``). With ``probe`` (a callable scoring the EMA
+        generator, see attack/curve.py) a point is added to ``self.curve`` every ``probe_kimg`` and at the end;
+        under a time budget a probe (and a snapshot) also comes at the same fraction of the minutes, whichever
+        is first. The time spent probing is not counted as training time."""
         total = int(self.config.kimg * 1000)
-        next_snap = (math.floor(self.kimg / self.config.snapshot_kimg) + 1) * self.config.snapshot_kimg
-        next_probe = None
+        snap_every = self.config.snapshot_kimg / self.config.kimg       # marks as fractions of the run
+        next_snap = self._next_mark(snap_every)
+        next_probe = probe_every = None
         if probe is not None:
-            probe_kimg = probe_kimg or max(self.config.kimg / 8, 0.001)
-            next_probe = (math.floor(self.kimg / probe_kimg) + 1) * probe_kimg
+            probe_every = (probe_kimg or max(self.config.kimg / 8, 0.001)) / self.config.kimg
+            next_probe = self._next_mark(probe_every)
             if not self.curve:
                 self._probe(probe)
         if self.device.type == "cpu":
@@ -593,12 +596,13 @@ class Trainer:
                 post["fid@" + str(probe.n if probe is not None else "")] = f"{self.curve[-1]['fidelity_fid']:.1f}"
             bar.set_postfix(post, refresh=False)
             cpu.adapt()       # re-fit torch's threads to what other processes leave free (unless pinned)
-            if next_probe is not None and self.kimg >= next_probe and self.images_seen < total:
+            running = self.images_seen < total and not self.out_of_time()     # else the end probes and saves
+            if next_probe is not None and self._reached(next_probe) and running:
                 self._probe(probe)
-                next_probe += probe_kimg
-            if self.kimg >= next_snap:
+                next_probe = self._next_mark(probe_every)
+            if self._reached(next_snap) and running:
                 self.snapshot()
-                next_snap += self.config.snapshot_kimg
+                next_snap = self._next_mark(snap_every)
         if probe is not None and (not self.curve or self.curve[-1]["images_seen"] < self.images_seen):
             self._probe(probe)
         bar.close()
@@ -607,6 +611,15 @@ class Trainer:
         return {"kimg": self.kimg, "steps": self.steps, "seconds": elapsed, "train_seconds": self.train_seconds,
                 "images_per_s": (self.images_seen - start_seen) / max(elapsed, 1e-9), "stopped": self.stopped(),
                 **self.last_losses}
+
+    def _reached(self, mark: float) -> bool:
+        return self.run_progress() >= mark - 1e-9
+
+    def _next_mark(self, every: float) -> float:
+        """The next multiple of ``every`` (a fraction of the run) after the progress so far. Probes and snapshots
+        are spaced this way so that a time budget spaces them in minutes: a run the clock stops at a tenth of
+        its kimg cap still gets its curve points and its checkpoints to resume from."""
+        return (math.floor(self.run_progress() / every + 1e-9) + 1) * every
 
     @property
     def mean_threads(self) -> float | None:

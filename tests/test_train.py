@@ -289,6 +289,30 @@ def test_probe_points_are_monotone_in_images_seen_and_survive_a_resume(tmp_path)
     assert longer.curve[:len(t.curve)] == t.curve and longer.curve[-1]["images_seen"] == 96
 
 
+def test_under_a_time_budget_probes_and_snapshots_are_spaced_in_minutes(tmp_path, monkeypatch):
+    # each step "takes" 3 s on a fake clock; a 2-minute budget is 40 steps (160 images), far below the kimg cap,
+    # so marks spaced in images alone would never come: they come every quarter (probes) and half (snapshots)
+    import types
+
+    import faststeal.train as train_module
+
+    clock = iter(range(0, 10_000, 3))
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+
+    def probe(generator):
+        return {"fidelity_fid": 1.0, "fidelity_kid": 0.0}
+
+    probe.n = 4
+    t = Trainer(config("fast", kimg=100.0, snapshot_kimg=50.0, minutes=2.0), tiny_data(),
+                checkpoint_path=tmp_path / "m.pt", progress=False)
+    saved = []
+    monkeypatch.setattr(t, "snapshot", lambda: saved.append(t.train_seconds))
+    result = t.run(probe=probe, probe_kimg=25.0)
+    assert result["stopped"] == "minutes" and t.images_seen == 160
+    assert [p["train_seconds"] for p in t.curve] == [0, 30, 60, 90, 120]
+    assert saved == [60, 120]             # half way, then the end
+
+
 # ----- data parallel (torchrun) -----------------------------------------------------------------------
 def _steps_then_resume(arch, folder, first, then):
     """``first`` steps, a checkpoint, a fresh Trainer resumed from it, ``then`` more steps (in float64)."""
