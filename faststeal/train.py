@@ -560,11 +560,12 @@ class Trainer:
         under a time budget a probe (and a snapshot) also comes at the same fraction of the minutes, whichever
         is first. The time spent probing is not counted as training time."""
         total = int(self.config.kimg * 1000)
-        snap_every = self.config.snapshot_kimg / self.config.kimg       # marks as fractions of the run
+        length = max(self.config.kimg, 1e-9)
+        snap_every = self.config.snapshot_kimg / length                 # marks as fractions of the run
         next_snap = self._next_mark(snap_every)
         next_probe = probe_every = None
         if probe is not None:
-            probe_every = (probe_kimg or max(self.config.kimg / 8, 0.001)) / self.config.kimg
+            probe_every = (probe_kimg or max(self.config.kimg / 8, 0.001)) / length
             next_probe = self._next_mark(probe_every)
             if not self.curve:
                 self._probe(probe)
