@@ -57,6 +57,15 @@ def test_the_thief_is_sized_for_the_target_unless_told():
     assert once.attack == "dcgan" and once.attack_width == 32
 
 
+def test_the_large_fast_thief_s_paired_phase_steps_faster_with_chosen_latents_only():
+    assert sized(64, "pggan", knowledge="latents").distill_lr == 4e-3
+    assert sized(64, "pggan").distill_lr is None                                  # no paired phase
+    assert sized(32, knowledge="latents").distill_lr is None                      # the 32x32 thief unchanged
+    assert sized(64, "pggan", knowledge="latents", attack="fast").distill_lr is None     # a named thief: its own
+    assert sized(64, "dcgan", knowledge="latents").distill_lr is None
+    assert sized(64, "pggan", knowledge="latents", distill_lr=1e-3).distill_lr == 1e-3   # a given rate is kept
+
+
 def test_the_large_fast_thief_trains_in_bf16_only_where_the_hardware_runs_it_natively(monkeypatch):
     from faststeal.runs import options
 
