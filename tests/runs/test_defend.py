@@ -91,5 +91,10 @@ def test_a_stored_row_is_keyed_by_the_thiefs_knobs_when_they_are_set():
     default = key()
     assert "attack_lr" not in default and "minutes" not in default      # rows stored before still match
     for changed in (key(attack_lr=1e-3), key(augment="none"), key(attack_precision="bf16"), key(minutes=5.0),
-                    key(ema_kimg=2.0), key(lr_decay=0.9)):
+                    key(ema_kimg=2.0), key(lr_decay=0.9), key(knowledge="latents", distill_lr=1e-3)):
         assert changed != default
+    # the paired phase's rate the default 64x64 thief takes with chosen latents keys its rows apart from those
+    # stored when that phase ran at the attack's rate
+    latents = DefendOptions(target="t.pt", defenses=["noise:sigma=0.1"], knowledge="latents")
+    latents.sized_for(64, "pggan")
+    assert _result_key(SimpleNamespace(opts=latents, ident={"target_sha256": "x"}), "none")["distill_lr"] == 4e-3
