@@ -307,8 +307,7 @@ class Trainer:
         default: on the 64x64 icons target it did not bring the copy closer (docs/results/extraction.md)."""
         if not self.config.lr_decay and self.config.distill_lr is None:
             return
-        scale = lr_scale(self.phase_progress(), self.config.lr_decay) if self.config.lr_decay else 1.0
-        rate = self.phase_lr() * scale
+        rate = self.phase_lr() * lr_scale(self.phase_progress(), self.config.lr_decay)     # no fall: scale 1
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = rate
