@@ -22,6 +22,7 @@ from .grid import save_grid
 from .metrics import compute_metric
 from .metrics.sources import open_source
 from .ownership import verify as ownership_verify
+from .report import stage_line
 from .runs.defend import NO_EFFECT, run_defend
 from .runs.extract import coverage_line, run_extract, summary_line
 from .runs.options import (
@@ -386,6 +387,7 @@ def extract(**params):
         click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "
                    f"{'n/a' if v['accuracy'] is None else format(v['accuracy'], '8.2f')}")
     click.echo(coverage_line(m))
+    click.echo(f"wall time by stage: {stage_line(m['stage_seconds'])}", err=True)
     click.echo(f"{summary_line(m)}; report: {opts.out}/report.md")
 
 

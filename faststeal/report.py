@@ -163,6 +163,26 @@ class RunFolder:
         return self.write(write_text, self.path / "report.md", "\n".join(lines))
 
 
+class Stopwatch:
+    """Wall seconds of one run by stage, in order: a time budget (--minutes) bounds the training steps only, so a
+    report says where the rest of the wall time went (queries, probes, the final FID)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the previous lap (or the start) to ``stage``."""
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 1)
+        self._last = now
+
+
+def stage_line(seconds: dict[str, float]) -> str:
+    """A Stopwatch's stages in one phrase: 'queries 70 s, training 1530 s, ...'."""
+    return ", ".join(f"{stage} {s:.0f} s" for stage, s in seconds.items())
+
+
 def fmt(v, spec: str = ".2f") -> str:
     """A measured number as reports print it; "n/a" where it was not measured."""
     return "n/a" if v is None else format(v, spec)

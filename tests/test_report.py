@@ -62,3 +62,15 @@ def test_a_command_run_as_a_module_is_shown_by_the_program_name():
     assert shown_command(["/venv/lib/faststeal/__main__.py", "defend", "--api-key", "k"]) == \
         "faststeal defend --api-key REDACTED"
     assert shown_command(["/usr/bin/faststeal", "extract"]) == "faststeal extract"
+
+
+def test_a_stopwatch_charges_each_stage_the_time_since_the_last_lap(monkeypatch):
+    import faststeal.report as report
+    now = iter([100.0, 103.0, 110.5, 111.0])
+    monkeypatch.setattr(report.time, "perf_counter", lambda: next(now))
+    clock = report.Stopwatch()
+    clock.lap("queries")
+    clock.lap("training")
+    clock.lap("queries")           # a stage met twice adds up
+    assert clock.seconds == {"queries": 3.5, "training": 7.5}
+    assert report.stage_line(clock.seconds) == "queries 4 s, training 8 s"

@@ -16,7 +16,7 @@ from faststeal.attack.thief import adversary_real_subset, train_attack
 from faststeal.checkpoint import load_generator
 from faststeal.data import DataError, ImageSet, concat_sets, evaluation_data
 from faststeal.errors import OptionError
-from faststeal.report import RunFolder, flat_measures, fmt, markdown_table
+from faststeal.report import RunFolder, Stopwatch, flat_measures, fmt, markdown_table, stage_line
 from faststeal.sampling import generate
 from faststeal.targets import open_target
 from faststeal.train import TrainConfig
@@ -33,6 +33,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     """The whole extraction experiment; writes into ``run`` (a RunFolder) and returns metrics.
 
     ``target``: the Target, opened once by the caller (with its hints and key); default: ``opts.target``."""
+    clock = Stopwatch()
     target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
     opts.sized_for(target.resolution, target.arch)
     remote = not target.in_process      # an HTTP target: nothing below loads its weights
@@ -58,6 +59,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     queryset.collect(oracle, qdir, opts.queries, target=opts.target, progress=opts.progress,
                      knowledge=opts.knowledge)
     queries = queryset.load(qdir, limit=opts.queries)
+    clock.lap("queries")
 
     # 2. Train, one attack GAN after another: the fidelity thief on the queries alone (distilled on the pairs
     #    when the adversary chose the codes, its fidelity probed along the way), then each accuracy variant on
@@ -68,6 +70,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     if opts.curve_n and not remote:     # the curve samples the target itself, beside the real data if known
         probe = FidelityProbe(exp.loaded.generator, opts.curve_n,
                               real=evaluation_data(target_cfg, opts.eval_data)[0])
+        clock.lap("curve references")
     fidelity_thief = AccuracyVariant("queries only (fidelity extraction)" if opts.knowledge == "images" else
                                      "chosen latents (distillation)", queries, base_cfg, "attack.pt", probe=probe)
     plan = [fidelity_thief, *accuracy_variants(opts, target, queries, run.file(fidelity_thief.file),
@@ -75,9 +78,11 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     trained_all = [train_attack(v.config, v.data, run.file(v.file), init_from=v.init_from, progress=opts.progress,
                                 probe=v.probe, probe_kimg=opts.attack_kimg / max(opts.curve_points, 1))
                    for v in plan]
+    clock.lap("training with its probes and checkpoints")
 
     # 3. Measure every copy against the same target and real statistics.
     measured = exp.measure([t["checkpoint"] for t in trained_all], served=queries)
+    clock.lap("final measurement")
     rows = [{"variant": v.label, **found, "train_images": len(v.data), **v.notes}
             for v, found in zip(plan, measured.rows)]
     base, trained = rows[0], trained_all[0]     # the fidelity thief's row and training
@@ -99,6 +104,8 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     attack_gen = load_generator(trained["checkpoint"])
     left = queries.images[:36] if remote else exp.samples(36, seed=1)
     run.side_by_side(left, generate(attack_gen, 36, seed=1), "samples.png")
+    clock.lap("pictures")
+    metrics["stage_seconds"] = clock.seconds
     run.write_metrics(metrics)
     acc_note = "" if measured.real_error is None else f"\n\nNo real data for accuracy: {measured.real_error}"
     table = markdown_table([flat_measures(v) for v in rows],
@@ -110,7 +117,9 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
                    f"{opts.knowledge}), attack trained for {_length(metrics)} "
                    f"({fmt(metrics['train_seconds'], '.0f')} s of training{_threads(metrics)}; "
                    f"{_settings(metrics)}), FID on "
-                   f"{opts.fid_n} images per side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n{SPREAD_NOTE}"),
+                   f"{opts.fid_n} images per side.{acc_note}{REMOTE_NOTE if remote else ''}\n\n"
+                   f"This run's wall time by stage: {stage_line(clock.seconds)}. A time budget (--minutes) "
+                   f"bounds the training steps only.\n\n{SPREAD_NOTE}"),
         ("Target", target.summary()),
         ("Variants (same query budget)", table),
         ("Samples", f"Left: {'served images' if remote else 'target'}. Right: attack.\n\n![samples](samples.png)"),

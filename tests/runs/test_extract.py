@@ -135,4 +135,12 @@ def test_a_time_budget_ends_the_attack_and_the_report_says_where(tiny_target, tm
                           eval_data=str(tmp_path / "real.npy"), out=str(tmp_path / "run"), progress=False)
     m = run_extract(opts)
     assert m["stopped"] == "minutes" and m["attack_kimg_reached"] < 1000 and m["train_seconds"] >= 0.6
-    assert "stopped by the 0.01-minute budget" in (tmp_path / "run" / "report.md").read_text()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "stopped by the 0.01-minute budget" in report
+    # the budget bounds the training steps; the report says where the rest of the wall time went
+    stages = m["stage_seconds"]
+    assert list(stages) == ["queries", "training with its probes and checkpoints", "final measurement", "pictures"]
+    assert stages["training with its probes and checkpoints"] >= m["train_seconds"] - 0.1
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert sum(saved["stage_seconds"].values()) <= saved["wall_seconds"] + 0.5
+    assert "This run's wall time by stage: queries " in report
