@@ -387,8 +387,13 @@ def extract(**params):
         click.echo(f"{v['variant']:<45} fidelity {v['fidelity']:8.2f}   accuracy "
                    f"{'n/a' if v['accuracy'] is None else format(v['accuracy'], '8.2f')}")
     click.echo(coverage_line(m))
-    click.echo(f"wall time by stage: {stage_line(m['stage_seconds'])}", err=True)
+    _echo_stages(m)
     click.echo(f"{summary_line(m)}; report: {opts.out}/report.md")
+
+
+def _echo_stages(metrics: dict) -> None:
+    """Where a run's wall time went, on stderr beside the progress bars (its report.md has the same line)."""
+    click.echo(f"wall time by stage: {stage_line(metrics['stage_seconds'])}", err=True)
 
 
 def _default_out(command: str, target, opts, *parts) -> str:
@@ -450,10 +455,11 @@ def sweep(**params):
     check_out_folder(opts.out)
     _set_threads(params["threads"])
     m = run_sweep(opts, budgets, target=opened)
-    click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}")
+    click.echo(f"{'queries':>8}  {'fidelity':>9}  {'accuracy':>9}  {'trained':>12}")
     for r in m["sweep"]:
         acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
-        click.echo(f"{r['queries']:>8}  {r['fidelity']:>9.2f}  {acc:>9}")
+        click.echo(f"{r['queries']:>8}  {r['fidelity']:>9.2f}  {acc:>9}  {r['attack_kimg_reached']:>7.1f} kimg")
+    _echo_stages(m)
     click.echo(f"plot: {opts.out}/sweep.png  report: {opts.out}/report.md")
 
 
@@ -475,6 +481,7 @@ def transfer(threads, **params):
     check_out_folder(opts.out)
     _set_threads(threads)
     m = run_transfer(opts)
+    _echo_stages(m)
     click.echo(f"after {opts.kimg} kimg: fine-tuned FID {m['final_finetuned_fid']:.2f}, from scratch "
                f"{m['final_scratch_fid']:.2f}; plot {opts.out}/transfer.png")
 
@@ -560,6 +567,7 @@ def _print_defend(m: dict, out: str) -> None:
     notes = {r.get("target_note") for r in m["settings"]} | {r.get("real_note") for r in m["settings"]}
     for note in sorted(n for n in notes if n):
         click.echo(f"n/a: {note}")
+    _echo_stages(m)
     click.echo(f"report: {out}/report.md")
 
 

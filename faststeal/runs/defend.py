@@ -15,6 +15,7 @@ rows (defend_rows: bought, trained, measured, each stored and resumable), the re
 """
 from __future__ import annotations
 
+from faststeal.report import Stopwatch
 from faststeal.targets import open_target
 
 from .defend_plan import BASELINE, SERVED, plan_defend, slug
@@ -30,10 +31,12 @@ def run_defend(opts: DefendOptions, run=None, target=None, baseline=None) -> dic
 
     A URL target measures the one setting its server serves (see the module docstring). ``target`` and
     ``baseline``: Targets opened once by the caller (with hints and keys); default: opened from ``opts``."""
+    clock = Stopwatch()
     target = open_target(target if target is not None else opts.target, hints=opts.target_hints)
     if baseline is None and opts.baseline:
         baseline = open_target(opts.baseline)
     opts.sized_for(target.resolution, target.arch)
     plan = plan_defend(opts, target, baseline, run)
-    rows, measured_now = measure_rows(plan)
-    return report_defend(plan, rows, redraw=measured_now)
+    clock.lap("checks before buying")
+    rows, measured_now = measure_rows(plan, clock)
+    return report_defend(plan, rows, redraw=measured_now, clock=clock)

@@ -6,15 +6,16 @@ import torch
 
 from faststeal.attack import queryset
 from faststeal.defense import DefensePipeline
-from faststeal.report import line_plot, markdown_table
+from faststeal.report import Stopwatch, line_plot, markdown_table, stage_line
 
 from .defend_plan import BASELINE, SERVED, DefendPlan, Setting
 
 NO_EFFECT = 1e-3   # below this fraction of changed pixels a setting serves the undefended images
 
 
-def report_defend(plan: DefendPlan, rows: list[dict], redraw: set[str]) -> dict:
-    """Compare, draw (the settings named in ``redraw``, and any picture missing) and write; returns the metrics."""
+def report_defend(plan: DefendPlan, rows: list[dict], redraw: set[str], clock: Stopwatch) -> dict:
+    """Compare, draw (the settings named in ``redraw``, and any picture missing) and write; returns the metrics
+    with the run's wall time by stage (``clock``)."""
     opts, remote = plan.opts, plan.remote
     base = rows[0] if plan.settings[0].family == BASELINE else None     # over HTTP only with --baseline
     labels = [f.label for f in plan.families] if not remote else [SERVED]
@@ -22,10 +23,11 @@ def report_defend(plan: DefendPlan, rows: list[dict], redraw: set[str]) -> dict:
     _compare(plan, rows, base)
     for setting, row in zip(plan.settings, rows):
         row["picture"] = _picture(plan, setting, setting.name in redraw)
+    clock.lap("comparison and pictures")
     metrics = {"target": opts.target, "attack": opts.attack, "queries": opts.queries, "fid_n": opts.fid_n,
                "attack_kimg": opts.attack_kimg, "prior": opts.prior, "seed": opts.seed,
                "target_fid": (base or rows[0])["target_fid"], "baseline": base, "settings": rows,
-               "target_summary": plan.target.summary()}
+               "target_summary": plan.target.summary(), "stage_seconds": clock.seconds}
     if remote:
         metrics.update(served_defense=plan.ident["served_defense"], baseline_source=opts.baseline)
     _write(plan, rows, base, labels, metrics, text)
@@ -115,6 +117,9 @@ def _write(plan: DefendPlan, rows: list[dict], base: dict | None, labels: list[s
         ("Trade-off", "\n\n".join(f"![{p}]({p})" for p in metrics["plots"])
          or "No plot: it needs utility (real data) and an undefended baseline."),
         ("Served samples", text["samples"]),
+        ("Wall time", f"This run's wall time by stage (every setting together): "
+                      f"{stage_line(metrics['stage_seconds'])}. A setting whose row was stored already is read, "
+                      f"not bought, trained or measured again."),
     ]
     title = (f"The defense served by {opts.target} (`{metrics['served_defense']}`) against a {opts.attack} attack"
              if remote else f"Defenses for {opts.target} against a {opts.attack} attack")

@@ -18,6 +18,7 @@ from faststeal.attack.thief import train_attack
 from faststeal.data import DataError, ImageSet
 from faststeal.defense.adversarial import AdversarialFeatures
 from faststeal.fileio import write_json
+from faststeal.report import Stopwatch
 
 from .defend_plan import DefendPlan, Setting
 from .experiment import MEASURES
@@ -29,19 +30,22 @@ KNOB_DEFAULTS = ({f.name: f.default for f in fields(AttackOptions) if f.name in 
                  | {"minutes": DEFAULT_MINUTES, "attack_precision": "float32"})
 
 
-def measure_rows(plan: DefendPlan) -> tuple[list[dict], set[str]]:
+def measure_rows(plan: DefendPlan, clock: Stopwatch) -> tuple[list[dict], set[str]]:
     """Every setting's row, in plan order (the undefended baseline first when the plan has one), and the names
-    of the settings measured in this call (the others were stored already)."""
+    of the settings measured in this call (the others were stored already). ``clock``: the run's wall time by
+    stage, every setting's buying, training and measuring added to its stage."""
     rows, computed = [], set()
     for setting in plan.settings:
-        row, fresh = _row(plan, setting)
+        row, fresh = _row(plan, setting, clock)
         rows.append(row)
         if fresh:
             computed.add(setting.name)
+        else:
+            clock.lap("stored rows read")
     return rows, computed
 
 
-def _row(plan: DefendPlan, setting: Setting) -> tuple[dict, bool]:
+def _row(plan: DefendPlan, setting: Setting, clock: Stopwatch) -> tuple[dict, bool]:
     """One setting's row: reused from its result.json when every input matches, else bought, trained, measured
     (then the second value is True)."""
     opts, exp, run, name, spec = plan.opts, plan.exp, plan.run, setting.name, setting.spec
@@ -54,18 +58,22 @@ def _row(plan: DefendPlan, setting: Setting) -> tuple[dict, bool]:
             if isinstance(d, AdversarialFeatures) and d.reference is None:   # push away from the target's features
                 d.set_reference(torch.as_tensor(exp.evaluator().target_stats.mu, dtype=torch.float32))
         served = _collect(plan, setting, folder)
+        clock.lap("queries")
         # over HTTP with a second server as baseline, its images stand in for the undefended target (its query
         # set is the plan's first, so it exists by now)
         stand_in = (queryset.load(run.file("queries-baseline"), limit=opts.fid_n)
                     if plan.remote and plan.baseline is not None and not plan.baseline.in_process else None)
         train_attack(plan.attack, served, ckpt, progress=opts.progress)
+        clock.lap("training")
         ev = exp.evaluator(served=stand_in)
         n_util = min(opts.fid_n, len(served))
         copy = ev.copy_stats(ckpt)
-        return {"defense": spec, **ev.attack(copy), **ev.served(served.images[:n_util], copy), "utility_n": n_util,
-                "queries_dir": f"queries-{name}", "attack_checkpoint": ckpt.name, "target_fid": ev.target_fid(),
-                "real_note": None if ev.real_stats is not None else ev.real_error,
-                "target_note": None if ev.target_stats is not None else ev.target_error}
+        row = {"defense": spec, **ev.attack(copy), **ev.served(served.images[:n_util], copy), "utility_n": n_util,
+               "queries_dir": f"queries-{name}", "attack_checkpoint": ckpt.name, "target_fid": ev.target_fid(),
+               "real_note": None if ev.real_stats is not None else ev.real_error,
+               "target_note": None if ev.target_stats is not None else ev.target_error}
+        clock.lap("measurement")
+        return row
 
     # Under torchrun rank 0's reading decides for all ranks (Experiment.cached): a rank that saw a file rank
     # 0 just wrote would skip a write the others wait for at its barrier.

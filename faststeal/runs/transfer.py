@@ -12,7 +12,7 @@ from pathlib import Path
 from faststeal.checkpoint import ImageGenerator, load_checkpoint
 from faststeal.data import load_dataset
 from faststeal.evaluate import fid, generator_stats, real_stats
-from faststeal.report import RunFolder, line_plot, markdown_table
+from faststeal.report import RunFolder, Stopwatch, line_plot, markdown_table, stage_line
 from faststeal.targets import TargetError, detect_kind
 from faststeal.train import TrainConfig, Trainer
 
@@ -39,16 +39,23 @@ class TransferOptions:
         at_least(self.fid_n, 2, "--fid-n")
 
 
-def _curve(trainer: Trainer, opts: TransferOptions, real, label: str) -> list[dict]:
+FID_STAGE = "FID along the curves"     # the wall-time stage of every FID measured on the curves
+
+
+def _curve(trainer: Trainer, opts: TransferOptions, real, label: str, clock: Stopwatch, stage: str) -> list[dict]:
+    """FID to the new domain at 0 and after each slice; the training charged to ``stage``, the FID to its own."""
     points = []
     slices = [opts.kimg * (i + 1) / opts.evals for i in range(opts.evals)]
     stats = generator_stats(_ema(trainer), opts.fid_n, name=f"{label}@0", progress=opts.progress)
     points.append({"kimg": 0.0, "fid": fid(stats, real)})
+    clock.lap(FID_STAGE)
     for target_kimg in slices:
         trainer.config.kimg = target_kimg
         trainer.run()
+        clock.lap(stage)
         stats = generator_stats(_ema(trainer), opts.fid_n, name=f"{label}@{target_kimg:g}", progress=opts.progress)
         points.append({"kimg": round(trainer.kimg, 3), "fid": fid(stats, real)})
+        clock.lap(FID_STAGE)
     return points
 
 
@@ -62,10 +69,12 @@ def run_transfer(opts: TransferOptions, run=None) -> dict:
         raise TargetError(f"{opts.source}: transfer fine-tunes a faststeal checkpoint (it needs the generator's "
                           f"architecture and discriminator); a {kind} generator cannot be trained here: steal it "
                           f"with `faststeal extract` and transfer the copy (runs/.../attack.pt)")
+    clock = Stopwatch()
     run = run or RunFolder(opts.out, "transfer", asdict(opts))
     src = load_checkpoint(opts.source)["config"]
     data = load_dataset(opts.data, resolution=src["resolution"], channels=src["channels"], classes=opts.classes)
     real = real_stats(data, opts.fid_n, opts.progress)
+    clock.lap("new-domain data and its statistics")
     curves = {}
     for label, init in (("fine-tuned stolen model", opts.source), ("from scratch", None)):
         config = TrainConfig(arch=src["arch"], resolution=src["resolution"], channels=src["channels"],
@@ -77,17 +86,21 @@ def run_transfer(opts: TransferOptions, run=None) -> dict:
                           progress=opts.progress)
         if init:
             trainer.init_weights(init)
-        curves[label] = _curve(trainer, opts, real, name)
+        clock.lap(f"training, {label}")
+        curves[label] = _curve(trainer, opts, real, name, clock, f"training, {label}")
     series = {k: ([p["kimg"] for p in v], [p["fid"] for p in v]) for k, v in curves.items()}
     run.write(line_plot, run.file("transfer.png"), series, "kimg trained on the new domain", "FID to the new domain",
               f"transfer of {Path(opts.source).name}")
+    clock.lap("plot")
     rows = [{"kimg": a["kimg"], "fine-tuned": a["fid"], "scratch": b["fid"]}
             for a, b in zip(*curves.values())]
     metrics = {"source": opts.source, "data": opts.data, "classes": opts.classes, "curves": curves,
-               "final_finetuned_fid": rows[-1]["fine-tuned"], "final_scratch_fid": rows[-1]["scratch"]}
+               "final_finetuned_fid": rows[-1]["fine-tuned"], "final_scratch_fid": rows[-1]["scratch"],
+               "stage_seconds": clock.seconds}
     run.write_metrics(metrics)
     run.write_report(f"Transfer of {opts.source} to {opts.data} {opts.classes or ''}", [
         ("FID to the new domain at equal images seen", markdown_table(rows, ["kimg", "fine-tuned", "scratch"])),
         ("Plot", "![transfer](transfer.png)"),
+        ("Wall time", f"This run's wall time by stage: {stage_line(clock.seconds)}."),
     ])
     return metrics

@@ -48,6 +48,11 @@ def test_end_to_end_defend_writes_the_trade_off(tiny_target, tmp_path):
                  "samples-none.png", "samples-region-keep0.3-noise-sigma0.3.png"):
         assert (run / name).exists(), name
     assert "utility" in (run / "report.md").read_text()
+    # where the wall time went, both settings' buying, training and measuring added up
+    assert list(saved["stage_seconds"]) == ["checks before buying", "queries", "training", "measurement",
+                                            "comparison and pictures"]
+    assert sum(saved["stage_seconds"].values()) <= saved["wall_seconds"] + 0.5
+    assert "wall time by stage (every setting together): checks before buying " in (run / "report.md").read_text()
     # each attack was trained on its own setting's served images
     fingerprint = load_checkpoint(run / saved["settings"][1]["attack_checkpoint"])["data_fingerprint"]
     assert fingerprint.endswith("defense:region:keep=0.3+noise:sigma=0.3")
@@ -57,6 +62,7 @@ def test_end_to_end_defend_writes_the_trade_off(tiny_target, tmp_path):
     again = run_defend(opts)
     assert {p.name: p.stat().st_mtime_ns for p in run.glob("attack-*.pt")} == stamps
     assert again["settings"][1]["fidelity"] == metrics["settings"][1]["fidelity"]
+    assert list(again["stage_seconds"]) == ["checks before buying", "stored rows read", "comparison and pictures"]
     # a changed option is not served from the stored rows: the query set no longer matches and is refused
     with pytest.raises(Exception, match="queries"):
         run_defend(DefendOptions(**{**opts.__dict__, "seed": 1}))

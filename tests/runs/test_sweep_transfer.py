@@ -25,6 +25,13 @@ def test_sweep_trains_one_attack_per_budget_and_plots(tiny_target, tmp_path, rea
     assert [r["queries"] for r in metrics["sweep"]] == [16, 32]
     assert (tmp_path / "s" / "sweep.png").exists() and (tmp_path / "s" / "attack-16.pt").exists()
     assert json.loads((tmp_path / "s" / "queries" / "meta.json").read_text())["count"] == 32
+    assert all(r["attack_kimg_reached"] >= 0.008 and r["train_seconds"] > 0 for r in metrics["sweep"])
+    # where the wall time went, both budgets' training and measuring added up
+    saved = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert list(saved["stage_seconds"]) == ["queries", "training", "measurement", "plot"]
+    assert saved["stage_seconds"]["training"] >= sum(r["train_seconds"] for r in metrics["sweep"]) - 0.1
+    assert sum(saved["stage_seconds"].values()) <= saved["wall_seconds"] + 0.5
+    assert "wall time by stage (every budget together): queries " in (tmp_path / "s" / "report.md").read_text()
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -37,3 +44,6 @@ def test_transfer_compares_finetuning_with_scratch(tmp_path, real_npy):
     assert set(m["curves"]) == {"fine-tuned stolen model", "from scratch"}
     assert all(len(c) == 2 for c in m["curves"].values())
     assert (tmp_path / "t" / "transfer.png").exists() and (tmp_path / "t" / "report.md").exists()
+    assert list(m["stage_seconds"]) == ["new-domain data and its statistics", "training, fine-tuned stolen model",
+                                        "FID along the curves", "training, from scratch", "plot"]
+    assert "This run's wall time by stage: new-domain data" in (tmp_path / "t" / "report.md").read_text()
