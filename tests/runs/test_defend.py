@@ -99,6 +99,9 @@ def test_a_stored_row_is_keyed_by_the_thiefs_knobs_when_they_are_set():
     for changed in (key(attack_lr=1e-3), key(augment="none"), key(attack_precision="bf16"), key(minutes=5.0),
                     key(ema_kimg=2.0), key(lr_decay=0.9), key(knowledge="latents", distill_lr=1e-3)):
         assert changed != default
+    # the chosen-latent thief's schedule and its perceptual term's sample
+    assert key(knowledge="latents", distill_only=0.5) != key(knowledge="latents")
+    assert key(knowledge="latents", perceptual=1.0, perceptual_images=4) != key(knowledge="latents", perceptual=1.0)
     # the paired phase's rate the default 64x64 thief takes with chosen latents keys its rows apart from those
     # stored when that phase ran at the attack's rate
     latents = DefendOptions(target="t.pt", defenses=["noise:sigma=0.1"], knowledge="latents")
