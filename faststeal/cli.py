@@ -356,9 +356,10 @@ def _set_threads(threads):
 @click.option("--query-set", default=None, help="reuse (or create) this query-set folder")
 @click.option("--distill", type=float, default=10.0, show_default=True,
               help="weight of the paired L1 loss with --knowledge latents")
-@click.option("--distill-only", type=float, default=0.75, show_default=True,
+@click.option("--distill-only", type=float, default=None,
               help="with --knowledge latents: the fraction of training (of --attack-kimg, or of --minutes, "
-                   "whichever ends first) spent on the paired loss alone, before the discriminator joins")
+                   "whichever ends first) spent on the paired loss alone, before the discriminator joins "
+                   "[default: 0.5 for the default thief above 32x32 against a faststeal PGGAN or SNGAN, else 0.75]")
 @click.option("--distill-lr", type=float, default=None,
               help="with --knowledge latents: the copy's learning rate while it trains on the paired loss alone "
                    "(the adversarial phase keeps --attack-lr) [default: 0.004 for the default thief above "

@@ -13,6 +13,7 @@ from faststeal.runs.options import (
     ExtractOptions,
     FidOptions,
     VerifyOptions,
+    knowledge_settings,
 )
 from faststeal.runs.train_target import TrainTargetOptions
 
@@ -64,6 +65,21 @@ def test_the_large_fast_thief_s_paired_phase_steps_faster_with_chosen_latents_on
     assert sized(64, "pggan", knowledge="latents", attack="fast").distill_lr is None     # a named thief: its own
     assert sized(64, "dcgan", knowledge="latents").distill_lr is None
     assert sized(64, "pggan", knowledge="latents", distill_lr=1e-3).distill_lr == 1e-3   # a given rate is kept
+
+
+def test_the_large_fast_thief_s_discriminator_joins_halfway():
+    assert sized(64, "pggan", knowledge="latents").distill_only == 0.5
+    assert sized(32, knowledge="latents").distill_only == 0.75                    # the 32x32 thief unchanged
+    assert sized(64, "pggan", knowledge="latents", attack="fast").distill_only == 0.75   # a named thief: its own
+    assert sized(64, "dcgan", knowledge="latents").distill_only == 0.75
+    assert sized(64, "pggan", knowledge="latents", distill_only=0.75).distill_only == 0.75   # a given share is kept
+
+
+def test_the_paired_share_is_sized_before_the_knowledge_settings_read_it():
+    # the ownership evaluation builds its thieves' options without sizing them first
+    opts = AttackOptions(target="t", knowledge="latents", attack="fast", attack_kimg=10.0)
+    settings = knowledge_settings(opts, {"resolution": 32, "latent_dim": 16, "arch": "pggan"})
+    assert settings["distill_only_kimg"] == 7.5 and settings["latent_dim"] == 16
 
 
 def test_the_large_fast_thief_trains_in_bf16_only_where_the_hardware_runs_it_natively(monkeypatch):
