@@ -168,7 +168,8 @@ class AttackOptions(FromParams):
 
     @property
     def sized(self) -> bool:
-        return None not in (self.attack, self.attack_width, self.batch, self.attack_kimg, self.attack_precision)
+        return None not in (self.attack, self.attack_width, self.batch, self.attack_kimg, self.attack_precision,
+                            self.distill_only)
 
     def sized_for(self, resolution: int, target_arch: str | None = None) -> None:
         """Fill what the flags left open from the target's resolution and architecture (thief_size; a foreign

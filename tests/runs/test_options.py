@@ -73,6 +73,9 @@ def test_the_large_fast_thief_s_discriminator_joins_halfway():
     assert sized(64, "pggan", knowledge="latents", attack="fast").distill_only == 0.75   # a named thief: its own
     assert sized(64, "dcgan", knowledge="latents").distill_only == 0.75
     assert sized(64, "pggan", knowledge="latents", distill_only=0.75).distill_only == 0.75   # a given share is kept
+    # every size given on the command line but the share: the share is still filled in
+    given = dict(attack="fast", attack_width=64, batch=16, attack_kimg=10.0, attack_precision="float32")
+    assert sized(64, "pggan", knowledge="latents", **given).distill_only == 0.75
 
 
 def test_the_paired_share_is_sized_before_the_knowledge_settings_read_it():
