@@ -329,9 +329,11 @@ def _target_name(target) -> str:
 def _thief_line(opts, target) -> str:
     """What the thief will train, sized to the target (said before the long work starts)."""
     r, c = target.resolution, target.channels
+    paired = (f", the first {opts.distill_only:.0%} on the paired loss alone" if opts.knowledge == "latents"
+              else "")
     return (f"thief: {opts.attack} GAN at {r}x{r}x{c}, width {opts.attack_width}, batch {opts.batch}, "
             f"{opts.attack_kimg:g} kimg, {opts.attack_precision} on {opts.queries} queries "
-            f"(knowledge: {opts.knowledge})")
+            f"(knowledge: {opts.knowledge}{paired})")
 
 
 def _set_threads(threads):

@@ -149,3 +149,17 @@ def test_curves_plots_runs_of_one_target_and_refuses_another(tmp_path):
     assert res.exit_code != 0 and "another target" in res.output and not (tmp_path / "d.png").exists()
     res = runner.invoke(main, ["curves", a, b, "--label", "one", "--out", str(tmp_path / "e.png")])
     assert res.exit_code == 2 and "one --label per run" in res.output
+
+
+def test_the_thief_line_says_how_much_of_a_distillation_is_paired_only():
+    from types import SimpleNamespace
+
+    from faststeal.cli import _thief_line
+    from faststeal.runs.options import ExtractOptions
+
+    target = SimpleNamespace(resolution=64, channels=3)
+    for knowledge, said in (("latents", "(knowledge: latents, the first 50% on the paired loss alone)"),
+                            ("images", "(knowledge: images)")):
+        opts = ExtractOptions(target="t.pt", knowledge=knowledge)
+        opts.sized_for(64, "pggan")
+        assert _thief_line(opts, target).endswith(said)
