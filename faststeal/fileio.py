@@ -17,11 +17,16 @@ from faststeal.errors import FaststealError
 
 
 def atomic_write(path, write) -> Path:
-    """Call ``write(binary_file)`` on a temp file, then rename it over ``path``."""
+    """Call ``write(binary_file)`` on a temp file, then rename it over ``path``. Into a device or a pipe
+    (``/dev/null``, ``/dev/stdout``) it writes directly: renaming over one would replace the device itself."""
     return _write_now(Path(path), write)
 
 
 def _write_now(path: Path, write) -> Path:
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, "wb") as f:
+            write(f)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent, path.name)
     # The temp name carries the writer's pid, so a later write can tell a dead writer's leftover from a

@@ -15,6 +15,7 @@ from faststeal.fileio import (
     read_numpy,
     remove_stale_temps,
     write_json,
+    write_text,
 )
 
 
@@ -77,3 +78,20 @@ def test_check_writable_folder(tmp_path):
         check_writable_folder(tmp_path / "f")
     with pytest.raises(UnwritablePath, match="cannot write into"):
         check_writable_folder(tmp_path / "f" / "sub")
+
+
+def test_a_device_or_pipe_is_written_into_not_replaced(tmp_path):
+    """`--out /dev/null` or a pipe: a rename over it would replace the device with a regular file (as root, for
+    every other program on the machine), so the bytes go straight in."""
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_text(fifo, "through the pipe")
+    reader.join(timeout=10)
+    assert got == [b"through the pipe"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]          # no temp file left beside it
