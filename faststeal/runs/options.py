@@ -168,8 +168,8 @@ class AttackOptions(FromParams):
 
     @property
     def sized(self) -> bool:
-        return None not in (self.attack, self.attack_width, self.batch, self.attack_kimg, self.attack_precision,
-                            self.distill_only)
+        return (None not in (self.attack, self.attack_width, self.batch, self.attack_kimg, self.attack_precision)
+                and (self.knowledge != "latents" or self.distill_only is not None))
 
     def sized_for(self, resolution: int, target_arch: str | None = None) -> None:
         """Fill what the flags left open from the target's resolution and architecture (thief_size; a foreign
@@ -188,10 +188,9 @@ class AttackOptions(FromParams):
         self.attack_kimg = self.attack_kimg if self.attack_kimg is not None else size.kimg
         if self.attack_precision is None:
             self.attack_precision = "bf16" if size.bf16 and native_bf16(distributed.device()) else "float32"
-        if self.distill_lr is None and self.knowledge == "latents":
-            self.distill_lr = size.distill_lr
-        if self.distill_only is None:
-            self.distill_only = size.distill_only
+        if self.knowledge == "latents":
+            self.distill_lr = self.distill_lr if self.distill_lr is not None else size.distill_lr
+            self.distill_only = self.distill_only if self.distill_only is not None else size.distill_only
 
     def check(self) -> None:
         """Refuse bad sizes before any query is bought or any image trained on: one line each."""
@@ -206,6 +205,9 @@ class AttackOptions(FromParams):
             raise OptionError(f"is the fraction of training spent on the paired loss alone: between 0 (adversarial "
                               f"from the start) and 1 (no discriminator at all), got {self.distill_only}",
                               "--distill-only")
+        if self.distill_only is not None and self.knowledge != "latents":
+            raise OptionError("sets the share of training on distillation's paired loss, which only chosen latents "
+                              "have: give --knowledge latents too, or leave it out", "--distill-only")
         positive(self.distill_lr, "--distill-lr")
         if self.distill_lr is not None and self.knowledge != "latents":
             raise OptionError("sets the learning rate of distillation's paired phase, which only chosen latents "

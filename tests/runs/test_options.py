@@ -72,6 +72,7 @@ def test_the_large_fast_thief_s_discriminator_joins_halfway():
     assert sized(32, knowledge="latents").distill_only == 0.75                    # the 32x32 thief unchanged
     assert sized(64, "pggan", knowledge="latents", attack="fast").distill_only == 0.75   # a named thief: its own
     assert sized(64, "dcgan", knowledge="latents").distill_only == 0.75
+    assert sized(64, "pggan").distill_only is None                                # no paired phase
     assert sized(64, "pggan", knowledge="latents", distill_only=0.75).distill_only == 0.75   # a given share is kept
     # every size given on the command line but the share: the share is still filled in
     given = dict(attack="fast", attack_width=64, batch=16, attack_kimg=10.0, attack_precision="float32")
@@ -115,6 +116,9 @@ def test_distill_only_is_a_fraction():
             AttackOptions(target="t", knowledge="latents", distill_only=bad).check()
         assert err.value.flag == "--distill-only"
     AttackOptions(target="t", knowledge="latents", distill_only=0.5).check()
+    with pytest.raises(OptionError, match="--knowledge latents") as err:      # images have no paired phase
+        AttackOptions(target="t", distill_only=0.5).check()
+    assert err.value.flag == "--distill-only"
 
 
 def test_the_paired_phase_s_learning_rate_is_positive_and_needs_chosen_latents():
