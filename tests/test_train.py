@@ -449,10 +449,11 @@ def test_bf16_autocast_trains_with_float32_weights_and_is_part_of_the_settings(t
         Trainer(config("fast", precision="fp8"), tiny_data(), checkpoint_path="x.pt", progress=False)
 
 
-def test_bf16_is_native_only_on_amx_cpus_and_bf16_gpus(monkeypatch):
+def test_bf16_is_native_only_on_cpus_with_bf16_instructions(monkeypatch):
     from faststeal.train import native_bf16
 
-    for caps, native in (({"amx_bf16": True, "avx512_bf16": True}, True), ({"avx512_bf16": True}, False), ({}, False)):
+    for caps, native in (({"amx_bf16": True, "avx512_bf16": True}, True), ({"avx512_bf16": True}, True),
+                         ({"avx512_bf16": False, "avx512f": True}, False), ({"avx2": True}, False), ({}, False)):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda caps=caps: caps)
         assert native_bf16(torch.device("cpu")) is native
 
