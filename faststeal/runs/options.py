@@ -60,8 +60,8 @@ def default_attack(resolution: int, target_arch: str | None = None) -> str:
 
 # The default fast thief above SMALL_TARGET gets a farther cap: with chosen latents its 20 minutes reached 175 kimg
 # against the 64x64 icons PGGAN on a 2-core CPU, still improving (80 kimg is the 32x32 default's length).
-# It also trains under bf16 autocast where that is native: 1.4-1.7x the images per second on an AMX CPU, and no
-# worse per image seen against the icons PGGAN (docs/results/extraction.md).
+# It also trains under bf16 autocast where that is native: 1.4-1.7x the images per second on an AMX CPU (1.36x with
+# AVX-512 BF16 alone), and no worse per image seen against the icons PGGAN (docs/results/extraction.md).
 # With chosen latents its paired phase steps at twice the adversarial rate: on a CPU without AMX, where a budget
 # ends with the regression far from done, the copy ended 12 and 18 FID closer in the same minutes (two seeds;
 # docs/results/extraction.md). And the discriminator joins halfway instead of at three quarters: the copy ended
