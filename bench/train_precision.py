@@ -7,9 +7,9 @@ Each contender runs the same training steps (adversarial steps, then distillatio
 alone on paired codes) on the same seeded random images, after two untimed warm-up steps; the order
 alternates over --rounds so drift in the machine's speed falls on both alike. Pixel content does not change
 the cost of a step, so random images stand in for a query set. Prints images/s per contender and phase, the
-bf16/float32 ratios, and the CPU features that decide whether bf16 is native (AMX on x86). Writes a JSON file
-under bench/results/ unless --out names one. Whether bf16 changes fidelity is measured by extraction runs,
-not here.
+bf16/float32 ratios, and the CPU features that decide whether bf16 is native (AMX or AVX-512 BF16 on x86).
+Writes a JSON file under bench/results/ unless --out names one. Whether bf16 changes fidelity is measured by
+extraction runs, not here.
 """
 from __future__ import annotations
 

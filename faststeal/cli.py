@@ -280,7 +280,7 @@ def attack_size_options(f):
         click.option("--attack-precision", type=click.Choice(PRECISIONS), default=None,
                      help="bf16: the attack GAN's forward passes under bfloat16 autocast (weights, losses and "
                           "penalties stay float32) [default: bf16 for the default thief above 32x32 where it is "
-                          "native (a CPU with AMX, a CUDA GPU with bf16), else float32]"),
+                          "native (a CPU with AMX or AVX-512 BF16, a CUDA GPU with bf16), else float32]"),
         click.option("--attack-width", type=int, default=None,
                      help="the attack GAN's base width [default: 64; 32 for dcgan]"),
         click.option("--batch", type=int, default=None,
