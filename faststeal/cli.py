@@ -294,11 +294,13 @@ def attack_size_options(f):
                      help="weight of the fast thief's R1 penalty on real images [default: 0.1]"),
         click.option("--augment", default=None,
                      help="DiffAugment policy for the attack's discriminator: a comma list of translation, color, "
-                          "cutout, or none [default: translation for fast, none for pggan/sngan]"),
-        click.option("--ada-target", type=float, default=0.0, show_default=True,
+                          "cutout, or none [default: translation for fast (above 32x32 on images alone: "
+                          "translation,color,cutout, adapted by --ada-target 0.6), none for pggan/sngan/dcgan]"),
+        click.option("--ada-target", type=float, default=None,
                      help="adapt the --augment policy's strength: each transform applies to a share p of the "
                           "images, raised while the discriminator calls more than this share of the real images "
-                          "real and lowered otherwise (0.6 as in ADA); 0: every image, always"),
+                          "real and lowered otherwise (0.6 as in ADA); 0: every image, always [default: 0.6 with "
+                          "translation,color,cutout for the fast thief above 32x32 on images alone, else 0]"),
         click.option("--ema-kimg", type=float, default=5.0, show_default=True,
                      help="half-life of the copy's weight average (EMA), thousands of images"),
         click.option("--fid-n", type=int, default=2000, show_default=True, help="images per side for each FID"),
@@ -331,9 +333,11 @@ def _thief_line(opts, target) -> str:
     r, c = target.resolution, target.channels
     paired = (f", the first {opts.distill_only:.0%} on the paired loss alone" if opts.knowledge == "latents"
               else "")
+    adaptive = (f", {opts.augment or 'its'} augmentation adapted to {opts.ada_target:g}" if opts.ada_target
+                else "")
     return (f"thief: {opts.attack} GAN at {r}x{r}x{c}, width {opts.attack_width}, batch {opts.batch}, "
             f"{opts.attack_kimg:g} kimg, {opts.attack_precision} on {opts.queries} queries "
-            f"(knowledge: {opts.knowledge}{paired})")
+            f"(knowledge: {opts.knowledge}{paired}{adaptive})")
 
 
 def _set_threads(threads):

@@ -159,7 +159,8 @@ def test_the_thief_line_says_how_much_of_a_distillation_is_paired_only():
 
     target = SimpleNamespace(resolution=64, channels=3)
     for knowledge, said in (("latents", "(knowledge: latents, the first 50% on the paired loss alone)"),
-                            ("images", "(knowledge: images)")):
+                            ("images", "(knowledge: images, translation,color,cutout augmentation adapted to "
+                                       "0.6)")):
         opts = ExtractOptions(target="t.pt", knowledge=knowledge)
         opts.sized_for(64, "pggan")
         assert _thief_line(opts, target).endswith(said)

@@ -27,7 +27,7 @@ from .options import DEFAULT_MINUTES, AttackOptions
 KNOBS = ("attack_lr", "distill_only", "distill_lr", "lr_decay", "r1_gamma", "augment", "ada_target", "ema_kimg",
          "attack_precision", "perceptual", "perceptual_images", "minutes")
 KNOB_DEFAULTS = ({f.name: f.default for f in fields(AttackOptions) if f.name in KNOBS}
-                 | {"minutes": DEFAULT_MINUTES, "attack_precision": "float32", "distill_only": 0.75})
+                 | {"minutes": DEFAULT_MINUTES, "attack_precision": "float32", "distill_only": 0.75, "ada_target": 0.0})
 
 
 def measure_rows(plan: DefendPlan, clock: Stopwatch) -> tuple[list[dict], set[str]]:

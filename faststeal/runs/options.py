@@ -36,6 +36,8 @@ class ThiefSize:
     bf16: bool = False      # train under bf16 autocast where the hardware runs it natively (train.native_bf16)
     distill_lr: float | None = None     # chosen latents: the paired phase's learning rate; None: the attack's
     distill_only: float = 0.75          # chosen latents: the share of training on the paired loss alone
+    images_augment: str | None = None   # images only: the DiffAugment policy; None: the architecture's
+    images_ada_target: float = 0.0      # images only, with images_augment: the adaptive strength's target
 
 
 # By architecture: the sizes each trains with unless told otherwise (fast: batch 16, more steps per image).
@@ -66,7 +68,11 @@ def default_attack(resolution: int, target_arch: str | None = None) -> str:
 # ends with the regression far from done, the copy ended 12 and 18 FID closer in the same minutes (two seeds;
 # docs/results/extraction.md). And the discriminator joins halfway instead of at three quarters: the copy ended
 # closer in every seed measured, in bf16 on an AMX CPU and in float32 without (docs/results/extraction.md).
-LARGE_SIZES = {"fast": ThiefSize("fast", 64, 16, 200.0, bf16=True, distill_lr=4e-3, distill_only=0.5),
+# From images alone its discriminator sees translation, colour and cutout, each on a share of the images that
+# ADA steers to target 0.6, where translating every image let the copy lose the target's variety in some seeds:
+# alone on both cores for 25 minutes against the icons PGGAN, 31.53 (seed 0) against 16.63 (docs/results/...).
+LARGE_SIZES = {"fast": ThiefSize("fast", 64, 16, 200.0, bf16=True, distill_lr=4e-3, distill_only=0.5,
+                                  images_augment="translation,color,cutout", images_ada_target=0.6),
                "dcgan": ARCH_SIZES["dcgan"]}
 
 
@@ -154,7 +160,8 @@ class AttackOptions(FromParams):
     lr_decay: float = 0.0               # fraction the learning rate falls by over each phase (cosine); 0: flat
     r1_gamma: float | None = None       # (train.ARCH_DEFAULTS); R1 is the fast thief's regulariser only
     augment: str | None = None          # DiffAugment policy: "translation,color,cutout" or "none"
-    ada_target: float = 0.0             # > 0: the policy's strength adapts to D's sureness on reals; 0: fixed
+    ada_target: float | None = None     # > 0: the policy's strength adapts to D's sureness on reals; 0: fixed;
+                                        # None: sized_for (the size's own, with its policy, when --augment is open)
     ema_kimg: float = 5.0               # half-life of the copy's weight average, thousands of images
     attack_precision: str | None = None  # "bf16": forward passes under bfloat16 autocast; None: sized_for
     fid_n: int = 2000
@@ -168,15 +175,16 @@ class AttackOptions(FromParams):
 
     @property
     def sized(self) -> bool:
-        return (None not in (self.attack, self.attack_width, self.batch, self.attack_kimg, self.attack_precision)
+        return (None not in (self.attack, self.attack_width, self.batch, self.attack_kimg, self.attack_precision,
+                             self.ada_target)
                 and (self.knowledge != "latents" or self.distill_only is not None))
 
     def sized_for(self, resolution: int, target_arch: str | None = None) -> None:
         """Fill what the flags left open from the target's resolution and architecture (thief_size; a foreign
         target's is its format): the attack GAN's architecture, width, batch, length cap and precision (bf16
         where the thief was measured with it and this machine runs it natively), with chosen latents the
-        paired phase's learning rate and share, and the default time budget when no length was given.
-        Idempotent."""
+        paired phase's learning rate and share, with images only the augmentation (when neither --augment nor
+        --ada-target was given), and the default time budget when no length was given. Idempotent."""
         if self.sized:
             return
         size = thief_size(resolution, self.attack, target_arch)
@@ -191,6 +199,9 @@ class AttackOptions(FromParams):
         if self.knowledge == "latents":
             self.distill_lr = self.distill_lr if self.distill_lr is not None else size.distill_lr
             self.distill_only = self.distill_only if self.distill_only is not None else size.distill_only
+        elif self.augment is None and self.ada_target is None:
+            self.augment, self.ada_target = size.images_augment, size.images_ada_target
+        self.ada_target = self.ada_target if self.ada_target is not None else 0.0
 
     def check(self) -> None:
         """Refuse bad sizes before any query is bought or any image trained on: one line each."""
@@ -237,7 +248,7 @@ class AttackOptions(FromParams):
             policy = parse_policy(self.augment)
         except ValueError as exc:
             raise OptionError(str(exc), "--augment") from None
-        if not 0 <= self.ada_target < 1:
+        if self.ada_target is not None and not 0 <= self.ada_target < 1:
             raise OptionError(f"is the share of real images the discriminator may call real before the "
                               f"augmentation strengthens: between 0 and 1 (0.6 is usual; 0: off), got "
                               f"{self.ada_target}", "--ada-target")

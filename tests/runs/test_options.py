@@ -79,6 +79,20 @@ def test_the_large_fast_thief_s_discriminator_joins_halfway():
     assert sized(64, "pggan", knowledge="latents", **given).distill_only == 0.75
 
 
+def test_the_large_fast_thief_on_images_alone_adapts_a_wider_augmentation():
+    images = sized(64, "pggan")
+    assert (images.augment, images.ada_target) == ("translation,color,cutout", 0.6)
+    images.check()                                                  # a policy to adapt: accepted
+    # chosen latents, the 32x32 thief, a DCGAN thief and a named architecture keep their own (fixed) policy
+    for opts in (sized(64, "pggan", knowledge="latents"), sized(32), sized(64, "dcgan"),
+                 sized(64, "pggan", attack="fast")):
+        assert (opts.augment, opts.ada_target) == (None, 0.0)
+    # a given policy or a given target is the user's choice: the size fills in neither
+    assert (sized(64, "pggan", augment="translation").ada_target, sized(64, "pggan", augment="none").ada_target) \
+        == (0.0, 0.0)
+    assert (sized(64, "pggan", ada_target=0.0).augment, sized(64, "pggan", ada_target=0.8).ada_target) == (None, 0.8)
+
+
 def test_the_paired_share_is_sized_before_the_knowledge_settings_read_it():
     # the ownership evaluation builds its thieves' options without sizing them first
     opts = AttackOptions(target="t", knowledge="latents", attack="fast", attack_kimg=10.0)
