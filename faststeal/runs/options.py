@@ -70,7 +70,8 @@ def default_attack(resolution: int, target_arch: str | None = None) -> str:
 # closer in every seed measured, in bf16 on an AMX CPU and in float32 without (docs/results/extraction.md).
 # From images alone its discriminator sees translation, colour and cutout, each on a share of the images that
 # ADA steers to target 0.6, where translating every image let the copy lose the target's variety in some seeds:
-# alone on both cores for 25 minutes against the icons PGGAN, 31.53 (seed 0) against 16.63 (docs/results/...).
+# alone on both cores for 25 minutes against the icons PGGAN, 31.53 and 20.71 against 16.63 and 17.81 (seeds 0
+# and 1; docs/results/extraction.md).
 LARGE_SIZES = {"fast": ThiefSize("fast", 64, 16, 200.0, bf16=True, distill_lr=4e-3, distill_only=0.5,
                                   images_augment="translation,color,cutout", images_ada_target=0.6),
                "dcgan": ARCH_SIZES["dcgan"]}
