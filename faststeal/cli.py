@@ -331,8 +331,8 @@ def _target_name(target) -> str:
 def _thief_line(opts, target) -> str:
     """What the thief will train, sized to the target (said before the long work starts)."""
     r, c = target.resolution, target.channels
-    paired = (f", the first {opts.distill_only:.0%} on the paired loss alone" if opts.knowledge == "latents"
-              else "")
+    paired = (f", the first {opts.distill_only:.0%} on the paired loss alone"
+              f"{', then fakes from fresh codes' if opts.fresh_fakes else ''}" if opts.knowledge == "latents" else "")
     adaptive = (f", {opts.augment or 'its'} augmentation adapted to {opts.ada_target:g}" if opts.ada_target
                 else "")
     return (f"thief: {opts.attack} GAN at {r}x{r}x{c}, width {opts.attack_width}, batch {opts.batch}, "
@@ -370,6 +370,10 @@ def _set_threads(threads):
               help="with --knowledge latents: the copy's learning rate while it trains on the paired loss alone "
                    "(the adversarial phase keeps --attack-lr) [default: 0.004 for the default thief above "
                    "32x32 against a faststeal PGGAN or SNGAN, else --attack-lr's]")
+@click.option("--fresh-fakes/--paired-fakes", default=None,
+              help="with --knowledge latents, once the discriminator joins: it judges fakes made from fresh "
+                   "codes of the prior (--fresh-fakes) or from the codes the queries bought (--paired-fakes); "
+                   "the paired L1 keeps the bought pairs either way [default: --paired-fakes]")
 @click.option("--perceptual", type=float, default=0.0, show_default=True,
               help="with --knowledge latents: weight of a perceptual distance (the FID Inception's first "
                    "layers, channel-normalised) beside the paired L1; 0: off")

@@ -100,6 +100,8 @@ class TrainConfig:
     distill_lr: float | None = None    # distillation: G's learning rate in that first phase; None: lr
     perceptual: float = 0.0            # distillation: weight of a perceptual distance beside the paired L1
     perceptual_images: int = 0         # images of each batch the perceptual distance is taken on; 0: all
+    fresh_fakes: bool = False          # distillation's adversarial phase: D and G's adversarial loss see fakes
+                                       # from fresh prior codes, not only the paired ones the queries bought
     gp_lambda: float = 10.0
     drift: float = 0.001
     seed: int = 0
@@ -349,9 +351,12 @@ class Trainer:
         self.D.train()
         G, D = self.G_train, self.D_train
         paired = self.config.distill > 0
+        fresh = paired and self.config.fresh_fakes
         for _ in range(self.settings["n_dis"]):
-            if paired:      # distillation: the fakes come from the codes that bought the real images
+            if paired:      # distillation: the fakes come from the codes that bought the real images ...
                 real, codes = (t.to(self.device) for t in next(self.batches))
+                if fresh:   # ... or from the whole prior, which the copy is measured on
+                    codes = self._latents()
             else:
                 real, codes = next(self.batches).to(self.device), self._latents()
             if level is not None:
@@ -375,8 +380,11 @@ class Trainer:
         else:
             codes = self._latents()
         with self._mixed():
-            fake = self._full(G(codes, **kw))
-            d_fake = self._full(self.D(augment.diff_augment(fake, self.augment, self.augment_p), **kw))
+            if fresh:       # one pass: the paired codes for the L1, fresh ones for the discriminator's verdict
+                fake, judged = self._full(G(torch.cat([codes, self._latents()]), **kw)).split(len(codes))
+            else:
+                fake = judged = self._full(G(codes, **kw))
+            d_fake = self._full(self.D(augment.diff_augment(judged, self.augment, self.augment_p), **kw))
         loss_g = self.objective.generator_loss(d_fake)
         if paired:
             if level is not None:

@@ -21,7 +21,7 @@ from faststeal.train import TrainConfig, Trainer, mean_threads
 # (kimg) may be shorter: the run then resumes it.
 REUSE_KEYS = ("arch", "resolution", "channels", "latent_dim", "width", "batch", "lr", "lr_decay", "n_dis", "seed",
               "loss", "r1_gamma", "augment", "ada_target", "distill", "distill_only_kimg", "distill_lr", "perceptual",
-              "perceptual_images", "ema_kimg", "grow", "phase_kimg", "gp_lambda", "drift", "precision")
+              "perceptual_images", "fresh_fakes", "ema_kimg", "grow", "phase_kimg", "gp_lambda", "drift", "precision")
 
 
 class StaleCheckpoint(FaststealError, ValueError):

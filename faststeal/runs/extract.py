@@ -26,7 +26,7 @@ from .options import ExtractOptions, attack_config, knowledge_settings
 
 # How the copy was trained, recorded in metrics.json (defaults resolved): what the thief's knobs were set to.
 ATTACK_SETTINGS = ("width", "batch", "lr", "distill_lr", "lr_decay", "r1_gamma", "augment", "ada_target", "ema_kimg",
-                   "latent_dim", "perceptual", "perceptual_images", "precision")
+                   "latent_dim", "perceptual", "perceptual_images", "fresh_fakes", "precision")
 
 
 def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:

@@ -38,6 +38,7 @@ class ThiefSize:
     distill_only: float = 0.75          # chosen latents: the share of training on the paired loss alone
     images_augment: str | None = None   # images only: the DiffAugment policy; None: the architecture's
     images_ada_target: float = 0.0      # images only, with images_augment: the adaptive strength's target
+    fresh_fakes: bool = False           # chosen latents: the adversarial phase's fakes from fresh prior codes
 
 
 # By architecture: the sizes each trains with unless told otherwise (fast: batch 16, more steps per image).
@@ -152,6 +153,7 @@ class AttackOptions(FromParams):
     distill_lr: float | None = None     # the copy's learning rate in that paired phase; None: the attack's
     perceptual: float = 0.0             # weight of the perceptual distance beside the paired L1 (latents only)
     perceptual_images: int = 0          # images per batch the perceptual distance is taken on; 0: the batch
+    fresh_fakes: bool | None = None     # latents: D judges fakes from fresh codes, not the paired; None: sized_for
     curve_n: int = 128                  # samples per fidelity probe during training (0: no curve)
     curve_points: int = 6               # probes spread over training (plus one at the start and the end)
     attack_width: int | None = None
@@ -178,7 +180,7 @@ class AttackOptions(FromParams):
     def sized(self) -> bool:
         return (None not in (self.attack, self.attack_width, self.batch, self.attack_kimg, self.attack_precision,
                              self.ada_target)
-                and (self.knowledge != "latents" or self.distill_only is not None))
+                and (self.knowledge != "latents" or None not in (self.distill_only, self.fresh_fakes)))
 
     def sized_for(self, resolution: int, target_arch: str | None = None) -> None:
         """Fill what the flags left open from the target's resolution and architecture (thief_size; a foreign
@@ -200,6 +202,7 @@ class AttackOptions(FromParams):
         if self.knowledge == "latents":
             self.distill_lr = self.distill_lr if self.distill_lr is not None else size.distill_lr
             self.distill_only = self.distill_only if self.distill_only is not None else size.distill_only
+            self.fresh_fakes = self.fresh_fakes if self.fresh_fakes is not None else size.fresh_fakes
         elif self.augment is None and self.ada_target is None:
             self.augment, self.ada_target = size.images_augment, size.images_ada_target
         self.ada_target = self.ada_target if self.ada_target is not None else 0.0
@@ -221,6 +224,10 @@ class AttackOptions(FromParams):
             raise OptionError("sets the share of training on distillation's paired loss, which only chosen latents "
                               "have: give --knowledge latents too, or leave it out", "--distill-only")
         positive(self.distill_lr, "--distill-lr")
+        if self.fresh_fakes is not None and self.knowledge != "latents":
+            raise OptionError("chooses the codes of distillation's adversarial fakes, which only chosen latents "
+                              "have: give --knowledge latents too, or leave it out",
+                              "--fresh-fakes" if self.fresh_fakes else "--paired-fakes")
         if self.distill_lr is not None and self.knowledge != "latents":
             raise OptionError("sets the learning rate of distillation's paired phase, which only chosen latents "
                               "have: give --knowledge latents too, or leave it out", "--distill-lr")
@@ -328,7 +335,7 @@ def check_sources(remote: bool, defenses: list[str], baseline_given: bool) -> No
 def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: float, *, grow: bool = True,
                   seed_offset: int = 0, latent_dim: int | None = None, distill: float = 0.0,
                   distill_only_kimg: float = 0.0, distill_lr: float | None = None, perceptual: float = 0.0,
-                  perceptual_images: int = 0) -> TrainConfig:
+                  perceptual_images: int = 0, fresh_fakes: bool = False) -> TrainConfig:
     """The attack GAN's TrainConfig for these options at the target's shape."""
     opts.sized_for(resolution)
     return TrainConfig(arch=opts.attack, resolution=resolution, channels=channels,
@@ -336,7 +343,7 @@ def attack_config(opts: AttackOptions, resolution: int, channels: int, kimg: flo
                        kimg=kimg, snapshot_kimg=max(kimg / 4, 0.001), seed=opts.seed + seed_offset, grow=grow,
                        distill=distill, distill_only_kimg=distill_only_kimg, distill_lr=distill_lr,
                        perceptual=perceptual,
-                       perceptual_images=perceptual_images,
+                       perceptual_images=perceptual_images, fresh_fakes=fresh_fakes,
                        minutes=opts.minutes, lr=opts.attack_lr, lr_decay=opts.lr_decay,
                        r1_gamma=opts.r1_gamma, augment=opts.augment, ada_target=opts.ada_target,
                        ema_kimg=opts.ema_kimg,
@@ -350,7 +357,7 @@ def knowledge_settings(opts: AttackOptions, target_config: dict) -> dict:
         return {"latent_dim": target_config["latent_dim"], "distill": opts.distill,
                 "distill_only_kimg": opts.distill_only * opts.attack_kimg, "distill_lr": opts.distill_lr,
                 "perceptual": opts.perceptual,
-                "perceptual_images": opts.perceptual_images}
+                "perceptual_images": opts.perceptual_images, "fresh_fakes": opts.fresh_fakes}
     return {}
 
 
