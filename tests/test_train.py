@@ -207,6 +207,25 @@ def test_the_perceptual_term_sees_only_the_images_it_is_given():
                 checkpoint_path="unused.pt", progress=False, features=Recorded())
 
 
+def test_fresh_fakes_show_the_discriminator_codes_beyond_the_bought_ones():
+    data = _pairs()
+    bought = {tuple(c.tolist()) for c in data.codes}
+
+    def codes_seen(fresh_fakes):
+        t = Trainer(config("fast", distill=1.0, distill_only_kimg=0.004, fresh_fakes=fresh_fakes), data,
+                    checkpoint_path="unused.pt", progress=False)
+        seen = []
+        t.G.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+        t.step()        # one regression step (4 images): the bought codes only
+        t.step()        # one adversarial step: D's fakes, then G's pass
+        return [[tuple(c.tolist()) in bought for c in codes] for codes in seen]
+
+    assert codes_seen(False) == [[True] * 4] * 3
+    regression, critic, generator = codes_seen(True)
+    assert regression == [True] * 4 and critic == [False] * 4
+    assert generator == [True] * 4 + [False] * 4      # the paired L1 on bought codes, D's verdict on fresh ones
+
+
 def test_lr_scale_falls_along_a_half_cosine():
     assert lr_scale(0.0, 0.9) == 1.0
     assert lr_scale(1.0, 0.9) == pytest.approx(0.1)

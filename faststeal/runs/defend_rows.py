@@ -25,9 +25,10 @@ from .experiment import MEASURES
 from .options import DEFAULT_MINUTES, AttackOptions
 
 KNOBS = ("attack_lr", "distill_only", "distill_lr", "lr_decay", "r1_gamma", "augment", "ada_target", "ema_kimg",
-         "attack_precision", "perceptual", "perceptual_images", "minutes")
+         "attack_precision", "perceptual", "perceptual_images", "fresh_fakes", "minutes")
 KNOB_DEFAULTS = ({f.name: f.default for f in fields(AttackOptions) if f.name in KNOBS}
-                 | {"minutes": DEFAULT_MINUTES, "attack_precision": "float32", "distill_only": 0.75, "ada_target": 0.0})
+                 | {"minutes": DEFAULT_MINUTES, "attack_precision": "float32", "distill_only": 0.75, "ada_target": 0.0,
+                    "fresh_fakes": False})
 
 
 def measure_rows(plan: DefendPlan, clock: Stopwatch) -> tuple[list[dict], set[str]]:

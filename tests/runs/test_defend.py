@@ -101,6 +101,8 @@ def test_a_stored_row_is_keyed_by_the_thiefs_knobs_when_they_are_set():
         assert changed != default
     # the chosen-latent thief's schedule and its perceptual term's sample
     assert key(knowledge="latents", distill_only=0.5) != key(knowledge="latents")
+    assert key(knowledge="latents", fresh_fakes=True) != key(knowledge="latents")
+    assert key(knowledge="latents", fresh_fakes=False) == key(knowledge="latents")    # the default, said aloud
     assert key(knowledge="latents", perceptual=1.0, perceptual_images=4) != key(knowledge="latents", perceptual=1.0)
     # the paired phase's rate the default 64x64 thief takes with chosen latents keys its rows apart from those
     # stored when that phase ran at the attack's rate

@@ -135,6 +135,17 @@ def test_distill_only_is_a_fraction():
     assert err.value.flag == "--distill-only"
 
 
+def test_the_codes_of_distillation_s_fakes_need_chosen_latents_and_reach_the_training_config():
+    for given, flag in ((True, "--fresh-fakes"), (False, "--paired-fakes")):
+        with pytest.raises(OptionError, match="--knowledge latents") as err:
+            AttackOptions(target="t", fresh_fakes=given).check()
+        assert err.value.flag == flag
+        opts = AttackOptions(target="t", knowledge="latents", fresh_fakes=given)
+        opts.check()
+        assert knowledge_settings(opts, {"resolution": 64, "latent_dim": 16, "arch": "pggan"})["fresh_fakes"] is given
+    assert "fresh_fakes" not in knowledge_settings(AttackOptions(target="t"), {"resolution": 64, "arch": "pggan"})
+
+
 def test_the_paired_phase_s_learning_rate_is_positive_and_needs_chosen_latents():
     with pytest.raises(OptionError, match="--knowledge latents") as err:
         AttackOptions(target="t", distill_lr=4e-3).check()
