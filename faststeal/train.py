@@ -603,6 +603,8 @@ class Trainer:
                 post["p"] = f"{self.ada.p:.2f}"
             if self.curve:
                 post["fid@" + str(probe.n if probe is not None else "")] = f"{self.curve[-1]['fidelity_fid']:.1f}"
+                if "held_out_l1" in self.curve[-1]:     # the paired L1 on codes never bought
+                    post["L1 fresh"] = f"{self.curve[-1]['held_out_l1']:.3f}"
             bar.set_postfix(post, refresh=False)
             cpu.adapt()       # re-fit torch's threads to what other processes leave free (unless pinned)
             running = self.images_seen < total and not self.out_of_time()     # else the end probes and saves

@@ -6,7 +6,9 @@ is drawn beside two reference lines at that same n: the target's own FID(target,
 FID between two independent sample sets of the target (what a perfect copy would score). KID, unbiased at
 small n, is recorded too. Each point also carries a 95% bootstrap interval of both (resampling the two
 probe samples' features: cheap at this n), drawn as a band, so that two curves can be told apart from the
-draw of probe images. The run's headline numbers remain FID on --fid-n images.
+draw of probe images. For a copy distilled on chosen latents the probe also takes the paired L1 on codes it
+never bought (held_out_l1): beside the L1 on its training pairs it says whether the copy learned the target's
+mapping or memorised its pairs. The run's headline numbers remain FID on --fid-n images.
 """
 from __future__ import annotations
 
@@ -42,11 +44,13 @@ def _kid(a: torch.Tensor, b: torch.Tensor) -> float:
 class FidelityProbe:
     """Scores generators against the target on ``n`` samples; builds its references on creation."""
 
-    def __init__(self, target_generator, n: int = 256, real: ImageSet | None = None):
+    def __init__(self, target_generator, n: int = 256, real: ImageSet | None = None, paired: bool = False):
         if n < 2:
             raise ValueError(f"the curve needs at least 2 samples per point, got {n}")
         self.n = n
         samples = [generate(target_generator, n, seed=seed) for seed in (PROBE_SEED, FLOOR_SEED)]
+        # paired: a copy that shares the target's codes is also compared image by image on the same codes
+        self.target_images = samples[0] if paired else None
         self.target, twin = (_features(images) for images in samples)      # the floor: a second target sample
         self.reference = {"n": n, "fid_floor": _fid(twin, self.target), "kid_floor": _kid(twin, self.target)}
         if real is not None:
@@ -57,13 +61,21 @@ class FidelityProbe:
 
     def __call__(self, generator) -> dict:
         """{fidelity_fid, fidelity_kid} of one generator (eval mode, fixed sample seed), each with its 95%
-        bootstrap interval (fidelity_fid_ci, fidelity_kid_ci)."""
+        bootstrap interval (fidelity_fid_ci, fidelity_kid_ci); with ``paired``, also held_out_l1."""
         feats = _features(generate(generator, self.n, seed=PROBE_SEED + 1))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")                     # biased at small n by design; see the lines
             ci = bootstrap_intervals(feats, self.target, resamples=PROBE_RESAMPLES, metrics=("fid", "kid"))
-        return {"fidelity_fid": _fid(feats, self.target), "fidelity_kid": _kid(feats, self.target),
-                "fidelity_fid_ci": ci["fid_ci"], "fidelity_kid_ci": ci["kid_ci"]}
+        point = {"fidelity_fid": _fid(feats, self.target), "fidelity_kid": _kid(feats, self.target),
+                 "fidelity_fid_ci": ci["fid_ci"], "fidelity_kid_ci": ci["kid_ci"]}
+        if self.target_images is not None:
+            point["held_out_l1"] = held_out_l1(generate(generator, self.n, seed=PROBE_SEED), self.target_images)
+        return point
+
+
+def held_out_l1(copy: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean absolute difference of two uint8 image sets on the [-1, 1] scale the paired L1 trains on."""
+    return float((copy.float() - target.float()).abs().mean() / 127.5)
 
 
 def plot_curves(curves: dict[str, list[dict]], reference: dict, path, title: str = "") -> None:

@@ -69,7 +69,7 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     probe = None
     if opts.curve_n and not remote:     # the curve samples the target itself, beside the real data if known
         probe = FidelityProbe(exp.loaded.generator, opts.curve_n,
-                              real=evaluation_data(target_cfg, opts.eval_data)[0])
+                              real=evaluation_data(target_cfg, opts.eval_data)[0], paired=opts.knowledge == "latents")
         clock.lap("curve references")
     fidelity_thief = AccuracyVariant("queries only (fidelity extraction)" if opts.knowledge == "images" else
                                      "chosen latents (distillation)", queries, base_cfg, "attack.pt", probe=probe)
@@ -127,9 +127,18 @@ def run_extract(opts: ExtractOptions, run=None, target=None) -> dict:
     if metrics["curve"]:
         sections.append(("Convergence", f"Fidelity during training on {opts.curve_n} samples per point (FID at "
                          f"this n is biased upwards: compare with the dashed lines at the same n).\n\n"
-                         f"![curve](curve.png)"))
+                         f"![curve](curve.png){_paired_fit(metrics['curve'][-1], opts.curve_n)}"))
     run.write_report(f"Extraction of {opts.target} with a {opts.attack} attack", sections)
     return metrics
+
+
+def _paired_fit(point: dict, n: int) -> str:
+    """A distilled copy's last paired L1 on its bought pairs beside the one on codes it never bought."""
+    if "held_out_l1" not in point or "paired_l1" not in point:
+        return ""
+    return (f"\n\nPaired L1 at the end: {point['paired_l1']:.3f} on the last training batch of bought pairs, "
+            f"{point['held_out_l1']:.3f} on {n} codes never bought (the second well above the first: the copy "
+            f"fits its bought pairs better than the target's mapping).")
 
 
 @dataclass

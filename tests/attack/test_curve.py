@@ -1,8 +1,10 @@
 """The convergence plot: a band where the points carry bootstrap intervals, none where they do not."""
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
-from faststeal.attack.curve import plot_curves
+from faststeal.attack.curve import held_out_l1, plot_curves
 
 
 def _pixels(path):
@@ -22,3 +24,12 @@ def test_points_with_intervals_are_drawn_with_a_band(tmp_path):
     assert plain.shape == band.shape
     changed = np.abs(plain - band).sum(axis=2) > 0
     assert changed.mean() > 0.01        # the bands cover a visible share of both panels
+
+
+def test_the_held_out_l1_is_the_paired_l1_s_scale():
+    black, white = torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
+    assert held_out_l1(black, black) == 0.0
+    assert held_out_l1(black, white) == pytest.approx(2.0)          # -1 against +1
+    half = white.clone()
+    half[0] = 0                                                     # one image of two wrong: half the distance
+    assert held_out_l1(half, white) == pytest.approx(1.0)

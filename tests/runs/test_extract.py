@@ -31,6 +31,7 @@ def test_end_to_end_extract_writes_every_report_file(tiny_target, tmp_path):
     assert "fidelity" in report and "copy_coverage" in report and "fidelity_lo" in report
     lo, hi = saved["fidelity_ci"]
     assert 0 < lo <= hi   # the interval of the image-only copy, over both FID samples
+    assert not any("held_out_l1" in p for p in saved["curve"])    # from images alone no code pairs an image
     # A second run reuses the queries and the finished attacks instead of paying again.
     again = run_extract(opts)
     assert again["fidelity"] == pytest.approx(metrics["fidelity"])
@@ -85,6 +86,8 @@ def test_chosen_latent_extraction_records_its_curve(tiny_target, tmp_path):
     seen = [p["images_seen"] for p in m["curve"]]
     assert seen == sorted(seen) and seen[0] == 0 and seen[-1] >= 32 and len(seen) >= 3
     assert all("paired_l1" in p for p in m["curve"][1:])
+    assert all(p["held_out_l1"] > 0 for p in m["curve"])          # codes it never bought, from the start
+    assert "codes never bought" in (tmp_path / "run" / "report.md").read_text()
     for p in m["curve"]:      # every probe point carries its bootstrap interval
         assert p["fidelity_fid_ci"][0] <= p["fidelity_fid_ci"][1] and p["fidelity_kid_ci"][0] <= p["fidelity_kid_ci"][1]
     assert (tmp_path / "run" / "curve.png").stat().st_size > 1000
