@@ -136,9 +136,10 @@ def _paired_fit(point: dict, n: int) -> str:
     """A distilled copy's last paired L1 on its bought pairs beside the one on codes it never bought."""
     if "held_out_l1" not in point or "paired_l1" not in point:
         return ""
+    gap = (" The second is well above the first: the copy fits its bought pairs better than the target's mapping."
+           if point["held_out_l1"] > 1.2 * point["paired_l1"] else "")
     return (f"\n\nPaired L1 at the end: {point['paired_l1']:.3f} on the last training batch of bought pairs, "
-            f"{point['held_out_l1']:.3f} on {n} codes never bought (the second well above the first: the copy "
-            f"fits its bought pairs better than the target's mapping).")
+            f"{point['held_out_l1']:.3f} on {n} codes never bought.{gap}")
 
 
 @dataclass

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from faststeal.attack.curve import held_out_l1, plot_curves
+from faststeal.attack.curve import FidelityProbe, held_out_l1, plot_curves
 
 
 def _pixels(path):
@@ -33,3 +33,29 @@ def test_the_held_out_l1_is_the_paired_l1_s_scale():
     half = white.clone()
     half[0] = 0                                                     # one image of two wrong: half the distance
     assert held_out_l1(half, white) == pytest.approx(1.0)
+
+
+class _Black(torch.nn.Module):
+    """A generator of the target's shape that paints every code black."""
+    def __init__(self, target):
+        super().__init__()
+        self.latent_dim, self.channels, self.resolution = target.latent_dim, target.channels, target.resolution
+
+    def forward(self, z):
+        return -torch.ones(z.shape[0], self.channels, self.resolution, self.resolution)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_paired_probe_compares_the_copy_with_the_target_code_by_code():
+    from faststeal.checkpoint import ImageGenerator
+    from faststeal.models import build_generator
+    from faststeal.sampling import PROBE_SEED, generate
+
+    torch.manual_seed(0)
+    target = ImageGenerator(build_generator("pggan", 8, 1, 8, 8)).eval()
+    paired = FidelityProbe(target, n=4, paired=True)
+    assert paired(target)["held_out_l1"] == 0.0                           # the target itself, code by code
+    # black against the target's probe sample: the distance of each pixel from -1, on the target's own codes
+    want = generate(target, 4, seed=PROBE_SEED).float().mean() / 127.5
+    assert paired(_Black(target))["held_out_l1"] == pytest.approx(float(want))
+    assert "held_out_l1" not in FidelityProbe(target, n=4)(target)        # from images alone: no pairs
