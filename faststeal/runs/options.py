@@ -38,7 +38,6 @@ class ThiefSize:
     distill_only: float = 0.75          # chosen latents: the share of training on the paired loss alone
     images_augment: str | None = None   # images only: the DiffAugment policy; None: the architecture's
     images_ada_target: float = 0.0      # images only, with images_augment: the adaptive strength's target
-    fresh_fakes: bool = False           # chosen latents: the adversarial phase's fakes from fresh prior codes
 
 
 # By architecture: the sizes each trains with unless told otherwise (fast: batch 16, more steps per image).
@@ -202,7 +201,7 @@ class AttackOptions(FromParams):
         if self.knowledge == "latents":
             self.distill_lr = self.distill_lr if self.distill_lr is not None else size.distill_lr
             self.distill_only = self.distill_only if self.distill_only is not None else size.distill_only
-            self.fresh_fakes = self.fresh_fakes if self.fresh_fakes is not None else size.fresh_fakes
+            self.fresh_fakes = bool(self.fresh_fakes)       # measured without gain: no size turns it on
         elif self.augment is None and self.ada_target is None:
             self.augment, self.ada_target = size.images_augment, size.images_ada_target
         self.ada_target = self.ada_target if self.ada_target is not None else 0.0
